@@ -1,0 +1,3 @@
+from armscope.cli import app
+
+app(prog_name="armscope")

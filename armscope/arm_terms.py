@@ -1,0 +1,91 @@
+"""ARM's contribution scores and asymmetric weights (ARM.md sections 1 and 3).
+
+Used by the ARM method every step and by the per-epoch measures for every
+method. Pure tensor code: no host synchronisation, so it can run on the GPU
+inside the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from armscope.information import arm_information
+from armscope.models.heads import Lens
+
+GUARD_NONFINITE = 1
+GUARD_SIGN = 2
+GUARD_RANGE = 4
+GUARD_REASONS = {
+    GUARD_NONFINITE: "a contribution score was not finite",
+    GUARD_SIGN: "the contribution scores differed in sign (or one was zero)",
+    GUARD_RANGE: "a weight fell outside [w_min, w_max]",
+}
+
+
+@dataclass
+class ARMTerms:
+    nmi: Tensor
+    ncmi: Tensor
+    score: Tensor
+    weight: Tensor
+    guard: Tensor
+
+
+def confidence(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean softmax probability of the true class."""
+    probs = torch.softmax(logits.float(), dim=1)
+    return probs.gather(1, labels[:, None]).mean()
+
+
+def asymmetric_weights(score: Tensor, w_min: float, w_max: float) -> tuple[Tensor, Tensor]:
+    """w_m = geometric mean of the other scores / score_m, guarded.
+
+    Returns the weights and a 0-d int tensor of GUARD_* bits. Non-finite or
+    mixed-sign scores give neutral weights of 1 instead of a NaN or a sign flip.
+    """
+    n = score.numel()
+    finite = torch.isfinite(score).all()
+    same_sign = (score > 0).all() | (score < 0).all()
+    usable = finite & same_sign
+    log_abs = torch.where(usable, score, torch.ones_like(score)).abs().log()
+    raw = torch.exp((log_abs.sum() - log_abs) / (n - 1) - log_abs)
+    out_of_range = usable & ((raw < w_min) | (raw > w_max)).any()
+    weight = torch.where(usable, raw.clamp(w_min, w_max), torch.ones_like(raw))
+    guard = (
+        (~finite).int() * GUARD_NONFINITE
+        + (finite & ~same_sign).int() * GUARD_SIGN
+        + out_of_range.int() * GUARD_RANGE
+    )
+    return weight, guard
+
+
+def arm_terms(
+    feats: dict[str, Tensor],
+    lens: Lens,
+    labels: Tensor,
+    *,
+    estimator: str,
+    nmi_bins: int,
+    ncmi_bins: int,
+    w_min: float,
+    w_max: float,
+) -> ARMTerms:
+    """Phi_m = p_f NMI(h_m; f) + p_-m (NMI(h_m; f) - NCMI(h_m; f | h_-m)), and the weights."""
+    names = list(feats)
+    with torch.no_grad():
+        nmi, ncmi = arm_information(
+            [feats[m] for m in names],
+            lens.probe,
+            [lens.rest_features[m] for m in names],
+            nmi_bins=nmi_bins,
+            ncmi_bins=ncmi_bins,
+            estimator=estimator,
+        )
+        p_fused = confidence(lens.fused_logits, labels)
+        p_rest = torch.stack([confidence(lens.rest_logits[m], labels) for m in names])
+        score = p_fused * nmi + p_rest.to(nmi.dtype) * (nmi - ncmi)
+        weight, guard = asymmetric_weights(score, w_min, w_max)
+    return ARMTerms(nmi=nmi, ncmi=ncmi, score=score, weight=weight, guard=guard)

@@ -1,0 +1,141 @@
+"""`armscope` command line: train, and list what is registered."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from armscope.config import ConfigError, RunConfig, load_config_file, run_config_schema, set_dotted
+from armscope.data import DATASETS, DataError
+from armscope.methods import METHODS
+from armscope.registry import Registry
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and fix modality imbalance.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        lines.append(f"  {where}: {err['msg']}")
+    return "invalid run config:\n" + "\n".join(lines)
+
+
+def build_config(
+    config_file: Path | None, flags: dict[str, Any], assignments: list[str], base: dict[str, Any] | None = None
+) -> RunConfig:
+    """Merge, in increasing priority: a stored or file config, flags, then --set assignments."""
+    raw: dict[str, Any] = dict(base or {})
+    if config_file is not None:
+        raw.update(load_config_file(config_file))
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    for assignment in assignments:
+        set_dotted(raw, assignment)
+    return RunConfig.model_validate(raw)
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="RunConfig as JSON or YAML."),
+    dataset: Optional[str] = typer.Option(None, help="Data set name (see `armscope datasets`)."),
+    method: Optional[str] = typer.Option(None, help="Method name (see `armscope methods`)."),
+    epochs: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    set_: list[str] = typer.Option([], "--set", help="dotted.key=value (value parsed as JSON when it parses)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: a new folder under runs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last complete epoch."),
+) -> None:
+    """Train one run, printing each modality's contribution after every epoch."""
+    from armscope.console import ConsoleSink
+    from armscope.rundir import RunDir
+    from armscope.train import ResumeError, TrainingFailed
+    from armscope.train import train as run_training
+
+    flags = {"dataset": dataset, "method": method, "epochs": epochs, "seed": seed,
+             "batch_size": batch_size, "lr": lr, "device": device}
+    base = None
+    if resume:
+        if out is None:
+            _fail("--resume needs --out, the folder of the run to continue")
+        stored = RunDir(out)
+        if not stored.holds_run():
+            _fail(f"{out} holds no run to resume (no config.json)")
+        base = stored.read_config()
+    try:
+        run_config = build_config(config, flags, set_, base)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{run_config.display_name()}-{stamp}"
+    try:
+        result = run_training(run_config, out, ConsoleSink(console), resume=resume)
+    except (ResumeError, DataError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/]; continue with: armscope train --resume --out {out}")
+        raise typer.Exit(130)
+    console.print(f"metrics: {Path(out) / 'metrics.jsonl'}")
+    if result.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _registry_table(registry: Registry[Any], title: str) -> Table:
+    table = Table(title=title, show_lines=True)
+    table.add_column("name", style="bold")
+    table.add_column("what it is")
+    table.add_column("options (default)")
+    for entry in registry.entries():
+        schema = entry.options_schema()
+        options = []
+        for key, prop in schema.get("properties", {}).items():
+            default = json.dumps(prop["default"]) if "default" in prop else "required"
+            options.append(f"{key} = {default}")
+        table.add_row(entry.name, entry.summary, "\n".join(options) or "-")
+    return table
+
+
+@app.command()
+def methods(as_json: bool = typer.Option(False, "--json", help="Print option JSON Schemas.")) -> None:
+    """List the registered training methods and their options."""
+    _print_registry(METHODS, "methods", as_json)
+
+
+@app.command()
+def datasets(as_json: bool = typer.Option(False, "--json", help="Print option JSON Schemas.")) -> None:
+    """List the registered data sets and their options."""
+    _print_registry(DATASETS, "data sets", as_json)
+
+
+def _print_registry(registry: Registry[Any], title: str, as_json: bool) -> None:
+    if as_json:
+        payload = {e.name: {"summary": e.summary, "options": e.options_schema()} for e in registry.entries()}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        console.print(_registry_table(registry, title))
+
+
+@app.command()
+def schema() -> None:
+    """Print the RunConfig JSON Schema."""
+    sys.stdout.write(json.dumps(run_config_schema(), indent=2) + "\n")

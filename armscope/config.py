@@ -1,0 +1,141 @@
+"""RunConfig: the one description of a training run shared by CLI, API, UI and worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from armscope.data import DATASETS
+from armscope.methods import METHODS
+from armscope.models import ModelOptions
+from armscope.registry import prefixed_validation_error
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or parsed; the message names the file."""
+
+
+class RunConfig(BaseModel):
+    """A complete, validated description of one training run.
+
+    Option dictionaries are validated against the registered data set, method
+    and encoder and stored with their defaults filled in, so a stored config
+    alone reproduces the run.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200, description="Display name; generated when empty.")
+    tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
+    dataset: str = Field("synthetic-shift", description="Registered data set name.")
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    method: str = Field("arm", description="Registered method name.")
+    method_options: dict[str, Any] = Field(default_factory=dict)
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    lr: float = Field(0.01, gt=0, le=10)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return _known(DATASETS, name)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        return _known(METHODS, name)
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, tags: list[str]) -> list[str]:
+        return list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> "RunConfig":
+        dataset_opts = DATASETS.parse_options(self.dataset, self.dataset_options, "dataset_options")
+        method_opts = METHODS.parse_options(self.method, self.method_options, "method_options")
+        try:
+            model_opts = ModelOptions.model_validate(self.model_options)
+        except ValidationError as exc:
+            raise prefixed_validation_error(exc, "model_options", ModelOptions) from None
+        modalities = dataset_opts.modality_names()
+        check = getattr(method_opts, "check_modalities", None)
+        if modalities is not None and check is not None:
+            problem = check(modalities)
+            if problem:
+                raise _field_error(("method_options", *problem[0]), problem[1], self.method_options)
+        self.dataset_options = dataset_opts.model_dump(mode="json")
+        self.method_options = method_opts.model_dump(mode="json")
+        self.model_options = model_opts.model_dump(mode="json")
+        return self
+
+    def display_name(self) -> str:
+        return self.name or f"{self.method}-{self.dataset}-s{self.seed}"
+
+
+def _known(registry: Any, name: str) -> str:
+    if name not in registry:
+        raise PydanticCustomError(
+            "unknown_name",
+            "unknown {kind} '{name}'; choose from: {choices}",
+            {"kind": registry.kind, "name": name, "choices": ", ".join(registry.names())},
+        )
+    return name
+
+
+def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    error = PydanticCustomError("invalid_option", message)
+    return ValidationError.from_exception_data(
+        "RunConfig", [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
+
+
+def run_config_schema() -> dict[str, Any]:
+    return RunConfig.model_json_schema()
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a JSON or YAML mapping; validation happens later, together with CLI overrides."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid JSON/YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of RunConfig fields")
+    return data
+
+
+def set_dotted(target: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override; the value is JSON when it parses, else a string."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects dotted.key=value, got {assignment!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    parts = key.strip().split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = value

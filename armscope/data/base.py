@@ -1,0 +1,88 @@
+"""What every data set builder returns, and the error it raises on bad input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import torch
+from pydantic import BaseModel
+
+from armscope.registry import Registry
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+
+class DataError(ValueError):
+    """Bad data on disk or bad data options; the message names the file or option."""
+
+
+class Split(Protocol):
+    """A train/val/test split the loop can iterate in batches.
+
+    Vector data sets hold tensors in memory (``TensorSplit``); data sets read
+    from disk can implement the same two methods over a DataLoader.
+    """
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]: ...
+
+
+@dataclass
+class TensorSplit:
+    """An in-memory split: one float tensor per modality and integer labels."""
+
+    features: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.labels.shape[0]
+        for name, values in self.features.items():
+            if values.shape[0] != n:
+                raise DataError(
+                    f"modality {name!r} has {values.shape[0]} rows but there are {n} labels"
+                )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(
+        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield {m: x[idx] for m, x in self.features.items()}, self.labels[idx]
+
+
+@dataclass
+class DatasetBundle:
+    """A built data set: its splits and what the model needs to know about them."""
+
+    name: str
+    modalities: list[str]
+    class_names: list[str]
+    input_shapes: dict[str, tuple[int, ...]]
+    train: Split
+    val: Split
+    test: Split | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+class DatasetOptions(BaseModel):
+    """Base for data set options; ``modality_names`` lets configs be checked before loading."""
+
+    def modality_names(self) -> list[str] | None:
+        return None
+
+
+DatasetBuilder = Callable[[DatasetOptions, int], DatasetBundle]
+DATASETS: Registry[DatasetBuilder] = Registry("data set")

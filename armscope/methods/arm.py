@@ -1,0 +1,121 @@
+"""ARM: Asymmetric Reinforcing against Multi-modal Representation Bias (AAAI 2025).
+
+Every step scores each modality's contribution with the ARM terms and
+re-weights the features entering the reinforced fusion: the modality with
+the larger score is scaled down and the others up (ARM.md sections 1 and 3).
+The probe P stays untrained in both estimator modes. Evaluation uses the
+exponential moving average of the training weights, never the labels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+from torch.nn import functional as F
+
+from armscope.arm_terms import GUARD_REASONS, arm_terms
+from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
+from armscope.models.heads import ARMHead, FusionHead, MultimodalModel
+
+MAX_GUARD_EVENTS_PER_EPOCH = 10
+
+
+class ARMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: Literal["plugin", "reference"] = Field(
+        "plugin",
+        description="plugin: true plug-in conditional MI; reference: the published numerics, bit for bit.",
+    )
+    nmi_bins: int = Field(30, ge=2, le=1024, description="Bins per axis for NMI.")
+    ncmi_bins: int = Field(2, ge=2, le=64, description="Bins per axis for NCMI.")
+    w_min: float = Field(0.1, gt=0, description="Smallest allowed weight (guard).")
+    w_max: float = Field(10.0, gt=0, description="Largest allowed weight (guard).")
+    ema_decay: float = Field(
+        0.99, ge=0, lt=1, description="Decay of the moving average of weights used at evaluation."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ARMOptions":
+        if self.w_min >= self.w_max:
+            raise ValueError("w_min must be smaller than w_max")
+        return self
+
+
+@METHODS.register(
+    "arm",
+    options=ARMOptions,
+    summary="Asymmetric reinforcing: re-weight modalities every step by NMI/NCMI contribution scores.",
+)
+class ARM(Method):
+    options: ARMOptions
+
+    @property
+    def lens_settings(self) -> LensSettings:
+        o = self.options
+        return LensSettings(o.estimator, o.nmi_bins, o.ncmi_bins, o.w_min, o.w_max)
+
+    def build_head(self) -> FusionHead:
+        return ARMHead(self.modalities, self.feature_dim, self.n_classes)
+
+    def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
+        super().begin_epoch(epoch, first_step, steps, device)
+        self.first_step = first_step
+        self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
+        self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
+        self.steps = 0
+
+    def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
+        head = model.head
+        assert isinstance(head, ARMHead)
+        detached = {m: h.detach() for m, h in feats.items()}
+        with torch.no_grad():
+            terms = arm_terms(detached, head.lens(detached), labels, **self._estimator_args())
+            weight = terms.weight.to(feats[self.modalities[0]].dtype)
+            decay = self.options.ema_decay
+            head.eval_weights.mul_(decay).add_(weight.to(head.eval_weights.dtype), alpha=1 - decay)
+        self.guards[self.steps] = terms.guard
+        self.weight_sum += terms.weight
+        self.steps += 1
+        return F.cross_entropy(head.fuse(feats, weight), labels)
+
+    def _estimator_args(self) -> dict[str, object]:
+        s = self.lens_settings
+        return dict(
+            estimator=s.estimator, nmi_bins=s.nmi_bins, ncmi_bins=s.ncmi_bins, w_min=s.w_min, w_max=s.w_max
+        )
+
+    def end_epoch(self) -> EpochSummary:
+        count = max(self.steps, 1)
+        metrics = {
+            f"arm_train_weight.{m}": self.weight_sum[i] / count for i, m in enumerate(self.modalities)
+        }
+        guards = self.guards[: self.steps].tolist()
+        flagged = [(i, g) for i, g in enumerate(guards) if g]
+        metrics["arm_guard_steps"] = torch.tensor(float(len(flagged)))
+        events = [
+            {
+                "step": self.first_step + i,
+                "kind": "guard_clamp",
+                "level": "warning",
+                "message": "ARM weights clamped: "
+                + "; ".join(text for bit, text in GUARD_REASONS.items() if g & bit),
+                "data": {"guard": g},
+            }
+            for i, g in flagged[:MAX_GUARD_EVENTS_PER_EPOCH]
+        ]
+        if len(flagged) > MAX_GUARD_EVENTS_PER_EPOCH:
+            events.append(
+                {
+                    "step": self.first_step + flagged[-1][0],
+                    "kind": "guard_clamp",
+                    "level": "warning",
+                    "message": f"ARM weights clamped in {len(flagged)} of {self.steps} steps this epoch "
+                    f"(first {MAX_GUARD_EVENTS_PER_EPOCH} listed)",
+                    "data": {"steps": len(flagged)},
+                }
+            )
+        return EpochSummary(metrics=metrics, events=events)

@@ -1,0 +1,122 @@
+"""OGM and OGM-GE (Peng et al., CVPR 2022), as comparison methods (ARM.md section 4).
+
+Beyond the published two-modality rule: with M > 2 modalities the ratio of
+modality m is its score over the mean score of the others, and every modality
+whose ratio exceeds 1 is slowed down. Encoders without convolutions (MLPs)
+have their weight matrices modulated where the original modulates
+convolution kernels: every encoder parameter with two or more dimensions.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+from torch.nn import functional as F
+
+from armscope.methods.base import METHODS, EpochSummary, Method
+from armscope.models.heads import ConcatHead, MultimodalModel
+
+
+class OGMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        0.5, gt=0, le=10, description="Modulation strength (0.1-1.0 typical; the original requires it)."
+    )
+    modulation_start: int = Field(1, ge=1, description="First epoch (1-based, inclusive) to modulate.")
+    modulation_end: int | None = Field(
+        None, ge=1, description="Last epoch (inclusive) to modulate; empty means the last epoch."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OGMOptions":
+        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
+            raise ValueError("modulation_end must not be before modulation_start")
+        return self
+
+
+def ogm_coefficients(scores: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Ratios rho_m and coefficients k_m from the summed true-class probabilities s_m.
+
+    For two modalities (a, v): rho_v = s_v / s_a; the modality with rho > 1
+    gets k = 1 - tanh(alpha * rho), the other 1; on a tie the first is slowed,
+    as in the original code.
+    """
+    n = scores.numel()
+    others = (scores.sum() - scores) / (n - 1)
+    ratio = scores / others
+    slowed = ratio > 1
+    tie = ~slowed.any()
+    slowed = slowed | (tie & (torch.arange(n, device=scores.device) == 0))
+    coeff = torch.where(slowed, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
+    return ratio, coeff
+
+
+class OGM(Method):
+    options: OGMOptions
+    with_noise = False
+
+    def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
+        super().begin_epoch(epoch, first_step, steps, device)
+        end = self.options.modulation_end
+        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        size = len(self.modalities)
+        self.ratio_sum = torch.zeros(size, device=device)
+        self.coeff_sum = torch.zeros(size, device=device)
+        self.steps = 0
+
+    def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
+        head = model.head
+        assert isinstance(head, ConcatHead)
+        with torch.no_grad():
+            unimodal = head.unimodal_logits({m: h.detach() for m, h in feats.items()})
+            scores = torch.stack(
+                [
+                    torch.softmax(unimodal[m].float(), 1).gather(1, labels[:, None]).sum()
+                    for m in self.modalities
+                ]
+            )
+            ratio, coeff = ogm_coefficients(scores, self.options.alpha)
+        self.coeff = coeff
+        self.ratio_sum += ratio
+        self.coeff_sum += coeff
+        self.steps += 1
+        return F.cross_entropy(head(feats), labels)
+
+    def after_backward(self, model: MultimodalModel, step: int) -> None:
+        if not self.modulating:
+            return
+        for i, m in enumerate(self.modalities):
+            k = self.coeff[i]
+            for param in model.encoders[m].parameters():
+                g = param.grad
+                if g is None or g.dim() < 2:
+                    continue
+                if self.with_noise:
+                    noise = torch.randn_like(g) * (g.std() + 1e-8)
+                    param.grad = g * k + noise
+                else:
+                    param.grad = g * k
+
+    def end_epoch(self) -> EpochSummary:
+        count = max(self.steps, 1)
+        metrics: dict[str, Tensor] = {}
+        for i, m in enumerate(self.modalities):
+            metrics[f"ogm_ratio.{m}"] = self.ratio_sum[i] / count
+            metrics[f"ogm_coeff.{m}"] = self.coeff_sum[i] / count
+        return EpochSummary(metrics=metrics)
+
+
+class OGMGE(OGM):
+    with_noise = True
+
+
+METHODS.register(
+    "ogm", options=OGMOptions, summary="On-the-fly gradient modulation (no noise)."
+)(OGM)
+METHODS.register(
+    "ogm-ge",
+    options=OGMOptions,
+    summary="On-the-fly gradient modulation with generalisation enhancement (Gaussian noise).",
+)(OGMGE)

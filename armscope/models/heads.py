@@ -1,0 +1,134 @@
+"""Fusion heads and the model that joins encoders to a head.
+
+Every head takes one feature tensor per modality (B x d, in the model's
+modality order). The dominance measures zero a modality's features to mask
+it, so heads must accept zeros in place of any modality.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Lens:
+    """What the ARM contribution score needs from a head, for any method.
+
+    ``probe`` is the fused representation f paired element-wise with each
+    modality's features; ``fused_logits`` give the fused confidence p_f, and
+    ``rest_logits[m]`` the confidence p_-m of the other modalities without m.
+    """
+
+    probe: Tensor
+    fused_logits: Tensor
+    rest_logits: dict[str, Tensor]
+    rest_features: dict[str, Tensor]
+
+
+def rest_means(feats: dict[str, Tensor]) -> dict[str, Tensor]:
+    """h_-m: the element-wise mean of the other modalities' features."""
+    total = torch.stack(list(feats.values())).sum(0)
+    count = len(feats) - 1
+    return {m: (total - h) / count for m, h in feats.items()}
+
+
+def _concat(modalities: list[str], feats: dict[str, Tensor]) -> Tensor:
+    return torch.cat([feats[m] for m in modalities], dim=1)
+
+
+class FusionHead(nn.Module):
+    def __init__(self, modalities: list[str], feature_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.modalities = list(modalities)
+        self.feature_dim = feature_dim
+        self.n_classes = n_classes
+
+    def lens(self, feats: dict[str, Tensor]) -> Lens:
+        raise NotImplementedError
+
+
+class ConcatHead(FusionHead):
+    """Linear classifier on the concatenated features (the baseline/OGM fusion)."""
+
+    def __init__(self, modalities: list[str], feature_dim: int, n_classes: int) -> None:
+        super().__init__(modalities, feature_dim, n_classes)
+        width = len(modalities) * feature_dim
+        self.fc = nn.Linear(width, n_classes)
+        # A fixed random projection stands in for ARM's untrained probe P, so
+        # non-ARM runs get the same NMI/NCMI lens. Its own generator keeps the
+        # global RNG stream (and so training) unchanged by its presence.
+        gen = torch.Generator().manual_seed(1234)
+        bound = 1.0 / math.sqrt(width)
+        probe = (torch.rand(feature_dim, width, generator=gen) * 2 - 1) * bound
+        self.register_buffer("lens_probe", probe)
+
+    def forward(self, feats: dict[str, Tensor]) -> Tensor:
+        return self.fc(_concat(self.modalities, feats))
+
+    def unimodal_logits(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's slice of the weight plus bias / M (OGM's unimodal estimate)."""
+        d, share = self.feature_dim, self.fc.bias / len(self.modalities)
+        weight = self.fc.weight
+        return {
+            m: feats[m] @ weight[:, i * d : (i + 1) * d].T + share
+            for i, m in enumerate(self.modalities)
+        }
+
+    def lens(self, feats: dict[str, Tensor]) -> Lens:
+        zeros = {m: torch.zeros_like(h) for m, h in feats.items()}
+        return Lens(
+            probe=_concat(self.modalities, feats) @ self.lens_probe.T,
+            fused_logits=self(feats),
+            rest_logits={m: self({**feats, m: zeros[m]}) for m in self.modalities},
+            rest_features=rest_means(feats),
+        )
+
+
+class ARMHead(FusionHead):
+    """ARM's fusion (ARM.md section 1): probe P, reinforced fusion Q, shared classifier C.
+
+    P never receives a gradient and stays at its random init, as in the
+    reference. At evaluation the head uses ``eval_weights``, the moving
+    average of the training weights, instead of recomputing them from labels.
+    """
+
+    def __init__(self, modalities: list[str], feature_dim: int, n_classes: int) -> None:
+        super().__init__(modalities, feature_dim, n_classes)
+        width = len(modalities) * feature_dim
+        self.probe = nn.Linear(width, feature_dim)
+        self.probe.requires_grad_(False)
+        self.reinforced = nn.Linear(width, feature_dim)
+        self.classifier = nn.Linear(feature_dim, n_classes)
+        self.register_buffer("eval_weights", torch.ones(len(modalities)))
+
+    def fuse(self, feats: dict[str, Tensor], weights: Tensor) -> Tensor:
+        scaled = torch.cat([w * feats[m] for w, m in zip(weights, self.modalities)], dim=1)
+        return self.classifier(self.reinforced(scaled))
+
+    def forward(self, feats: dict[str, Tensor]) -> Tensor:
+        return self.fuse(feats, self.eval_weights)
+
+    def lens(self, feats: dict[str, Tensor]) -> Lens:
+        rest = rest_means(feats)
+        probe = self.probe(_concat(self.modalities, feats))
+        return Lens(
+            probe=probe,
+            fused_logits=self.classifier(probe),
+            rest_logits={m: self.classifier(r) for m, r in rest.items()},
+            rest_features=rest,
+        )
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, encoders: dict[str, nn.Module], head: FusionHead) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.head = head
+
+    def encode(self, inputs: dict[str, Tensor], modalities: list[str] | None = None) -> dict[str, Tensor]:
+        names = modalities if modalities is not None else self.head.modalities
+        return {m: self.encoders[m](inputs[m]) for m in names}

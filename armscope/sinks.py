@@ -1,0 +1,24 @@
+"""Where a run reports to besides its folder: the console here, the database in a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Sink:
+    """Receives a run's lifecycle; every hook is optional."""
+
+    def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        """The run is about to train; ``info`` describes data set, device, resume point."""
+
+    def progress(self, epoch: int, step: int, steps: int, epochs: int, loss: float | None) -> None:
+        """``step`` of ``steps`` batches of ``epoch`` are done."""
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """An epoch's measures, after they are durably written to the run folder."""
+
+    def event(self, event: dict[str, Any]) -> None:
+        """A notable moment: dominance switch, guard clamp, warning, resume."""
+
+    def finish(self, status: str, error: str | None) -> None:
+        """The run ended as succeeded, failed or cancelled."""

@@ -1,0 +1,330 @@
+"""The training loop: data, model, method, measures, checkpoints and resume.
+
+Knows nothing of HTTP, SQL or Celery: it reports to a ``Sink`` and checks a
+cancel callable between batches. Deterministic on the CPU for a seed, and a
+resumed run ends with exactly the numbers of an uninterrupted one, because
+the checkpoint holds every RNG state alongside model and optimiser.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from armscope.config import RunConfig
+from armscope.data import DatasetBundle, build_dataset
+from armscope.dominance import evaluate
+from armscope.methods import Method, build_method
+from armscope.models import ModelOptions, MultimodalModel, build_encoder
+from armscope.rundir import RunDir
+from armscope.sinks import Sink
+
+TIMING_KEYS = frozenset({"epoch_seconds", "train_seconds", "samples_per_second", "elapsed_seconds"})
+CHECKPOINT_VERSION = 1
+# Fields a resumed run may change: only how long it trains and how it is labelled.
+RESUMABLE_CHANGES = frozenset({"epochs", "name", "tags", "device"})
+
+
+class RunCancelled(Exception):
+    pass
+
+
+class TrainingFailed(Exception):
+    """The run cannot go on (non-finite loss); the message says why and where."""
+
+
+class ResumeError(ValueError):
+    """The run folder cannot be resumed with the given config."""
+
+
+@dataclass
+class RunResult:
+    status: str
+    epochs_completed: int
+    out_dir: Path
+    final: dict[str, Any] | None
+    error: str | None = None
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device: 'cuda' was requested but torch sees no CUDA device "
+            "(is this the CPU build of torch?); use 'auto' or 'cpu'"
+        )
+    return torch.device(requested)
+
+
+def build_model(bundle: DatasetBundle, method: Method, model_options: dict[str, Any]) -> MultimodalModel:
+    options = ModelOptions.model_validate(model_options)
+    encoders = {
+        m: build_encoder(options.spec_for(m), bundle.input_shapes[m], options.feature_dim)
+        for m in bundle.modalities
+    }
+    return MultimodalModel(encoders, method.build_head())
+
+
+def build_optimizer(config: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def check_resumable(stored: dict[str, Any], config: RunConfig) -> None:
+    requested = config.model_dump(mode="json")
+    changed = sorted(k for k in requested if k not in RESUMABLE_CHANGES and requested[k] != stored.get(k))
+    if changed:
+        details = "; ".join(f"{k}: stored {stored.get(k)!r}, given {requested[k]!r}" for k in changed)
+        raise ResumeError(f"the config differs from the run being resumed ({details})")
+
+
+class Trainer:
+    """One run in one folder; ``run`` trains until done, cancelled or failed."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out_dir: Path | str,
+        sink: Sink | None = None,
+        *,
+        resume: bool = False,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = RunDir(out_dir)
+        self.sink = sink or Sink()
+        self.resume = resume
+        self.should_cancel = should_cancel or (lambda: False)
+
+    def run(self) -> RunResult:
+        checkpoint = self._prepare_folder()
+        config = self.config
+        device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        bundle = build_dataset(config.dataset, config.dataset_options, config.seed)
+        feature_dim = ModelOptions.model_validate(config.model_options).feature_dim
+        method = build_method(
+            config.method, config.method_options, bundle.modalities, bundle.n_classes, feature_dim
+        )
+        model = build_model(bundle, method, config.model_options).to(device)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = build_optimizer(config, trainable)
+        shuffle = torch.Generator().manual_seed(config.seed)
+        state = {"epoch": 0, "step": 0, "dominant": None, "elapsed": 0.0}
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            shuffle.set_state(checkpoint["shuffle_rng"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+            state = checkpoint["state"]
+        loop = _Loop(self, bundle, method, model, optimizer, shuffle, device, state)
+        self.sink.start(
+            config.model_dump(mode="json"),
+            {
+                "device": str(device),
+                "modalities": bundle.modalities,
+                "n_classes": bundle.n_classes,
+                "train_size": len(bundle.train),
+                "val_size": len(bundle.val),
+                "resumed_from_epoch": state["epoch"] if checkpoint is not None else None,
+                "out_dir": str(self.run_dir.path),
+            },
+        )
+        if checkpoint is not None:
+            loop.emit_event("resumed", "info", f"resumed after epoch {state['epoch']}")
+        return loop.run()
+
+    def _prepare_folder(self) -> dict[str, Any] | None:
+        run_dir = self.run_dir
+        if not self.resume:
+            if run_dir.holds_run():
+                raise ResumeError(
+                    f"{run_dir.path} already holds a run; pass --resume to continue it or choose another --out"
+                )
+            run_dir.create(self.config.model_dump(mode="json"))
+            return None
+        if not run_dir.holds_run():
+            raise ResumeError(f"{run_dir.path} holds no run to resume (no config.json)")
+        check_resumable(run_dir.read_config(), self.config)
+        run_dir.create(self.config.model_dump(mode="json"))
+        checkpoint = run_dir.load_checkpoint()
+        if checkpoint is not None and checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise ResumeError(f"{run_dir.checkpoint_path} was written by another armscope version")
+        run_dir.keep_through_epoch(checkpoint["state"]["epoch"] if checkpoint else 0)
+        return checkpoint
+
+
+class _Loop:
+    def __init__(
+        self,
+        trainer: Trainer,
+        bundle: DatasetBundle,
+        method: Method,
+        model: MultimodalModel,
+        optimizer: torch.optim.Optimizer,
+        shuffle: torch.Generator,
+        device: torch.device,
+        state: dict[str, Any],
+    ) -> None:
+        self.trainer, self.config, self.sink = trainer, trainer.config, trainer.sink
+        self.run_dir = trainer.run_dir
+        self.bundle, self.method, self.model = bundle, method, model
+        self.optimizer, self.shuffle, self.device = optimizer, shuffle, device
+        self.state = state
+        # On the CPU reading a value back costs nothing; on a GPU it stalls the
+        # pipeline, so the loss is checked and reported every few batches.
+        self.sync_every = 1 if device.type == "cpu" else 25
+        self.steps_per_epoch = math.ceil(len(bundle.train) / self.config.batch_size)
+
+    def run(self) -> RunResult:
+        final = None
+        try:
+            for epoch in range(self.state["epoch"] + 1, self.config.epochs + 1):
+                final = self._epoch(epoch)
+        except RunCancelled:
+            self.emit_event("cancelled", "info", "cancelled on request")
+            return self._finish("cancelled", final, None)
+        except TrainingFailed as exc:
+            self.emit_event("failed", "error", str(exc))
+            return self._finish("failed", final, str(exc))
+        except BaseException as exc:
+            self.sink.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        return self._finish("succeeded", final, None)
+
+    def _finish(self, status: str, final: dict[str, Any] | None, error: str | None) -> RunResult:
+        self.sink.finish(status, error)
+        return RunResult(status, self.state["epoch"], self.run_dir.path, final, error)
+
+    def emit_event(self, kind: str, level: str, message: str, **extra: Any) -> None:
+        event = {
+            "epoch": extra.pop("epoch", self.state["epoch"]),
+            "step": extra.pop("step", self.state["step"]),
+            "kind": kind,
+            "level": level,
+            "message": message,
+            "data": extra.pop("data", {}),
+            "time": time.time(),
+        }
+        self.run_dir.append_event(event)
+        self.sink.event(event)
+
+    def _epoch(self, epoch: int) -> dict[str, Any]:
+        config, method, model, device = self.config, self.method, self.model, self.device
+        started = time.perf_counter()
+        method.begin_epoch(epoch, self.state["step"], self.steps_per_epoch, device)
+        model.train()
+        encoders = list(model.encoders)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        grad_sum = torch.zeros(len(encoders), dtype=torch.float64, device=device)
+        nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        seen = 0
+        batches = self.bundle.train.batches(config.batch_size, shuffle=True, generator=self.shuffle)
+        for index, (inputs, labels) in enumerate(batches):
+            if self.trainer.should_cancel():
+                raise RunCancelled()
+            inputs = {m: x.to(device, non_blocking=True) for m, x in inputs.items()}
+            labels = labels.to(device, non_blocking=True)
+            feats = model.encode(inputs, method.encoded_modalities())
+            loss = method.loss(model, feats, labels, self.state["step"])
+            nonfinite |= ~torch.isfinite(loss.detach())
+            last = index + 1 == self.steps_per_epoch
+            if (index + 1) % self.sync_every == 0 or last:
+                if bool(nonfinite):
+                    raise TrainingFailed(
+                        f"the training loss is not finite (epoch {epoch}, by batch {index + 1} of "
+                        f"{self.steps_per_epoch}, step {self.state['step']}); the run was stopped. "
+                        "Try a lower learning rate."
+                    )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.after_backward(model, self.state["step"])
+            grad_sum += torch.stack([_grad_norm(model.encoders[m]) for m in encoders])
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * labels.shape[0]
+            seen += labels.shape[0]
+            self.state["step"] += 1
+            if (index + 1) % self.sync_every == 0 or last:
+                self.sink.progress(epoch, index + 1, self.steps_per_epoch, config.epochs, float(loss_sum) / seen)
+        train_seconds = time.perf_counter() - started
+        measures = evaluate(
+            model, self.bundle.val, batch_size=max(config.batch_size, 256), device=device, lens=method.lens_settings
+        )
+        summary = method.end_epoch()
+        extra = {k: float(v) for k, v in summary.metrics.items()}
+        grad_means = (grad_sum / max(self.steps_per_epoch, 1)).tolist()
+        epoch_seconds = time.perf_counter() - started
+        self.state["elapsed"] += epoch_seconds
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": self.state["step"],
+            "samples_seen": epoch * len(self.bundle.train),
+            "train_loss": float(loss_sum) / max(seen, 1),
+            **measures,
+            **{f"grad_norm.{m}": g for m, g in zip(encoders, grad_means)},
+            **extra,
+            "epoch_seconds": epoch_seconds,
+            "train_seconds": train_seconds,
+            "samples_per_second": seen / train_seconds if train_seconds > 0 else 0.0,
+            "elapsed_seconds": self.state["elapsed"],
+        }
+        self.state["epoch"] = epoch
+        for event in summary.events:
+            self.emit_event(event.pop("kind"), event.pop("level"), event.pop("message"), epoch=epoch, **event)
+        previous = self.state["dominant"]
+        if previous is not None and previous != record["dominant"]:
+            self.emit_event(
+                "dominance_switch",
+                "info",
+                f"dominance switched from {previous} to {record['dominant']} at epoch {epoch}",
+                data={"from": previous, "to": record["dominant"]},
+            )
+        self.state["dominant"] = record["dominant"]
+        self.run_dir.append_metrics(record)
+        self._save_checkpoint()
+        self.sink.epoch(record)
+        return record
+
+    def _save_checkpoint(self) -> None:
+        self.run_dir.save_checkpoint(
+            {
+                "version": CHECKPOINT_VERSION,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "shuffle_rng": self.shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "state": dict(self.state),
+            }
+        )
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), dtype=torch.float64, device=next(module.parameters()).device)
+    return torch.nn.utils.get_total_norm(grads).double()
+
+
+def train(
+    config: RunConfig,
+    out_dir: Path | str,
+    sink: Sink | None = None,
+    *,
+    resume: bool = False,
+    should_cancel: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train ``config`` into ``out_dir`` (or continue it with ``resume``)."""
+    return Trainer(config, out_dir, sink, resume=resume, should_cancel=should_cancel).run()

@@ -1,0 +1,161 @@
+import json
+import math
+
+import pytest
+
+from armscope.methods import Method
+from armscope.rundir import RunDir
+from armscope.sinks import Sink
+from armscope.train import TIMING_KEYS, ResumeError, train
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+class Recorder(Sink):
+    def __init__(self):
+        self.epochs, self.events, self.progress_calls, self.finished = [], [], [], None
+
+    def progress(self, epoch, step, steps, epochs, loss):
+        self.progress_calls.append((epoch, step, steps))
+
+    def epoch(self, record):
+        self.epochs.append(record)
+
+    def event(self, event):
+        self.events.append(event)
+
+    def finish(self, status, error):
+        self.finished = (status, error)
+
+
+@pytest.mark.parametrize("method", ["baseline", "unimodal", "ogm", "ogm-ge", "arm"])
+def test_every_method_logs_every_measure_of_every_modality(tiny_config, tmp_path, method):
+    result = train(tiny_config(method=method, epochs=2), tmp_path / "run")
+    assert result.status == "succeeded"
+    records = RunDir(tmp_path / "run").metrics()
+    assert [r["epoch"] for r in records] == [1, 2]
+    record = records[-1]
+    for key in ("val_acc", "val_f1", "train_loss", "val_loss", "epoch", "epoch_seconds",
+                "samples_per_second", "train_seconds", "dominant", "imbalance"):
+        assert key in record
+    for m in ("audio", "visual"):
+        for measure in ("val_acc", "confidence", "shapley", "nmi", "ncmi", "arm_score", "arm_weight", "grad_norm"):
+            value = record[f"{measure}.{m}"]
+            assert isinstance(value, float) and math.isfinite(value), f"{measure}.{m}"
+    assert ("ogm_ratio.audio" in record) == method.startswith("ogm")
+    assert record["dominant"] in ("audio", "visual")
+
+
+def test_shapley_values_sum_to_fused_minus_empty_accuracy(tiny_config, tmp_path):
+    train(tiny_config(method="baseline", epochs=1), tmp_path / "run")
+    record = RunDir(tmp_path / "run").metrics()[0]
+    # v(empty) is not logged, but it is a fixed fraction: the bias-only prediction.
+    assert record["shapley.audio"] + record["shapley.visual"] <= record["val_acc"] + 1e-9
+
+
+def test_the_same_seed_gives_the_same_numbers(tiny_config, tmp_path):
+    train(tiny_config(method="ogm-ge"), tmp_path / "a")
+    train(tiny_config(method="ogm-ge"), tmp_path / "b")
+    first, second = RunDir(tmp_path / "a").metrics(), RunDir(tmp_path / "b").metrics()
+    assert without_timing(first) == without_timing(second)
+
+
+def test_another_seed_gives_other_numbers(tiny_config, tmp_path):
+    train(tiny_config(seed=1, epochs=1), tmp_path / "a")
+    train(tiny_config(seed=2, epochs=1), tmp_path / "b")
+    assert RunDir(tmp_path / "a").metrics()[0]["val_loss"] != RunDir(tmp_path / "b").metrics()[0]["val_loss"]
+
+
+def test_the_run_folder_holds_config_metrics_events_and_a_checkpoint(tiny_config, tmp_path):
+    train(tiny_config(), tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    assert run.read_config()["method"] == "arm"
+    assert run.checkpoint_path.exists()
+    assert run.events_path.exists()
+    assert len(run.metrics()) == 3
+
+
+def test_resume_after_a_torn_line_ends_with_the_numbers_of_an_uninterrupted_run(tiny_config, tmp_path):
+    train(tiny_config(epochs=4), tmp_path / "whole")
+    crashed = tmp_path / "crashed"
+    train(tiny_config(epochs=2), crashed)
+    with open(crashed / "metrics.jsonl", "a") as fh:
+        fh.write('{"epoch": 3, "train_lo')
+    result = train(tiny_config(epochs=4), crashed, resume=True)
+    assert result.status == "succeeded"
+    assert without_timing(RunDir(crashed).metrics()) == without_timing(RunDir(tmp_path / "whole").metrics())
+
+
+def test_resume_drops_epochs_written_after_the_last_checkpoint(tiny_config, tmp_path):
+    train(tiny_config(epochs=3), tmp_path / "whole")
+    run = tmp_path / "run"
+    train(tiny_config(epochs=2), run)
+    lines = (run / "metrics.jsonl").read_text()
+    # As if the process died after writing epoch 3's line but before its checkpoint.
+    extra = json.loads(lines.splitlines()[-1]) | {"epoch": 3, "val_acc": -1.0}
+    (run / "metrics.jsonl").write_text(lines + json.dumps(extra) + "\n")
+    train(tiny_config(epochs=3), run, resume=True)
+    assert without_timing(RunDir(run).metrics()) == without_timing(RunDir(tmp_path / "whole").metrics())
+
+
+def test_resume_refuses_a_different_config(tiny_config, tmp_path):
+    train(tiny_config(epochs=1), tmp_path / "run")
+    with pytest.raises(ResumeError, match="lr"):
+        train(tiny_config(epochs=2, lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tiny_config, tmp_path):
+    train(tiny_config(epochs=1), tmp_path / "run")
+    with pytest.raises(ResumeError, match="--resume"):
+        train(tiny_config(epochs=1), tmp_path / "run")
+
+
+def test_cancel_is_checked_between_batches(tiny_config, tmp_path):
+    calls = []
+
+    def cancel_on_fifth_batch():
+        calls.append(1)
+        return len(calls) >= 5
+
+    sink = Recorder()
+    result = train(tiny_config(), tmp_path / "run", sink, should_cancel=cancel_on_fifth_batch)
+    assert result.status == "cancelled"
+    assert sink.finished == ("cancelled", None)
+    assert len(calls) == 5 and result.epochs_completed == 0
+
+
+def test_a_loss_that_is_not_finite_fails_the_run_with_a_reason(tiny_config, tmp_path, monkeypatch):
+    original = Method.loss
+
+    def diverging_loss(self, model, feats, labels, step):
+        loss = original(self, model, feats, labels, step)
+        return loss * float("nan") if step >= 12 else loss
+
+    monkeypatch.setattr(Method, "loss", diverging_loss)
+    sink = Recorder()
+    result = train(tiny_config(method="baseline"), tmp_path / "run", sink)
+    assert result.status == "failed"
+    assert "not finite" in result.error and "epoch 2" in result.error and "step 12" in result.error
+    assert result.epochs_completed == 1
+    assert sink.finished[0] == "failed"
+    assert any(e["kind"] == "failed" for e in RunDir(tmp_path / "run").events())
+
+
+def test_progress_is_reported_every_batch_on_the_cpu(tiny_config, tmp_path):
+    sink = Recorder()
+    train(tiny_config(epochs=1), tmp_path / "run", sink)
+    steps = sink.progress_calls[0][2]
+    assert [c[1] for c in sink.progress_calls] == list(range(1, steps + 1))
+
+
+def test_a_dominance_switch_is_an_event(tiny_config, tmp_path):
+    sink = Recorder()
+    train(tiny_config(method="baseline", epochs=6), tmp_path / "run", sink)
+    dominants = [r["dominant"] for r in sink.epochs]
+    switches = [e for e in sink.events if e["kind"] == "dominance_switch"]
+    expected = sum(1 for a, b in zip(dominants, dominants[1:]) if a != b)
+    assert len(switches) == expected
+    for event in switches:
+        assert event["message"].startswith("dominance switched from")
