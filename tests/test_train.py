@@ -4,6 +4,7 @@ import math
 import pytest
 
 from armscope.methods import Method
+from armscope import train as train_module
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.train import TIMING_KEYS, ResumeError, train
@@ -150,12 +151,17 @@ def test_progress_is_reported_every_batch_on_the_cpu(tiny_config, tmp_path):
     assert [c[1] for c in sink.progress_calls] == list(range(1, steps + 1))
 
 
-def test_a_dominance_switch_is_an_event(tiny_config, tmp_path):
+def test_a_dominance_switch_is_an_event(tiny_config, tmp_path, monkeypatch):
+    real_evaluate = train_module.evaluate
+    dominants = iter(["audio", "audio", "visual", "audio"])
+
+    def scripted(*args, **kwargs):
+        return {**real_evaluate(*args, **kwargs), "dominant": next(dominants)}
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
     sink = Recorder()
-    train(tiny_config(method="baseline", epochs=6), tmp_path / "run", sink)
-    dominants = [r["dominant"] for r in sink.epochs]
-    switches = [e for e in sink.events if e["kind"] == "dominance_switch"]
-    expected = sum(1 for a, b in zip(dominants, dominants[1:]) if a != b)
-    assert len(switches) == expected
-    for event in switches:
-        assert event["message"].startswith("dominance switched from")
+    train(tiny_config(method="baseline", epochs=4), tmp_path / "run", sink)
+    switches = [(e["epoch"], e["data"]) for e in sink.events if e["kind"] == "dominance_switch"]
+    assert switches == [(3, {"from": "audio", "to": "visual"}), (4, {"from": "visual", "to": "audio"})]
+    stored = [e for e in RunDir(tmp_path / "run").events() if e["kind"] == "dominance_switch"]
+    assert stored[0]["message"] == "dominance switched from audio to visual at epoch 3"

@@ -30,7 +30,14 @@ class Lens:
 
 
 def rest_means(feats: dict[str, Tensor]) -> dict[str, Tensor]:
-    """h_-m: the element-wise mean of the other modalities' features."""
+    """h_-m: the element-wise mean of the other modalities' features.
+
+    With two modalities that is the other tensor itself, passed as is: exact
+    (``(a + b) - a`` need not equal ``b``) and free.
+    """
+    if len(feats) == 2:
+        first, second = feats
+        return {first: feats[second], second: feats[first]}
     total = torch.stack(list(feats.values())).sum(0)
     count = len(feats) - 1
     return {m: (total - h) / count for m, h in feats.items()}
