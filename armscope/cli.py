@@ -17,8 +17,10 @@ from armscope.config import ConfigError, RunConfig, load_config_file, run_config
 from armscope.data import DATASETS, DataError
 from armscope.methods import METHODS
 from armscope.registry import Registry
+from armscope.submit_cli import register as register_submit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and fix modality imbalance.")
+register_submit(app)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -133,6 +135,47 @@ def _print_registry(registry: Registry[Any], title: str, as_json: bool) -> None:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         console.print(_registry_table(registry, title))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port for the API and the dashboard."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not start the embedded worker."),
+    queues: str = typer.Option("cpu,gpu", help="Queues the embedded worker takes runs from."),
+    concurrency: int = typer.Option(1, min=1, help="Runs the embedded worker trains at once."),
+) -> None:
+    """Serve the REST API (and dashboard) with an embedded worker; Ctrl-C stops both."""
+    from backend.serve import serve as run_server
+
+    run_server(host, port, not no_worker, queues, concurrency)
+
+
+@app.command()
+def worker(
+    queues: str = typer.Option("cpu,gpu", help="Comma-separated queues: cpu, gpu."),
+    concurrency: int = typer.Option(1, min=1, help="Runs trained at once (processes)."),
+    loglevel: str = typer.Option("INFO", help="Celery log level."),
+) -> None:
+    """Run a Celery worker that trains queued runs (point it at Redis and PostgreSQL in a lab)."""
+    from workers.worker import run_worker
+
+    run_worker(queues, concurrency, loglevel)
+
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest revision."""
+    from backend.settings import get_settings
+    from backend.store import Store
+
+    store = Store(get_settings().resolved_database_url)
+    store.upgrade()
+    console.print(f"database at newest revision: {store.engine.url.render_as_string(hide_password=True)}")
 
 
 @app.command()

@@ -25,3 +25,58 @@ def tiny_config() -> Any:
         return RunConfig.model_validate(raw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Any:
+    """A fresh PostgreSQL database for this test session on the local server.
+
+    Never skipped: CI starts PostgreSQL in .ci/run, and a missing server must fail loudly.
+    """
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    server = os.environ.get("ARMSCOPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+    name = f"armscope_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"{server}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_store(postgres_url: str) -> Any:
+    from backend.store import Store
+
+    store = Store(postgres_url)
+    store.upgrade()
+    yield store
+    store.dispose()
+
+
+def _clear(store: Any) -> None:
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text("TRUNCATE runs, sweeps, run_tags, epoch_metrics, events RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: Any, tmp_path: Any) -> Any:
+    """The store on both databases the product supports, empty for each test."""
+    from backend.store import Store
+
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres_store")
+        _clear(pg)
+        yield pg
+        return
+    sqlite_store = Store(f"sqlite:///{tmp_path / 'armscope.db'}")
+    sqlite_store.upgrade()
+    yield sqlite_store
+    sqlite_store.dispose()

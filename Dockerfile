@@ -1,0 +1,36 @@
+# One image for the API and the workers (see docker-compose.yml).
+#
+#   CPU image (default):  docker build -t armscope:cpu .
+#   GPU image:            docker build -t armscope:gpu \
+#                           --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .
+#
+# A GPU image needs a CUDA index that carries the pinned torch version and a host driver
+# at least as new as that CUDA; the CUDA runtime itself comes inside the torch wheels.
+# TORCH_SPEC must satisfy pyproject's torch pin, or `pip install .` replaces it from PyPI.
+FROM python:3.11-slim
+
+ARG TORCH_SPEC="torch==2.13.0"
+ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first and on its own layer: it is most of the image and changes far less often than
+# our code. A local build such as 2.13.0+cpu satisfies the ==2.13.0 pin, so the next step keeps it.
+RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
+
+COPY . /src
+RUN pip install /src && rm -rf /src
+
+# Owning /data/armscope here makes a fresh named volume mounted there writable by this user.
+RUN useradd --create-home --uid 1000 armscope \
+    && mkdir -p /data/armscope \
+    && chown armscope:armscope /data/armscope
+USER armscope
+ENV ARMSCOPE_HOME=/data/armscope
+WORKDIR /data/armscope
+
+EXPOSE 8000
+CMD ["armscope", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,1 @@
+"""The service side: settings, the SQL store, and the FastAPI REST API."""

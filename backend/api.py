@@ -1,0 +1,59 @@
+"""The FastAPI application: /api/v1 routes, error mapping, and what they share."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from armscope import __version__
+from backend.deps import Queue
+from backend.routes import catalog, compare, runs, sweeps
+from backend.settings import Settings, get_settings
+from backend.store import BadCursor, IllegalTransition, RunNotFound, Store
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None, queue: Queue | None = None) -> FastAPI:
+    """Build the app; tests pass their own store or queue, a server takes them from settings."""
+    settings = settings or get_settings()
+    settings.ensure_home()
+    if store is None:
+        store = Store(settings.resolved_database_url)
+        store.upgrade()
+    if queue is None:
+        from backend.queue import CeleryQueue
+
+        queue = CeleryQueue(settings)
+    app = FastAPI(
+        title="armscope",
+        version=__version__,
+        description="Launch ARM and comparison runs, and read each modality's contribution per epoch.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings, app.state.store, app.state.queue = settings, store, queue
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (catalog, runs, sweeps, compare):
+        api.include_router(module.router)
+    app.include_router(api)
+    _error_handlers(app)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RunNotFound)
+    async def not_found(_: Request, exc: RunNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(IllegalTransition)
+    async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(BadCursor)
+    async def bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:
+        return JSONResponse({"detail": f"cursor: {exc}"}, status_code=422)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)

@@ -1,0 +1,31 @@
+"""Many runs' curves in one call, thinned on the server so long runs stay quick to draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from backend import deps
+from backend.routes.runs import split_csv
+from backend.schemas import CompareOut
+from backend.store import Store
+
+router = APIRouter(tags=["compare"])
+MAX_COMPARED = 200
+
+
+@router.get("/compare", response_model=CompareOut)
+def compare(
+    runs: str = Query(..., description="Comma-separated run ids."),
+    keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
+    points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
+    store: Store = Depends(deps.store),
+) -> dict[str, Any]:
+    try:
+        ids = [int(part) for part in split_csv(runs) or []]
+    except ValueError:
+        raise HTTPException(422, "runs: expected comma-separated integer run ids") from None
+    if not ids or len(ids) > MAX_COMPARED:
+        raise HTTPException(422, f"runs: give between 1 and {MAX_COMPARED} run ids")
+    return {"runs": store.compare(list(dict.fromkeys(ids)), split_csv(keys), points)}

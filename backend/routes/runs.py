@@ -1,0 +1,146 @@
+"""Runs: submit, list, inspect, edit, cancel, retry, delete, and their metrics and files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from armscope.config import RunConfig
+from backend import deps
+from typing import get_args
+
+from backend.schemas import EventOut, RunOut, RunPage, RunPatch, Status
+from backend.settings import Settings
+from backend.store import Store
+from workers.app import queue_for
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+STATUSES = get_args(Status)
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def submit(store: Store, queue: deps.Queue, config: RunConfig) -> dict[str, Any]:
+    """Store a run and queue it; if the broker refuses it, nothing stays stored."""
+    data = config.model_dump(mode="json")
+    run = store.create_run(data, queue=queue_for(data))
+    try:
+        queue.enqueue(run["id"], run["queue"])
+    except Exception as exc:
+        store.delete_run(run["id"])
+        raise HTTPException(503, f"the task queue is not reachable, nothing was stored: {exc}") from None
+    return run
+
+
+@router.post("", response_model=RunOut, status_code=201)
+def create_run(
+    config: RunConfig, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
+) -> dict[str, Any]:
+    return submit(store, queue, config)
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    status: str | None = Query(None, description="Comma-separated statuses, e.g. queued,running."),
+    method: str | None = None,
+    dataset: str | None = None,
+    tag: str | None = None,
+    sweep: int | None = None,
+    text: str | None = Query(None, max_length=200),
+    sort: str = Query("-created_at", description="created_at | name | status | method | dataset | best_val_acc; '-' for descending"),
+    cursor: str | None = Query(None, max_length=1000),
+    limit: int = Query(50, ge=1, le=500),
+    store: Store = Depends(deps.store),
+) -> dict[str, Any]:
+    statuses = split_csv(status)
+    unknown = sorted(set(statuses or []) - set(STATUSES))
+    if unknown:
+        raise HTTPException(422, f"status: unknown {unknown}; choose from: {', '.join(STATUSES)}")
+    items, next_cursor = store.list_runs(
+        status=statuses, method=method, dataset=dataset, tag=tag, sweep=sweep, text=text,
+        sort=sort, cursor=cursor, limit=limit,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: int, store: Store = Depends(deps.store)) -> dict[str, Any]:
+    return store.get_run(run_id)
+
+
+@router.patch("/{run_id}", response_model=RunOut)
+def update_run(run_id: int, patch: RunPatch, store: Store = Depends(deps.store)) -> dict[str, Any]:
+    return store.update_run(run_id, name=patch.name, tags=patch.tags, notes=patch.notes)
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete_run(
+    run_id: int, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
+) -> Response:
+    store.delete_run(run_id)
+    shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
+    return Response(status_code=204)
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut)
+def cancel_run(run_id: int, store: Store = Depends(deps.store)) -> dict[str, Any]:
+    return store.cancel_run(run_id)
+
+
+@router.post("/{run_id}/retry", response_model=RunOut)
+def retry_run(
+    run_id: int, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
+) -> dict[str, Any]:
+    run = store.retry_run(run_id)
+    queue.enqueue(run_id, run["queue"])
+    return run
+
+
+@router.get("/{run_id}/metrics")
+def metrics(
+    run_id: int,
+    keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
+    since_epoch: int | None = Query(None, ge=0),
+    store: Store = Depends(deps.store),
+) -> list[dict[str, Any]]:
+    return store.metrics(run_id, split_csv(keys), since_epoch)
+
+
+@router.get("/{run_id}/events", response_model=list[EventOut])
+def events(run_id: int, store: Store = Depends(deps.store)) -> list[dict[str, Any]]:
+    return store.events(run_id)
+
+
+@router.get("/{run_id}/metrics.csv", response_class=PlainTextResponse)
+def metrics_csv(run_id: int, store: Store = Depends(deps.store)) -> PlainTextResponse:
+    records = store.metrics(run_id)
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(records)
+    return PlainTextResponse(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
+    )
+
+
+@router.get("/{run_id}/checkpoint", response_class=FileResponse)
+def checkpoint(
+    run_id: int, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
+) -> FileResponse:
+    store.get_run(run_id)
+    path = settings.run_dir(run_id) / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise HTTPException(404, f"run {run_id} has no checkpoint yet")
+    return FileResponse(path, filename=f"run-{run_id}-last.pt", media_type="application/octet-stream")

@@ -1,0 +1,109 @@
+"""Request and response bodies of the REST API, kept apart from the ORM tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Progress(BaseModel):
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int | None
+    fraction: float
+    eta_seconds: float | None
+
+
+class RunOut(BaseModel):
+    id: int
+    name: str
+    status: Status
+    config: dict[str, Any]
+    method: str
+    dataset: str
+    seed: int
+    queue: str
+    tags: list[str]
+    notes: str
+    sweep_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    heartbeat_at: datetime | None
+    attempt: int
+    progress: Progress
+    error: str | None
+    cancel_requested: bool
+    best_val_acc: float | None
+    last_val_acc: float | None
+    dominant: str | None
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class RunPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(None, max_length=50)
+    notes: str | None = Field(None, max_length=10_000)
+
+
+class SweepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(default_factory=dict, description="A RunConfig shared by every run.")
+    methods: list[str] = Field(..., min_length=1, max_length=20)
+    seeds: list[int] = Field(..., min_length=1, max_length=100)
+    method_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Options per method name, for methods other than config.method."
+    )
+    name: str | None = Field(None, max_length=200)
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str | None
+    runs: list[RunOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    epoch: int
+    step: int
+    kind: str
+    level: str
+    message: str
+    data: dict[str, Any]
+    time: datetime
+
+
+class CompareRun(BaseModel):
+    id: int
+    name: str
+    method: str
+    dataset: str
+    seed: int
+    status: Status
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+class CompareOut(BaseModel):
+    runs: list[CompareRun]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: str
+    broker: str

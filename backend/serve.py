@@ -1,0 +1,52 @@
+"""`armscope serve`: the API (and, later, the dashboard) plus an embedded worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import uvicorn
+
+from backend.api import create_app
+from backend.settings import get_settings
+from backend.store import Store
+
+WORKER_STOP_SECONDS = 30
+
+
+def start_worker(queues: str, concurrency: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "armscope", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+    # Its own process group: Ctrl-C reaches the server only, which then stops the worker in order.
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown: a running run is re-queued at its next batch and resumes on the next start."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(WORKER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int) -> None:
+    settings = get_settings()
+    settings.ensure_home()
+    store = Store(settings.resolved_database_url)
+    store.upgrade()
+    app = create_app(settings, store)
+    worker = start_worker(queues, concurrency) if with_worker else None
+    print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)
+    print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
+    print(f"  runs in {settings.home / 'runs'}" + ("" if worker else "; no embedded worker"), flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+        store.dispose()

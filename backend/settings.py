@@ -1,0 +1,40 @@
+"""Every setting comes from ARMSCOPE_* environment variables, with defaults that need no server."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARMSCOPE_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".armscope")
+    database_url: str | None = None
+    broker_url: str | None = None
+    api_token: str | None = None
+    data_root: Path | None = None
+    heartbeat_seconds: float = 5.0
+    heartbeat_timeout: float = 60.0
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'armscope.db'}"
+
+    @cached_property
+    def resolved_broker_url(self) -> str:
+        """The embedded broker is kombu's SQLAlchemy transport on its own SQLite file."""
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.db'}"
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.home / "runs" / str(run_id)
+
+    def ensure_home(self) -> None:
+        (self.home / "runs").mkdir(parents=True, exist_ok=True)
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,484 @@
+"""The store: the only code that speaks SQL. API, worker and dashboard all go through it.
+
+Every lifecycle transition is a single conditional UPDATE, so two processes
+racing for the same run cannot both win, on SQLite or PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.models import EpochMetrics, Event, Run, RunTag, Sweep, utcnow
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+SORTABLE = {
+    "created_at": Run.created_at,
+    "name": Run.name,
+    "status": Run.status,
+    "method": Run.method,
+    "dataset": Run.dataset,
+    "best_val_acc": func.coalesce(Run.best_val_acc, -1.0),
+}
+
+
+class RunNotFound(LookupError):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} does not exist")
+
+
+class IllegalTransition(ValueError):
+    """A lifecycle change the run's current status does not allow."""
+
+
+class LostOwnership(RuntimeError):
+    """This worker no longer owns the run (it was re-queued, deleted or finished elsewhere)."""
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
+    started, now = _aware(run.started_at), now or utcnow()
+    fraction = (run.step / run.total_steps) if run.total_steps else (1.0 if run.status == "succeeded" else 0.0)
+    eta = None
+    if run.status == "running" and started is not None and 0 < fraction < 1:
+        elapsed = (now - started).total_seconds()
+        eta = elapsed * (1 - fraction) / fraction
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "config": run.config,
+        "method": run.method,
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "queue": run.queue,
+        "tags": list(run.tags or []),
+        "notes": run.notes or "",
+        "sweep_id": run.sweep_id,
+        "created_at": _aware(run.created_at),
+        "started_at": started,
+        "finished_at": _aware(run.finished_at),
+        "worker": run.worker,
+        "heartbeat_at": _aware(run.heartbeat_at),
+        "attempt": run.attempt,
+        "progress": {
+            "epoch": run.epoch,
+            "epochs": run.epochs,
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "fraction": min(max(fraction, 0.0), 1.0),
+            "eta_seconds": eta,
+        },
+        "error": run.error,
+        "cancel_requested": run.cancel_requested,
+        "best_val_acc": run.best_val_acc,
+        "last_val_acc": run.last_val_acc,
+        "dominant": run.dominant,
+    }
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str, sort_field: str) -> tuple[Any, int]:
+    try:
+        value, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if sort_field == "created_at":
+            value = datetime.fromisoformat(value)
+        return value, int(run_id)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor(f"cursor is not one this server issued: {exc}") from None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        from backend.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return self.sessions()
+
+    # -- creating ---------------------------------------------------------------
+
+    def create_run(self, config: dict[str, Any], *, queue: str, sweep_id: int | None = None) -> dict[str, Any]:
+        with self._session() as s, s.begin():
+            run = self._new_run(s, config, queue, sweep_id)
+        return run_to_dict(run)
+
+    def create_sweep(
+        self, spec: dict[str, Any], configs: Iterable[tuple[dict[str, Any], str]], name: str | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A sweep and all its runs in one transaction: all are stored or none."""
+        with self._session() as s, s.begin():
+            sweep = Sweep(name=name, spec=spec)
+            s.add(sweep)
+            s.flush()
+            runs = [self._new_run(s, config, queue, sweep.id) for config, queue in configs]
+        return {"id": sweep.id, "name": sweep.name, "created_at": _aware(sweep.created_at)}, [
+            run_to_dict(r) for r in runs
+        ]
+
+    def _new_run(self, s: Session, config: dict[str, Any], queue: str, sweep_id: int | None) -> Run:
+        name = config.get("name") or f"{config['method']}-{config['dataset']}-s{config['seed']}"
+        run = Run(
+            name=name,
+            status="queued",
+            config=config,
+            method=config["method"],
+            dataset=config["dataset"],
+            seed=config["seed"],
+            queue=queue,
+            tags=list(config.get("tags") or []),
+            notes="",
+            sweep_id=sweep_id,
+            epochs=config["epochs"],
+            created_at=utcnow(),
+        )
+        s.add(run)
+        s.flush()
+        for tag in run.tags:
+            s.add(RunTag(run_id=run.id, tag=tag))
+        return run
+
+    # -- reading ----------------------------------------------------------------
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        with self._session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            return run_to_dict(run)
+
+    def list_runs(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        method: str | None = None,
+        dataset: str | None = None,
+        tag: str | None = None,
+        sweep: int | None = None,
+        text: str | None = None,
+        ids: Sequence[int] | None = None,
+        sort: str = "-created_at",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of runs, newest first by default, with a keyset cursor for the next page."""
+        descending = sort.startswith("-")
+        field = sort.lstrip("-")
+        if field not in SORTABLE:
+            raise ValueError(f"sort: unknown field {field!r}; choose from: {', '.join(SORTABLE)}")
+        key = SORTABLE[field]
+        query = select(Run)
+        if status:
+            query = query.where(Run.status.in_(list(status)))
+        if method:
+            query = query.where(Run.method == method)
+        if dataset:
+            query = query.where(Run.dataset == dataset)
+        if sweep is not None:
+            query = query.where(Run.sweep_id == sweep)
+        if ids is not None:
+            query = query.where(Run.id.in_(list(ids)))
+        if tag:
+            query = query.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+        if text:
+            pattern = f"%{text.lower()}%"
+            query = query.where(or_(func.lower(Run.name).like(pattern), func.lower(Run.notes).like(pattern)))
+        if cursor:
+            value, last_id = _decode_cursor(cursor, field)
+            position = tuple_(key, Run.id)
+            query = query.where(position < (value, last_id) if descending else position > (value, last_id))
+        order = [key.desc(), Run.id.desc()] if descending else [key.asc(), Run.id.asc()]
+        query = query.order_by(*order).limit(limit + 1)
+        with self._session() as s:
+            rows = list(s.scalars(query))
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more:
+            last = page[-1]
+            value = last.best_val_acc if field == "best_val_acc" else getattr(last, field)
+            if field == "best_val_acc" and value is None:
+                value = -1.0
+            next_cursor = _encode_cursor([value, last.id])
+        now = utcnow()
+        return [run_to_dict(r, now) for r in page], next_cursor
+
+    def metrics(
+        self, run_id: int, keys: Sequence[str] | None = None, since_epoch: int | None = None
+    ) -> list[dict[str, Any]]:
+        self.get_run(run_id)
+        query = select(EpochMetrics.record).where(EpochMetrics.run_id == run_id)
+        if since_epoch is not None:
+            query = query.where(EpochMetrics.epoch > since_epoch)
+        with self._session() as s:
+            rows = list(s.scalars(query.order_by(EpochMetrics.epoch)))
+        return [_pick(r, keys) for r in rows]
+
+    def events(self, run_id: int, since_id: int | None = None) -> list[dict[str, Any]]:
+        self.get_run(run_id)
+        query = select(Event).where(Event.run_id == run_id)
+        if since_id is not None:
+            query = query.where(Event.id > since_id)
+        with self._session() as s:
+            rows = list(s.scalars(query.order_by(Event.id)))
+        return [
+            {"id": e.id, "epoch": e.epoch, "step": e.step, "kind": e.kind, "level": e.level,
+             "message": e.message, "data": e.data, "time": _aware(e.time)}
+            for e in rows
+        ]
+
+    def compare(
+        self, run_ids: Sequence[int], keys: Sequence[str] | None = None, points: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Many runs' curves in two queries, optionally thinned to ``points`` epochs each."""
+        with self._session() as s:
+            runs = {r.id: r for r in s.scalars(select(Run).where(Run.id.in_(list(run_ids))))}
+            missing = [i for i in run_ids if i not in runs]
+            if missing:
+                raise RunNotFound(missing[0])
+            rows = s.execute(
+                select(EpochMetrics.run_id, EpochMetrics.record)
+                .where(EpochMetrics.run_id.in_(list(run_ids)))
+                .order_by(EpochMetrics.run_id, EpochMetrics.epoch)
+            ).all()
+        series: dict[int, list[dict[str, Any]]] = {i: [] for i in run_ids}
+        for run_id, values in rows:
+            series[run_id].append(values)
+        result = []
+        for run_id in run_ids:
+            run = runs[run_id]
+            records = [_pick(r, keys) for r in _thin(series[run_id], points)]
+            result.append(
+                {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset,
+                 "seed": run.seed, "status": run.status, "config": run.config, "records": records}
+            )
+        return result
+
+    # -- editing ----------------------------------------------------------------
+
+    def update_run(
+        self, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None
+    ) -> dict[str, Any]:
+        with self._session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if name is not None:
+                run.name = name
+            if notes is not None:
+                run.notes = notes
+            if tags is not None:
+                run.tags = list(dict.fromkeys(tags))
+                s.execute(delete(RunTag).where(RunTag.run_id == run_id))
+                s.add_all(RunTag(run_id=run_id, tag=t) for t in run.tags)
+        return self.get_run(run_id)
+
+    def delete_run(self, run_id: int) -> None:
+        with self._session() as s, s.begin():
+            status = s.scalar(select(Run.status).where(Run.id == run_id))
+            if status is None:
+                raise RunNotFound(run_id)
+            if status == "running":
+                raise IllegalTransition(f"run {run_id} is running; cancel it before deleting it")
+            gone = s.execute(delete(Run).where(Run.id == run_id, Run.status != "running")).rowcount
+            if not gone:
+                raise IllegalTransition(f"run {run_id} started running; cancel it before deleting it")
+            for table in (EpochMetrics, Event, RunTag):
+                s.execute(delete(table).where(table.run_id == run_id))
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _transition(self, s: Session, run_id: int, allowed: Iterable[str], **values: Any) -> bool:
+        result = s.execute(
+            update(Run).where(Run.id == run_id, Run.status.in_(list(allowed))).values(**values)
+        )
+        return result.rowcount == 1
+
+    def _status(self, s: Session, run_id: int) -> str:
+        status = s.scalar(select(Run.status).where(Run.id == run_id))
+        if status is None:
+            raise RunNotFound(run_id)
+        return status
+
+    def claim_run(self, run_id: int, worker: str) -> bool:
+        """queued -> running for exactly one worker; False if it is not queued any more."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            return self._transition(
+                s, run_id, ["queued"], status="running", worker=worker, started_at=now,
+                heartbeat_at=now, attempt=Run.attempt + 1, error=None, finished_at=None,
+            )
+
+    def cancel_run(self, run_id: int) -> dict[str, Any]:
+        """A queued run is cancelled at once; a running one is asked to stop at its next batch."""
+        with self._session() as s, s.begin():
+            if not self._transition(s, run_id, ["queued"], status="cancelled", finished_at=utcnow()):
+                if not self._transition(s, run_id, ["running"], cancel_requested=True):
+                    status = self._status(s, run_id)
+                    raise IllegalTransition(
+                        f"run {run_id} is {status}; only queued or running runs can be cancelled"
+                    )
+        return self.get_run(run_id)
+
+    def retry_run(self, run_id: int) -> dict[str, Any]:
+        """failed/cancelled -> queued; the worker resumes from the run's last checkpoint."""
+        with self._session() as s, s.begin():
+            if not self._transition(
+                s, run_id, ["failed", "cancelled"], status="queued", error=None, finished_at=None,
+                worker=None, cancel_requested=False,
+            ):
+                status = self._status(s, run_id)
+                raise IllegalTransition(f"run {run_id} is {status}; only failed or cancelled runs can be retried")
+        return self.get_run(run_id)
+
+    def heartbeat(self, run_id: int, worker: str, progress: dict[str, int] | None = None) -> bool:
+        """Record liveness and progress; returns whether a cancel was requested."""
+        with self._session() as s, s.begin():
+            row = s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(heartbeat_at=utcnow(), **(progress or {}))
+                .returning(Run.cancel_requested)
+            ).first()
+        if row is None:
+            raise LostOwnership(f"worker {worker} no longer owns run {run_id}")
+        return bool(row[0])
+
+    def requeue_run(self, run_id: int, worker: str) -> bool:
+        """running -> queued, by the worker that owns it (it is shutting down)."""
+        with self._session() as s, s.begin():
+            result = s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(status="queued", worker=None, heartbeat_at=None)
+            )
+            return result.rowcount == 1
+
+    def finish_run(self, run_id: int, worker: str, status: str, error: str | None = None) -> bool:
+        if status not in TERMINAL:
+            raise ValueError(f"status: {status!r} is not terminal")
+        with self._session() as s, s.begin():
+            result = s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(status=status, error=error, finished_at=utcnow(), cancel_requested=False)
+            )
+            return result.rowcount == 1
+
+    # -- what a running run reports -----------------------------------------------
+
+    def add_epoch(self, run_id: int, record: dict[str, Any]) -> bool:
+        """Store one epoch; a second copy of the same epoch is ignored. Returns whether it was new."""
+        epoch = int(record["epoch"])
+        with self._session() as s, s.begin():
+            stmt = self._insert(EpochMetrics).values(run_id=run_id, epoch=epoch, record=record)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["run_id", "epoch"]).returning(EpochMetrics.epoch)
+            inserted = s.execute(stmt).first() is not None
+            run = s.get(Run, run_id)
+            if run is not None:
+                val_acc = record.get("val_acc")
+                run.epoch = max(run.epoch, epoch)
+                run.last_val_acc = val_acc
+                if val_acc is not None and (run.best_val_acc is None or val_acc > run.best_val_acc):
+                    run.best_val_acc = val_acc
+                run.dominant = record.get("dominant")
+        return inserted
+
+    def add_event(self, run_id: int, event_record: dict[str, Any]) -> None:
+        time = event_record.get("time")
+        with self._session() as s, s.begin():
+            s.execute(
+                insert(Event).values(
+                    run_id=run_id,
+                    epoch=int(event_record.get("epoch", 0)),
+                    step=int(event_record.get("step", 0)),
+                    kind=str(event_record["kind"]),
+                    level=str(event_record.get("level", "info")),
+                    message=str(event_record.get("message", "")),
+                    data=event_record.get("data") or {},
+                    time=datetime.fromtimestamp(time, timezone.utc) if isinstance(time, (int, float)) else utcnow(),
+                )
+            )
+
+    def discard_after(self, run_id: int, epoch: int) -> None:
+        """Forget what a crashed attempt reported past its last checkpoint, before it is redone."""
+        with self._session() as s, s.begin():
+            s.execute(delete(EpochMetrics).where(EpochMetrics.run_id == run_id, EpochMetrics.epoch > epoch))
+            s.execute(delete(Event).where(Event.run_id == run_id, Event.epoch > epoch))
+            best = s.scalar(
+                select(func.max(EpochMetrics.epoch)).where(EpochMetrics.run_id == run_id)
+            )
+            s.execute(update(Run).where(Run.id == run_id).values(epoch=best or 0))
+
+
+def _pick(record: dict[str, Any], keys: Sequence[str] | None) -> dict[str, Any]:
+    if not keys:
+        return record
+    picked = {"epoch": record["epoch"]}
+    picked.update((k, record[k]) for k in keys if k in record)
+    return picked
+
+
+def _thin(records: list[dict[str, Any]], points: int | None) -> list[dict[str, Any]]:
+    """Evenly spaced records, always keeping the first and the last."""
+    n = len(records)
+    if not points or n <= points:
+        return records
+    if points == 1:
+        return [records[-1]]
+    chosen = sorted({round(i * (n - 1) / (points - 1)) for i in range(points)})
+    return [records[i] for i in chosen]

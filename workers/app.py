@@ -1,0 +1,36 @@
+"""The Celery application. Broker from ARMSCOPE_BROKER_URL; no result backend (the store has the status)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from backend.settings import Settings, get_settings
+
+RUN_TASK = "armscope.run"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.ensure_home()
+    app = Celery("armscope", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    app.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    if not settings.resolved_broker_url.startswith("sqla"):
+        # kombu's SQLAlchemy transport hands these to create_engine, which rejects them.
+        app.conf.broker_transport_options = {"polling_interval": 0.5, "visibility_timeout": 3600}
+    return app
+
+
+def queue_for(config: dict[str, object]) -> str:
+    """Runs that ask for CUDA go to GPU workers; everything else to the CPU queue."""
+    return "gpu" if config.get("device") == "cuda" else "cpu"
+
+
+app = make_celery()

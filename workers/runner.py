@@ -1,0 +1,108 @@
+"""Runs one claimed run through the engine, reporting to the store as it goes.
+
+A background thread heartbeats and carries progress to the store, and brings
+back a cancel request, so the training thread never waits on the database
+between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from pydantic import ValidationError
+
+from armscope.config import RunConfig
+from armscope.rundir import RunDir
+from armscope.sinks import Sink
+from armscope.train import train
+from backend.settings import Settings
+from backend.store import LostOwnership, Store
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseSink(Sink):
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.latest: dict[str, int] = {}
+
+    def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        self.store.discard_after(self.run_id, info.get("resumed_from_epoch") or 0)
+
+    def progress(self, epoch: int, step: int, steps: int, epochs: int, loss: float | None) -> None:
+        self.latest = {"step": (epoch - 1) * steps + step, "total_steps": steps * epochs}
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        self.store.add_epoch(self.run_id, record)
+
+    def event(self, event: dict[str, Any]) -> None:
+        self.store.add_event(self.run_id, event)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store: Store, run_id: int, worker: str, sink: DatabaseSink, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id, self.worker, self.sink, self.interval = store, run_id, worker, sink, interval
+        self.cancel = threading.Event()
+        self.lost = threading.Event()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            if self.store.heartbeat(self.run_id, self.worker, self.sink.latest or None):
+                self.cancel.set()
+        except LostOwnership:
+            self.lost.set()
+            self.cancel.set()
+        except Exception:  # a database blip must not kill the run; the next beat retries
+            log.exception("heartbeat for run %s failed", self.run_id)
+
+
+def execute(
+    store: Store, settings: Settings, run_id: int, worker: str, stopping: threading.Event | None = None
+) -> str:
+    """Train a run this worker has claimed and record how it ended.
+
+    If ``stopping`` is set (the worker is shutting down) the run stops at its
+    next batch and goes back to the queue instead of ending as cancelled.
+    """
+    stopping = stopping or threading.Event()
+    run = store.get_run(run_id)
+    sink = DatabaseSink(store, run_id)
+    heartbeat = Heartbeat(store, run_id, worker, sink, settings.heartbeat_seconds)
+    heartbeat.start()
+    status, error, crashed = "failed", None, False
+    try:
+        config = RunConfig.model_validate(run["config"])
+        run_dir = settings.run_dir(run_id)
+        resume = RunDir(run_dir).holds_run()
+        result = train(
+            config, run_dir, sink, resume=resume,
+            should_cancel=lambda: heartbeat.cancel.is_set() or stopping.is_set(),
+        )
+        status, error = result.status, result.error
+    except ValidationError as exc:
+        error, crashed = f"invalid config: {exc}", True
+    except Exception as exc:
+        log.exception("run %s failed", run_id)
+        error, crashed = f"{type(exc).__name__}: {exc}", True
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+    if heartbeat.lost.is_set():
+        return "lost"
+    if status == "cancelled" and stopping.is_set() and not heartbeat.cancel.is_set():
+        store.add_event(run_id, {"epoch": result.epochs_completed, "kind": "requeued", "level": "warning",
+                                 "message": f"worker {worker} shut down; the run goes back to the queue "
+                                            f"and resumes after epoch {result.epochs_completed}"})
+        return "requeued" if store.requeue_run(run_id, worker) else "lost"
+    if crashed:
+        store.add_event(run_id, {"epoch": run["progress"]["epoch"], "kind": "failed", "level": "error", "message": error})
+    store.finish_run(run_id, worker, status, error)
+    return status
