@@ -43,7 +43,8 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     worker = start_worker(queues, concurrency) if with_worker else None
     print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)
     print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
-    print(f"  runs in {settings.home / 'runs'}" + ("" if worker else "; no embedded worker"), flush=True)
+    print(f"  runs in {settings.home / 'runs'}", flush=True)
+    print(f"  embedded worker pid {worker.pid}" if worker else "  no embedded worker", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -28,8 +28,8 @@ def tiny_config() -> Any:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Any:
-    """A fresh PostgreSQL database for this test session on the local server.
+def postgres_database() -> Any:
+    """Makes fresh PostgreSQL databases on the local server, dropped after the session.
 
     Never skipped: CI starts PostgreSQL in .ci/run, and a missing server must fail loudly.
     """
@@ -39,14 +39,26 @@ def postgres_url() -> Any:
     from sqlalchemy import create_engine, text
 
     server = os.environ.get("ARMSCOPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-    name = f"armscope_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"armscope_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return f"{server}/{name}"
+
+    yield make
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"{server}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_database: Any) -> str:
+    return postgres_database()
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,11 @@ def expand(sweep: SweepIn) -> list[dict[str, Any]]:
 def create_sweep(
     sweep: SweepIn, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
 ) -> dict[str, Any]:
+    return submit_sweep(store, queue, sweep)
+
+
+def submit_sweep(store: Store, queue: deps.Queue, sweep: SweepIn) -> dict[str, Any]:
+    """Store a sweep's runs and queue them all (the API and the dashboard share this path)."""
     configs = expand(sweep)
     record, runs = store.create_sweep(
         sweep.model_dump(mode="json"), [(c, queue_for(c)) for c in configs], name=sweep.name

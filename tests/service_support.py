@@ -1,0 +1,65 @@
+"""Starting real armscope processes (workers, servers) for the service tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
+    env.update({"ARMSCOPE_HOME": str(home), "ARMSCOPE_HEARTBEAT_SECONDS": "0.2", **extra})
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "wb")
+    return subprocess.Popen([sys.executable, "-m", "armscope", *args], env=env, stdout=handle,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_worker(log: Path, timeout: float = 60) -> None:
+    wait_for(lambda: log.exists() and b" ready." in log.read_bytes(), timeout, f"worker ready ({log})")
+
+
+def wait_for_server(url: str, timeout: float = 60) -> None:
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, timeout, f"server at {url}")

@@ -1,0 +1,179 @@
+"""The service with its real parts: API -> Redis -> Celery worker processes -> PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from armscope.client import Client
+from armscope.config import RunConfig
+from armscope.rundir import RunDir
+from armscope.train import TIMING_KEYS, train
+from backend.api import create_app
+from backend.settings import Settings
+from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server, wait_for_worker
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 400, "dims": 8},
+        "model_options": {"feature_dim": 16}, "device": "cpu"}
+SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",
+        "dataset_options": {"n_samples": 6000, "dims": 8}, "model_options": {"feature_dim": 16}}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, postgres_database):
+    """Two worker processes on Redis and a fresh PostgreSQL database, and an API in this process."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    home = tmp_path_factory.mktemp("lab")
+    database = postgres_database()
+    env = service_env(home, ARMSCOPE_DATABASE_URL=database, ARMSCOPE_BROKER_URL=REDIS_URL)
+    workers = [start(["worker", "--queues", "cpu"], env, home / f"worker{i}.log") for i in range(2)]
+    try:
+        for i in range(2):
+            wait_for_worker(home / f"worker{i}.log")
+        settings = Settings(home=home, database_url=database, broker_url=REDIS_URL)
+        with TestClient(create_app(settings)) as api:
+            yield api, settings
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+def wait_status(api, run_id, statuses, timeout=90):
+    return wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r,
+                    timeout, f"run {run_id} to become {statuses}")
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def test_a_submitted_run_is_trained_by_a_worker_and_its_metrics_are_served(lab):
+    api, _ = lab
+    run_id = api.post("/api/v1/runs", json=TINY).json()["id"]
+    run = wait_status(api, run_id, {"succeeded", "failed"})
+    assert run["status"] == "succeeded", run["error"]
+    assert run["worker"] and run["progress"]["fraction"] == 1.0 and run["best_val_acc"] > 0
+    metrics = api.get(f"/api/v1/runs/{run_id}/metrics").json()
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert {"shapley.audio", "arm_weight.visual", "dominant"} <= set(metrics[0])
+
+
+def test_cancelling_a_queued_run_means_it_never_starts(lab):
+    api, _ = lab
+    # No worker here listens on the gpu queue, so this run stays queued.
+    run_id = api.post("/api/v1/runs", json={**TINY, "device": "cuda"}).json()["id"]
+    assert api.get(f"/api/v1/runs/{run_id}").json()["queue"] == "gpu"
+    assert api.post(f"/api/v1/runs/{run_id}/cancel").json()["status"] == "cancelled"
+    run = api.get(f"/api/v1/runs/{run_id}").json()
+    assert run["started_at"] is None and run["attempt"] == 0
+
+
+def test_cancelling_a_running_run_stops_it_within_a_batch(lab):
+    api, _ = lab
+    run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 50}).json()["id"]
+    wait_for(lambda: api.get(f"/api/v1/runs/{run_id}").json()["progress"]["step"] > 0, 60, "training to start")
+    api.post(f"/api/v1/runs/{run_id}/cancel")
+    run = wait_status(api, run_id, {"cancelled"}, timeout=10)
+    assert run["progress"]["epoch"] < 50
+    assert any(e["kind"] == "cancelled" for e in api.get(f"/api/v1/runs/{run_id}/events").json())
+
+
+def test_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_run(lab, tmp_path):
+    api, settings = lab
+    run_id = api.post("/api/v1/runs", json=SLOW).json()["id"]
+    wait_for(lambda: api.get(f"/api/v1/runs/{run_id}").json()["progress"]["epoch"] >= 1, 60, "epoch 1")
+    api.post(f"/api/v1/runs/{run_id}/cancel")
+    cancelled = wait_status(api, run_id, {"cancelled", "succeeded"})
+    assert cancelled["status"] == "cancelled" and cancelled["progress"]["epoch"] < 4
+    api.post(f"/api/v1/runs/{run_id}/retry")
+    run = wait_status(api, run_id, {"succeeded", "failed"})
+    assert run["status"] == "succeeded" and run["attempt"] == 2
+    stored = api.get(f"/api/v1/runs/{run_id}/metrics").json()
+    assert [m["epoch"] for m in stored] == [1, 2, 3, 4]
+    assert any(e["kind"] == "resumed" for e in api.get(f"/api/v1/runs/{run_id}/events").json())
+    train(RunConfig.model_validate(SLOW), tmp_path / "whole")
+    assert without_timing(stored) == without_timing(RunDir(tmp_path / "whole").metrics())
+
+
+def test_two_workers_never_own_one_run_even_when_a_task_is_delivered_twice(lab):
+    api, _ = lab
+    queue = api.app.state.queue
+    ids = [api.post("/api/v1/runs", json={**TINY, "seed": s}).json()["id"] for s in range(4)]
+    for run_id in ids:
+        queue.enqueue(run_id, "cpu")
+    for run_id in ids:
+        run = wait_status(api, run_id, {"succeeded", "failed"})
+        assert run["status"] == "succeeded" and run["attempt"] == 1
+        assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2]
+
+
+@pytest.fixture
+def laptop(tmp_path):
+    """`armscope serve` with nothing but a home folder: SQLite, embedded broker, embedded worker."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start(["serve", "--port", str(port)], service_env(tmp_path), tmp_path / "serve.log")
+    try:
+        wait_for_server(url)
+        yield url, server, tmp_path
+    finally:
+        stop(server)
+
+
+def test_serve_runs_submitted_jobs_with_nothing_else_installed(laptop):
+    url, _, home = laptop
+    with Client(url) as client:
+        run = client.submit(TINY)
+        final = client.wait(run["id"], timeout=90, progress=False)
+        assert final["status"] == "succeeded", final["error"]
+        assert len(client.metrics(run["id"])) == 2
+    assert (home / "armscope.db").exists() and (home / "runs" / str(run["id"]) / "checkpoints" / "last.pt").exists()
+
+
+def test_submit_command_waits_for_the_run(laptop, tmp_path):
+    url, _, _ = laptop
+    config = tmp_path / "run.yaml"
+    config.write_text("method: baseline\nepochs: 1\ndevice: cpu\ndataset_options: {n_samples: 300}\n")
+    done = subprocess.run([sys.executable, "-m", "armscope", "submit", "--config", str(config), "--wait",
+                           "--url", url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ctrl_c_stops_server_and_worker(laptop):
+    url, server, home = laptop
+    log = home / "serve.log"
+    wait_for_worker(log)
+    worker_pid = int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+    server.send_signal(signal.SIGINT)
+    assert server.wait(40) == 0
+    assert not Path(f"/proc/{worker_pid}").exists()
+    assert "Warm shutdown" in log.read_text()
+
+
+def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
+    url, server, home = laptop
+    with Client(url) as client:
+        run_id = client.submit({**SLOW, "epochs": 30})["id"]
+        wait_for(lambda: client.get(run_id)["progress"]["epoch"] >= 1, 60, "epoch 1")
+    server.send_signal(signal.SIGINT)
+    assert server.wait(40) == 0
+    port = free_port()
+    restarted = start(["serve", "--port", str(port)], service_env(home), home / "serve2.log")
+    try:
+        wait_for_server(f"http://127.0.0.1:{port}")
+        with Client(f"http://127.0.0.1:{port}") as client:
+            assert client.get(run_id)["status"] in ("queued", "running")
+            wait_for(lambda: client.get(run_id)["progress"]["epoch"] >= 2, 60, "an epoch after the restart")
+            kinds = [e["kind"] for e in client.events(run_id)]
+            assert "requeued" in kinds and "resumed" in kinds
+            client.cancel(run_id)
+    finally:
+        stop(restarted)
