@@ -15,10 +15,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".armscope")
     database_url: str | None = None
     broker_url: str | None = None
-    api_token: str | None = None
-    data_root: Path | None = None
-    heartbeat_seconds: float = 5.0
-    heartbeat_timeout: float = 60.0
+    heartbeat_seconds: float = Field(1.0, gt=0, description="Heartbeat, progress and cancel-check interval.")
 
     @cached_property
     def resolved_database_url(self) -> str:

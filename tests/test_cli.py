@@ -87,3 +87,14 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert "resuming after epoch" in " ".join(result.output.split())
     assert without_timing(RunDir(crashed).metrics()) == without_timing(RunDir(whole).metrics())
+
+
+def test_db_upgrade_creates_the_schema_where_the_environment_points(tmp_path, monkeypatch):
+    from sqlalchemy import create_engine, inspect
+
+    monkeypatch.setenv("ARMSCOPE_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("ARMSCOPE_HOME", str(tmp_path))
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'x.db'}")).get_table_names())
+    assert {"runs", "sweeps", "epoch_metrics", "events", "run_tags", "alembic_version"} <= tables
