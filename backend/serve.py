@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -14,12 +16,23 @@ from backend.settings import get_settings
 from backend.store import Store
 
 WORKER_STOP_SECONDS = 30
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to send SIGTERM (a warm shutdown) to the worker if the server dies first."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def start_worker(queues: str, concurrency: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "armscope", "worker", "--queues", queues, "--concurrency", str(concurrency)]
     # Its own process group: Ctrl-C reaches the server only, which then stops the worker in order.
-    return subprocess.Popen(command, start_new_session=True)
+    # uvicorn ends the process on SIGTERM without unwinding, so the kernel stops the worker then.
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_stop_with_parent)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

@@ -158,6 +158,16 @@ def test_ctrl_c_stops_server_and_worker(laptop):
     assert "Warm shutdown" in log.read_text()
 
 
+def test_a_terminated_server_takes_its_worker_down(laptop):
+    url, server, home = laptop
+    log = home / "serve.log"
+    wait_for_worker(log)
+    worker_pid = int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+    server.terminate()
+    server.wait(40)
+    wait_for(lambda: not Path(f"/proc/{worker_pid}").exists(), 40, "the worker to exit")
+
+
 def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
     url, server, home = laptop
     with Client(url) as client:
