@@ -45,6 +45,8 @@ class RunConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0, le=1)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs the step under autocast.")
+    channels_last: bool = Field(False, description="Channels-last memory format for convolutional encoders.")
 
     @field_validator("dataset")
     @classmethod

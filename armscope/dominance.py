@@ -19,6 +19,7 @@ from armscope.arm_terms import arm_terms, confidence
 from armscope.data.base import Split
 from armscope.methods.base import LensSettings
 from armscope.models.heads import MultimodalModel
+from armscope.step import autocast
 
 MAX_EXACT_SHAPLEY = 8
 
@@ -54,13 +55,15 @@ def macro_f1(pred: Tensor, labels: Tensor, n_classes: int) -> Tensor:
 
 @torch.no_grad()
 def encode_split(
-    model: MultimodalModel, split: Split, batch_size: int, device: torch.device
+    model: MultimodalModel, split: Split, batch_size: int, device: torch.device, precision: str = "fp32"
 ) -> tuple[dict[str, Tensor], Tensor]:
     chunks: dict[str, list[Tensor]] = {m: [] for m in model.head.modalities}
     labels: list[Tensor] = []
     for inputs, y in split.batches(batch_size, shuffle=False):
         inputs = {m: x.to(device, non_blocking=True) for m, x in inputs.items()}
-        for m, h in model.encode(inputs).items():
+        with autocast(device, precision):
+            encoded = model.encode(inputs)
+        for m, h in encoded.items():
             chunks[m].append(h.float())
         labels.append(y.to(device, non_blocking=True))
     return {m: torch.cat(c) for m, c in chunks.items()}, torch.cat(labels)
@@ -74,12 +77,16 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     lens: LensSettings,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """All validation measures of one epoch as plain Python numbers and strings."""
+    """All validation measures of one epoch as plain Python numbers and strings.
+
+    Encoders may run in bf16; the fusion head and every measure run in fp32 on the cached features.
+    """
     was_training = model.training
     model.eval()
     try:
-        feats, labels = encode_split(model, split, batch_size, device)
+        feats, labels = encode_split(model, split, batch_size, device, precision)
         return _measures(model, feats, labels, lens)
     finally:
         model.train(was_training)

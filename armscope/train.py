@@ -24,6 +24,7 @@ from armscope.methods import Method, build_method
 from armscope.models import ModelOptions, MultimodalModel, build_encoder
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
+from armscope.step import TrainingStep
 
 TIMING_KEYS = frozenset({"epoch_seconds", "train_seconds", "samples_per_second", "elapsed_seconds"})
 CHECKPOINT_VERSION = 1
@@ -117,6 +118,8 @@ class Trainer:
             config.method, config.method_options, bundle.modalities, bundle.n_classes, feature_dim
         )
         model = build_model(bundle, method, config.model_options).to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(config, trainable)
         shuffle = torch.Generator().manual_seed(config.seed)
@@ -144,6 +147,9 @@ class Trainer:
         )
         if checkpoint is not None:
             loop.emit_event("resumed", "info", f"resumed after epoch {state['epoch']}")
+        else:
+            for message in bundle.info.get("warnings", []):
+                loop.emit_event("warning", "warning", str(message))
         return loop.run()
 
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -186,6 +192,9 @@ class _Loop:
         # On the CPU reading a value back costs nothing; on a GPU it stalls the
         # pipeline, so the loss is checked and reported every few batches.
         self.sync_every = 1 if device.type == "cpu" else 25
+        self.step = TrainingStep(
+            model, method, optimizer, device, self.config.precision, self.config.channels_last
+        )
         self.steps_per_epoch = math.ceil(len(bundle.train) / self.config.batch_size)
 
     def run(self) -> RunResult:
@@ -235,32 +244,24 @@ class _Loop:
         for index, (inputs, labels) in enumerate(batches):
             if self.trainer.should_cancel():
                 raise RunCancelled()
-            inputs = {m: x.to(device, non_blocking=True) for m, x in inputs.items()}
-            labels = labels.to(device, non_blocking=True)
-            feats = model.encode(inputs, method.encoded_modalities())
-            loss = method.loss(model, feats, labels, self.state["step"])
-            nonfinite |= ~torch.isfinite(loss.detach())
-            last = index + 1 == self.steps_per_epoch
-            if (index + 1) % self.sync_every == 0 or last:
+            loss, norms = self.step(inputs, labels, self.state["step"])
+            nonfinite |= ~torch.isfinite(loss)
+            grad_sum += norms
+            loss_sum += loss.double() * labels.shape[0]
+            seen += labels.shape[0]
+            self.state["step"] += 1
+            if (index + 1) % self.sync_every == 0 or index + 1 == self.steps_per_epoch:
                 if bool(nonfinite):
                     raise TrainingFailed(
                         f"the training loss is not finite (epoch {epoch}, by batch {index + 1} of "
-                        f"{self.steps_per_epoch}, step {self.state['step']}); the run was stopped. "
+                        f"{self.steps_per_epoch}, step {self.state['step'] - 1}); the run was stopped. "
                         "Try a lower learning rate."
                     )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            method.after_backward(model, self.state["step"])
-            grad_sum += torch.stack([_grad_norm(model.encoders[m]) for m in encoders])
-            self.optimizer.step()
-            loss_sum += loss.detach().double() * labels.shape[0]
-            seen += labels.shape[0]
-            self.state["step"] += 1
-            if (index + 1) % self.sync_every == 0 or last:
                 self.sink.progress(epoch, index + 1, self.steps_per_epoch, config.epochs, float(loss_sum) / seen)
         train_seconds = time.perf_counter() - started
         measures = evaluate(
-            model, self.bundle.val, batch_size=max(config.batch_size, 256), device=device, lens=method.lens_settings
+            model, self.bundle.val, batch_size=2 * config.batch_size, device=device,
+            lens=method.lens_settings, precision=config.precision,
         )
         summary = method.end_epoch()
         extra = {k: float(v) for k, v in summary.metrics.items()}
@@ -309,13 +310,6 @@ class _Loop:
                 "state": dict(self.state),
             }
         )
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros((), dtype=torch.float64, device=next(module.parameters()).device)
-    return torch.nn.utils.get_total_norm(grads).double()
 
 
 def train(
