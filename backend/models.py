@@ -59,8 +59,21 @@ class Run(Base):
     best_val_acc: Mapped[float | None] = mapped_column(Float)
     last_val_acc: Mapped[float | None] = mapped_column(Float)
     dominant: Mapped[str | None] = mapped_column(String(64))
+    delivered_to: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_runs_created_id", "created_at", "id"),)
+
+
+class Worker(Base):
+    """A live worker process; its heartbeat tells whether runs delivered to it are safe."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RunTag(Base):

@@ -43,6 +43,7 @@ class RunOut(BaseModel):
     best_val_acc: float | None
     last_val_acc: float | None
     dominant: str | None
+    delivered_to: str | None = Field(None, description="The worker holding this queued run's message.")
 
 
 class RunPage(BaseModel):

@@ -14,6 +14,7 @@ import uvicorn
 from backend.api import create_app
 from backend.settings import get_settings
 from backend.store import Store
+from workers.reaper import Reaper
 
 WORKER_STOP_SECONDS = 30
 PR_SET_PDEATHSIG = 1
@@ -53,6 +54,8 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     store = Store(settings.resolved_database_url)
     store.upgrade()
     app = create_app(settings, store)
+    reaper = Reaper(store, settings, app.state.queue.enqueue)
+    reaper.start()
     worker = start_worker(queues, concurrency) if with_worker else None
     print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)
     print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
@@ -61,6 +64,7 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        reaper.stop()
         if worker is not None:
             stop_worker(worker)
         store.dispose()

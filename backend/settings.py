@@ -16,6 +16,15 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     heartbeat_seconds: float = Field(1.0, gt=0, description="Heartbeat, progress and cancel-check interval.")
+    heartbeat_timeout: float = Field(
+        60.0, gt=0, description="Seconds without a heartbeat after which a worker counts as dead."
+    )
+    db_retry_seconds: float = Field(
+        300.0, gt=0, description="How long a worker retries database writes while the database restarts."
+    )
+    delivery_pause_seconds: float = Field(
+        0.0, ge=0, description="Testing aid: a pause between receiving a run and claiming it."
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

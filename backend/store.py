@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import EpochMetrics, Event, Run, RunTag, Sweep, utcnow
+from backend.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SORTABLE = {
@@ -110,6 +110,7 @@ def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
         "best_val_acc": run.best_val_acc,
         "last_val_acc": run.last_val_acc,
         "dominant": run.dominant,
+        "delivered_to": run.delivered_to,
     }
 
 
@@ -361,7 +362,76 @@ class Store:
             return self._transition(
                 s, run_id, ["queued"], status="running", worker=worker, started_at=now,
                 heartbeat_at=now, attempt=Run.attempt + 1, error=None, finished_at=None,
+                delivered_to=None, delivered_at=None,
             )
+
+    def mark_delivered(self, run_id: int, worker_node: str) -> bool:
+        """Note which worker process holds a queued run's message, so its death can be noticed."""
+        with self._session() as s, s.begin():
+            return self._transition(s, run_id, ["queued"], delivered_to=worker_node, delivered_at=utcnow())
+
+    def worker_alive(self, node: str, queues: str) -> None:
+        now = utcnow()
+        with self._session() as s, s.begin():
+            stmt = self._insert(Worker).values(name=node, queues=queues, started_at=now, heartbeat_at=now)
+            s.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"heartbeat_at": now}))
+
+    def worker_gone(self, node: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(delete(Worker).where(Worker.name == node))
+
+    def reap(self, timeout: float) -> list[dict[str, Any]]:
+        """Take back the runs of workers that died; each is handed to exactly one caller.
+
+        A running run whose heartbeat is older than ``timeout`` seconds goes back
+        to the queue (or ends cancelled if a cancel was pending); a queued run
+        whose message was delivered to a worker that stopped heartbeating is
+        handed back too. The caller must enqueue every run returned.
+        """
+        cutoff = utcnow() - timedelta(seconds=timeout)
+        taken: list[dict[str, Any]] = []
+        with self._session() as s, s.begin():
+            live = select(Worker.name).where(Worker.heartbeat_at >= cutoff)
+            stale = s.execute(
+                select(Run.id, Run.worker, Run.queue, Run.epoch, Run.cancel_requested)
+                .where(Run.status == "running", Run.heartbeat_at < cutoff)
+            ).all()
+            for run_id, worker, queue, epoch, cancel in stale:
+                guard = (Run.id == run_id, Run.status == "running", Run.worker == worker, Run.heartbeat_at < cutoff)
+                if cancel:
+                    s.execute(update(Run).where(*guard).values(status="cancelled", finished_at=utcnow(),
+                                                               cancel_requested=False))
+                    self._event(s, run_id, epoch, "cancelled", "warning",
+                                f"worker {worker} stopped heartbeating while a cancel was pending; run cancelled")
+                    continue
+                moved = s.execute(update(Run).where(*guard).values(status="queued", worker=None, heartbeat_at=None))
+                if moved.rowcount == 1:
+                    self._event(s, run_id, epoch, "requeued", "warning",
+                                f"worker {worker} stopped heartbeating for {timeout:g} s; the run goes back to "
+                                f"the queue and resumes after epoch {epoch}")
+                    taken.append({"id": run_id, "queue": queue})
+            orphaned = s.execute(
+                select(Run.id, Run.delivered_to, Run.queue, Run.epoch).where(
+                    Run.status == "queued", Run.delivered_to.is_not(None),
+                    Run.delivered_at < cutoff, Run.delivered_to.not_in(live),
+                )
+            ).all()
+            for run_id, node, queue, epoch in orphaned:
+                moved = s.execute(
+                    update(Run).where(Run.id == run_id, Run.status == "queued", Run.delivered_to == node)
+                    .values(delivered_to=None, delivered_at=None)
+                )
+                if moved.rowcount == 1:
+                    self._event(s, run_id, epoch, "requeued", "warning",
+                                f"worker {node} died holding this run before starting it; queued again")
+                    taken.append({"id": run_id, "queue": queue})
+            s.execute(delete(Worker).where(Worker.heartbeat_at < cutoff))
+        return taken
+
+    @staticmethod
+    def _event(s: Session, run_id: int, epoch: int, kind: str, level: str, message: str) -> None:
+        s.add(Event(run_id=run_id, epoch=epoch, step=0, kind=kind, level=level, message=message, data={},
+                    time=utcnow()))
 
     def cancel_run(self, run_id: int) -> dict[str, Any]:
         """A queued run is cancelled at once; a running one is asked to stop at its next batch."""

@@ -202,3 +202,66 @@ def test_compare_of_an_unknown_run_is_not_found(store):
     run_id = store.create_run(config(), queue="cpu")["id"]
     with pytest.raises(RunNotFound):
         store.compare([run_id, 999])
+
+
+def backdate(store, run_id, seconds, **columns):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backend.models import Run, utcnow
+
+    with store.engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(
+            **{c: utcnow() - timedelta(seconds=seconds) for c in columns}))
+
+
+def test_a_running_run_with_a_stale_heartbeat_is_requeued_exactly_once(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "dead-worker")
+    backdate(store, run_id, 120, heartbeat_at=True)
+    assert store.reap(60) == [{"id": run_id, "queue": "cpu"}]
+    assert store.reap(60) == []
+    run = store.get_run(run_id)
+    assert run["status"] == "queued" and run["worker"] is None
+    assert "dead-worker stopped heartbeating" in store.events(run_id)[-1]["message"]
+
+
+def test_a_fresh_heartbeat_keeps_a_run(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "w")
+    assert store.reap(60) == [] and store.get_run(run_id)["status"] == "running"
+
+
+def test_a_dead_workers_run_with_a_pending_cancel_ends_cancelled(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "w")
+    store.cancel_run(run_id)
+    backdate(store, run_id, 120, heartbeat_at=True)
+    assert store.reap(60) == [] and store.get_run(run_id)["status"] == "cancelled"
+
+
+def test_a_queued_run_delivered_to_a_dead_worker_is_handed_back(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.worker_alive("node-a", "cpu")
+    store.mark_delivered(run_id, "node-a")
+    backdate(store, run_id, 120, delivered_at=True)
+    assert store.reap(60) == []  # node-a is alive: it still holds the run
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backend.models import Worker, utcnow
+
+    with store.engine.begin() as conn:
+        conn.execute(update(Worker).values(heartbeat_at=utcnow() - timedelta(seconds=120)))
+    assert store.reap(60) == [{"id": run_id, "queue": "cpu"}]
+    assert store.get_run(run_id)["delivered_to"] is None
+    assert "died holding this run" in store.events(run_id)[-1]["message"]
+
+
+def test_claiming_clears_the_delivery_note(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.mark_delivered(run_id, "node-a")
+    store.claim_run(run_id, "node-a:1")
+    assert store.get_run(run_id)["delivered_to"] is None

@@ -19,26 +19,30 @@ from armscope.sinks import Sink
 from armscope.train import train
 from backend.settings import Settings
 from backend.store import LostOwnership, Store
+from workers.retry import with_retry
 
 log = logging.getLogger(__name__)
 
 
 class DatabaseSink(Sink):
-    def __init__(self, store: Store, run_id: int) -> None:
-        self.store, self.run_id = store, run_id
+    """Commits every epoch and event as it happens, waiting out a database restart."""
+
+    def __init__(self, store: Store, run_id: int, retry_seconds: float) -> None:
+        self.store, self.run_id, self.retry_seconds = store, run_id, retry_seconds
         self.latest: dict[str, int] = {}
 
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
-        self.store.discard_after(self.run_id, info.get("resumed_from_epoch") or 0)
+        epoch = info.get("resumed_from_epoch") or 0
+        with_retry(lambda: self.store.discard_after(self.run_id, epoch), "discarding stale epochs", self.retry_seconds)
 
     def progress(self, epoch: int, step: int, steps: int, epochs: int, loss: float | None) -> None:
         self.latest = {"step": (epoch - 1) * steps + step, "total_steps": steps * epochs}
 
     def epoch(self, record: dict[str, Any]) -> None:
-        self.store.add_epoch(self.run_id, record)
+        with_retry(lambda: self.store.add_epoch(self.run_id, record), "storing an epoch", self.retry_seconds)
 
     def event(self, event: dict[str, Any]) -> None:
-        self.store.add_event(self.run_id, event)
+        with_retry(lambda: self.store.add_event(self.run_id, event), "storing an event", self.retry_seconds)
 
 
 class Heartbeat(threading.Thread):
@@ -74,7 +78,7 @@ def execute(
     """
     stopping = stopping or threading.Event()
     run = store.get_run(run_id)
-    sink = DatabaseSink(store, run_id)
+    sink = DatabaseSink(store, run_id, settings.db_retry_seconds)
     heartbeat = Heartbeat(store, run_id, worker, sink, settings.heartbeat_seconds)
     heartbeat.start()
     status, error, crashed = "failed", None, False
@@ -103,6 +107,6 @@ def execute(
                                             f"and resumes after epoch {result.epochs_completed}"})
         return "requeued" if store.requeue_run(run_id, worker) else "lost"
     if crashed:
-        store.add_event(run_id, {"epoch": run["progress"]["epoch"], "kind": "failed", "level": "error", "message": error})
-    store.finish_run(run_id, worker, status, error)
+        sink.event({"epoch": run["progress"]["epoch"], "kind": "failed", "level": "error", "message": error})
+    with_retry(lambda: store.finish_run(run_id, worker, status, error), "finishing the run", settings.db_retry_seconds)
     return status

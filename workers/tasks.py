@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from functools import lru_cache
 from typing import Any
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from backend.settings import get_settings
 from backend.store import Store
 from workers.app import RUN_TASK, app
+from workers.reaper import Reaper
 from workers.runner import execute
+from workers.retry import with_retry
 
 
 @lru_cache(maxsize=1)
@@ -28,6 +31,20 @@ def worker_name() -> str:
 
 
 STOPPING = threading.Event()
+REAPERS: list[Reaper] = []
+
+
+def enqueue(run_id: int, queue: str) -> None:
+    run_task.apply_async((run_id,), queue=queue)
+
+
+@worker_ready.connect
+def _start_reaper(sender: Any, **_: Any) -> None:
+    queues = ",".join(q.name for q in sender.task_consumer.queues) if sender.task_consumer else ""
+    reaper = Reaper(_store(), get_settings(), enqueue, node=sender.hostname, queues=queues)
+    reaper.tick()
+    reaper.start()
+    REAPERS.append(reaper)
 
 
 @worker_shutting_down.connect
@@ -35,17 +52,26 @@ def _stop_runs(**_: Any) -> None:
     STOPPING.set()
 
 
-@app.task(name=RUN_TASK)
-def run_task(run_id: int) -> str:
-    store = _store()
+@worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    for reaper in REAPERS:
+        reaper.stop()
+
+
+@app.task(name=RUN_TASK, bind=True)
+def run_task(self: Any, run_id: int) -> str:
+    store, settings = _store(), get_settings()
     name = worker_name()
     if STOPPING.is_set():
         # Delivered while this worker shuts down: hand the message on untouched.
-        run_task.apply_async((run_id,), queue=store.get_run(run_id)["queue"])
+        enqueue(run_id, store.get_run(run_id)["queue"])
         return "passed on: worker stopping"
-    if not store.claim_run(run_id, name):
+    with_retry(lambda: store.mark_delivered(run_id, self.request.hostname), "noting delivery", settings.db_retry_seconds)
+    if settings.delivery_pause_seconds:
+        time.sleep(settings.delivery_pause_seconds)
+    if not with_retry(lambda: store.claim_run(run_id, name), "claiming the run", settings.db_retry_seconds):
         return "skipped: not queued"
-    outcome = execute(store, get_settings(), run_id, name, STOPPING)
+    outcome = execute(store, settings, run_id, name, STOPPING)
     if outcome == "requeued":
-        run_task.apply_async((run_id,), queue=store.get_run(run_id)["queue"])
+        enqueue(run_id, store.get_run(run_id)["queue"])
     return outcome

@@ -1,0 +1,89 @@
+"""Nothing started is lost: worker deaths (SIGKILL), for real, with Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from armscope.config import RunConfig
+from armscope.rundir import RunDir
+from armscope.train import TIMING_KEYS, train
+from backend.api import create_app
+from backend.settings import Settings
+from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+TIMEOUT = 3
+SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",
+        "dataset_options": {"n_samples": 6000, "dims": 8}, "model_options": {"feature_dim": 16}}
+
+
+@pytest.fixture
+def lab(tmp_path, postgres_database):
+    """A PostgreSQL database, Redis, an API in this process, and a way to start workers."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    database = postgres_database()
+    env = service_env(tmp_path, ARMSCOPE_DATABASE_URL=database, ARMSCOPE_BROKER_URL=REDIS_URL,
+                      ARMSCOPE_HEARTBEAT_TIMEOUT=str(TIMEOUT))
+    workers = []
+
+    def start_worker(name: str, **extra: str):
+        log = tmp_path / f"{name}.log"
+        worker = start(["worker", "--queues", "cpu"], {**env, **extra}, log)
+        workers.append(worker)
+        wait_for_worker(log)
+        return worker
+
+    settings = Settings(home=tmp_path, database_url=database, broker_url=REDIS_URL, heartbeat_timeout=TIMEOUT)
+    try:
+        with TestClient(create_app(settings)) as api:
+            yield api, start_worker
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+def run_of(api, run_id):
+    return api.get(f"/api/v1/runs/{run_id}").json()
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def test_a_run_whose_worker_is_killed_is_resumed_by_another_worker(lab, tmp_path):
+    api, start_worker = lab
+    first = start_worker("first")
+    run_id = api.post("/api/v1/runs", json=SLOW).json()["id"]
+    wait_for(lambda: run_of(api, run_id)["progress"]["epoch"] >= 1, 60, "epoch 1")
+    owner = run_of(api, run_id)["worker"]
+    assert int(owner.rsplit(":", 1)[1]) == first.pid
+    os.kill(first.pid, signal.SIGKILL)
+    start_worker("second")
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded" and run["attempt"] == 2 and run["worker"] != owner
+    stored = api.get(f"/api/v1/runs/{run_id}/metrics").json()
+    assert [m["epoch"] for m in stored] == [1, 2, 3, 4]
+    events = api.get(f"/api/v1/runs/{run_id}/events").json()
+    assert any(e["kind"] == "requeued" and "stopped heartbeating" in e["message"] for e in events)
+    assert any(e["kind"] == "resumed" for e in events)
+    train(RunConfig.model_validate(SLOW), tmp_path / "whole")
+    assert without_timing(stored) == without_timing(RunDir(tmp_path / "whole").metrics())
+
+
+def test_a_run_held_by_a_worker_killed_before_starting_it_is_run_by_another(lab):
+    api, start_worker = lab
+    holder = start_worker("holder", ARMSCOPE_DELIVERY_PAUSE_SECONDS="600")
+    run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}}).json()["id"]
+    wait_for(lambda: run_of(api, run_id)["delivered_to"], 60, "the run to be delivered")
+    assert run_of(api, run_id)["status"] == "queued"
+    os.kill(holder.pid, signal.SIGKILL)
+    start_worker("rescuer")
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded" and run["attempt"] == 1
+    events = api.get(f"/api/v1/runs/{run_id}/events").json()
+    assert any(e["kind"] == "requeued" and "before starting it" in e["message"] for e in events)

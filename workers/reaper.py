@@ -1,0 +1,56 @@
+"""Noticing dead workers: every worker process, and the server, take back their runs.
+
+Redis hands a dead consumer's unacknowledged message back only after its
+visibility timeout (an hour), so liveness is tracked in the store instead: a
+worker heartbeats, and any process that sees a stale heartbeat re-queues the
+run; the store makes sure exactly one of them does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from backend.settings import Settings
+from backend.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Reaper(threading.Thread):
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        enqueue: Callable[[int, str], None],
+        node: str | None = None,
+        queues: str = "",
+    ) -> None:
+        super().__init__(name="armscope-reaper", daemon=True)
+        self.store, self.settings, self.enqueue = store, settings, enqueue
+        self.node, self.queues = node, queues
+        self.interval = min(settings.heartbeat_timeout / 4, 5.0)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.tick()
+
+    def tick(self) -> None:
+        try:
+            if self.node:
+                self.store.worker_alive(self.node, self.queues)
+            for run in self.store.reap(self.settings.heartbeat_timeout):
+                log.warning("re-queueing run %s: its worker died", run["id"])
+                self.enqueue(run["id"], run["queue"])
+        except Exception:  # the store or broker may be restarting; try again next tick
+            log.exception("reaper tick failed")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.node:
+            try:
+                self.store.worker_gone(self.node)
+            except Exception:
+                log.exception("could not deregister worker %s", self.node)
