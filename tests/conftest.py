@@ -39,7 +39,7 @@ def postgres_database() -> Any:
     from sqlalchemy import create_engine, text
 
     server = os.environ.get("ARMSCOPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     created: list[str] = []
 
     def make() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 import redis
@@ -87,3 +88,47 @@ def test_a_run_held_by_a_worker_killed_before_starting_it_is_run_by_another(lab)
     assert run["status"] == "succeeded" and run["attempt"] == 1
     events = api.get(f"/api/v1/runs/{run_id}/events").json()
     assert any(e["kind"] == "requeued" and "before starting it" in e["message"] for e in events)
+
+
+def restart_redis() -> None:
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, capture_output=True)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,
+             20, "redis to stop")
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+                    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+                    "--logfile", "/var/log/redis/ci.log"], check=True, capture_output=True)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode == 0,
+             20, "redis to start")
+
+
+def restart_postgres() -> None:
+    cluster = os.listdir("/etc/postgresql")[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True,
+                   capture_output=True)
+    wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0, 30, "postgres")
+
+
+def polled(api, run_id):
+    """The run as the API shows it, or None while the API cannot reach its database."""
+    try:
+        response = api.get(f"/api/v1/runs/{run_id}")
+    except Exception:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+@pytest.mark.parametrize("restart", [restart_redis, restart_postgres], ids=["redis", "postgresql"])
+def test_a_server_restarted_mid_run_loses_nothing(lab, restart):
+    api, start_worker = lab
+    start_worker("worker", ARMSCOPE_HEARTBEAT_TIMEOUT="60")
+    run_id = api.post("/api/v1/runs", json=SLOW).json()["id"]
+    wait_for(lambda: (r := polled(api, run_id)) and r["progress"]["epoch"] >= 1, 60, "epoch 1")
+    restart()
+    run = wait_for(lambda: (r := polled(api, run_id)) and r["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded", run["error"]
+    assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2, 3, 4]
+    after = wait_for(lambda: (r := api.post("/api/v1/runs", json={**SLOW, "epochs": 1})).status_code == 201 and r.json(),
+                     30, "a submission after the restart")
+    done = wait_for(lambda: (r := polled(api, after["id"])) and r["status"] in ("succeeded", "failed") and r, 120,
+                    "the run submitted after the restart")
+    assert done["status"] == "succeeded"

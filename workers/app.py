@@ -21,6 +21,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_default_queue="cpu",
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # A broker restart must not abort a run in progress: it carries on and reports to the store.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_max_retries=None,
     )
     if not settings.resolved_broker_url.startswith("sqla"):
         # kombu's SQLAlchemy transport hands these to create_engine, which rejects them.
