@@ -68,7 +68,7 @@ def train(
     """Train one run, printing each modality's contribution after every epoch."""
     from armscope.console import ConsoleSink
     from armscope.rundir import RunDir
-    from armscope.train import ResumeError, TrainingFailed
+    from armscope.train import ResumeError
     from armscope.train import train as run_training
 
     flags = {"dataset": dataset, "method": method, "epochs": epochs, "seed": seed,

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from armscope.data import DATASETS
@@ -31,7 +39,9 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=200, description="Display name; generated when empty.")
-    tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
+    tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=50, description="Free-form labels for filtering."
+    )
     dataset: str = Field("synthetic-shift", description="Registered data set name.")
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     method: str = Field("arm", description="Registered method name.")

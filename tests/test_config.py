@@ -108,3 +108,8 @@ def test_unreadable_config_file_is_named(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(ConfigError, match="bad.json"):
         load_config_file(tmp_path / "bad.json")
+
+
+def test_tags_are_bounded_in_number_and_length():
+    assert error_of(tags=["t"] * 51).errors()[0]["loc"] == ("tags",)
+    assert error_of(tags=["x" * 101]).errors()[0]["loc"] == ("tags", 0)

@@ -528,3 +528,24 @@ def test_features_float_labels_with_whole_values_are_accepted(feature_root):
     write_split(feature_root, "val", 3, labels=np.array([0.0, 1.0, 2.0]))
     b = build_dataset("features", {"root": str(feature_root)}, seed=0)
     assert b.val.labels.tolist() == [0, 1, 2]
+
+
+def test_data_paths_outside_the_data_root_are_rejected_even_through_symlinks(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from armscope.config import RunConfig
+
+    root, outside = tmp_path / "data", tmp_path / "secret"
+    root.mkdir()
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    (root / "inside").mkdir()
+    monkeypatch.setenv("ARMSCOPE_DATA_ROOT", str(root))
+    for value in (str(outside), "escape", "../secret"):
+        with pytest.raises(ValidationError) as info:
+            RunConfig.model_validate({"dataset": "features", "dataset_options": {"root": value}})
+        assert info.value.errors()[0]["loc"] == ("dataset_options", "root")
+        assert "outside ARMSCOPE_DATA_ROOT" in str(info.value)
+    assert RunConfig.model_validate({"dataset": "features", "dataset_options": {"root": "inside"}})
+    with pytest.raises(ValidationError, match="outside ARMSCOPE_DATA_ROOT"):
+        RunConfig.model_validate({"model_options": {"encoders": {"audio": {"name": "resnet18", "weights": "/etc/passwd"}}}})

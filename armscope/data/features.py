@@ -15,7 +15,6 @@ that variable is set, else below the current directory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from pydantic import ConfigDict, Field, field_validator
 
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
+from armscope.data.paths import check_data_path, resolve_data_path
 
 SPLIT_FILES = {"train": "train.npz", "val": "val.npz", "test": "test.npz"}
 LABELS = "labels"
@@ -51,6 +51,8 @@ class FeaturesOptions(DatasetOptions):
         description="Z-score every feature with the mean and std of the training split.",
     )
 
+    _check_root = field_validator("root")(check_data_path)
+
     @field_validator("modalities")
     @classmethod
     def _check_modalities(cls, value: list[str] | None) -> list[str] | None:
@@ -70,11 +72,10 @@ class FeaturesOptions(DatasetOptions):
 
 
 def resolve_root(root: str) -> Path:
-    path = Path(root).expanduser()
-    if not path.is_absolute():
-        base = os.environ.get("ARMSCOPE_DATA_ROOT")
-        path = Path(base).expanduser() / path if base else Path.cwd() / path
-    return path
+    try:
+        return resolve_data_path(root)
+    except ValueError as exc:
+        raise DataError(f"root: {exc}") from None
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

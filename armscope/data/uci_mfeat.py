@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field, field_validator
 
+from armscope.data.paths import check_data_path, resolve_data_path
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
 from armscope.data.features import read_npz, standardize_splits
 
@@ -60,6 +61,8 @@ class UciMfeatOptions(DatasetOptions):
         default=None,
         description="An .npz in the same layout to read instead of the copy shipped with armscope.",
     )
+
+    _check_file = field_validator("file")(check_data_path)
 
     @field_validator("views")
     @classmethod
@@ -141,7 +144,7 @@ def stratified_split(
     summary="UCI Multiple Features: 2,000 handwritten digits, six views (real data, shipped).",
 )
 def build_uci_mfeat(options: UciMfeatOptions, seed: int) -> DatasetBundle:
-    path = Path(options.file).expanduser() if options.file else DEFAULT_FILE
+    path = resolve_data_path(options.file) if options.file else DEFAULT_FILE
     views = list(options.views)
     features, labels = load_arrays(path, views)
     train_idx, val_idx = stratified_split(labels, options.val_fraction, seed)

@@ -8,12 +8,12 @@ OGM-GE audio-visual models.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
+from armscope.data.paths import check_data_path, resolve_data_path
 from armscope.models.base import ENCODERS
 
 RESNET18_WIDTH = 512
@@ -25,6 +25,8 @@ class ResNetOptions(BaseModel):
     weights: str | None = Field(
         None, description="Path to a local state dict (.pt/.pth) to start from; empty means random init."
     )
+
+    _check_weights = field_validator("weights")(check_data_path)
 
 
 class BasicBlock(nn.Module):
@@ -78,7 +80,7 @@ class ResNet18(nn.Module):
 def load_weights(trunk: ResNet18, path: str) -> None:
     """Load a local state dict; a classifier head is ignored and RGB kernels are summed
     for a one-channel input, so ImageNet weights can start a spectrogram encoder."""
-    file = Path(path)
+    file = resolve_data_path(path)
     if not file.is_file():
         raise FileNotFoundError(f"encoder weights: {file} does not exist")
     state = torch.load(file, map_location="cpu", weights_only=True)
