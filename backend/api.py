@@ -10,6 +10,7 @@ from backend.deps import Queue
 from backend.routes import catalog, compare, runs, sweeps
 from backend.settings import Settings, get_settings
 from backend.store import BadCursor, IllegalTransition, RunNotFound, Store
+from dashboard import mount_dashboard
 
 API_PREFIX = "/api/v1"
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
         api.include_router(module.router)
     app.include_router(api)
     _error_handlers(app)
+    mount_dashboard(app)  # the Dash dashboard at `/`, after the API routes so they win
     return app
 
 

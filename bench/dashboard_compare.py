@@ -1,0 +1,224 @@
+"""How long the compare page takes to draw 20 runs x 100 epochs in headless Chromium (target: under 2 s).
+
+Fills a temporary home with finished runs through the store (no training), serves it with
+`armscope serve --no-worker`, and times navigation start -> every trace of `compare-graph` drawn,
+measured inside the page (performance.now() when the last trace appears). The first load runs on a
+cold browser cache and is reported apart; the repeats reuse the cache as a returning user would.
+
+    python bench/dashboard_compare.py [--runs 20] [--epochs 100] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = ["arm", "baseline", "ogm-ge"]
+MODALITIES = ["audio", "visual"]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+# Installed before the page's own scripts: records when the graph has drawn `want` traces.
+PROBE = """
+(function () {
+  const want = %d;
+  function check() {
+    const n = document.querySelectorAll('#compare-graph .scatterlayer .trace').length;
+    if (n >= want) { window.__drawn = performance.now(); return; }
+    requestAnimationFrame(check);
+  }
+  requestAnimationFrame(check);
+})();
+"""
+
+
+def fake_records(method: str, seed: int, epochs: int, modalities: list[str]) -> list[dict[str, Any]]:
+    """Epoch records shaped like the engine's: accuracy rising, contributions shifting, timing keys."""
+    rng = random.Random(f"{method}-{seed}")
+    switch = rng.randint(epochs // 4, 3 * epochs // 4)
+    records, elapsed = [], 0.0
+    for epoch in range(1, epochs + 1):
+        t = epoch / epochs
+        acc = 0.1 + 0.75 * (1 - math.exp(-4 * t)) + rng.gauss(0, 0.01)
+        lead = 0.7 if epoch < switch else 0.35
+        if method == "arm":
+            lead = 0.5 + (lead - 0.5) * 0.4
+        shap = {modalities[0]: (acc - 0.1) * lead, modalities[1]: (acc - 0.1) * (1 - lead)}
+        seconds = 1.5 + rng.random() * 0.2
+        elapsed += seconds
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": epoch * 50,
+            "samples_seen": epoch * 3200,
+            "train_loss": 2.3 * math.exp(-2 * t) + 0.2,
+            "val_loss": 2.2 * math.exp(-1.8 * t) + 0.3,
+            "val_acc": acc,
+            "val_f1": acc - 0.01,
+            "dominant": max(shap, key=shap.get),
+            "imbalance": abs(shap[modalities[0]] - shap[modalities[1]]) / max(1e-9, sum(map(abs, shap.values()))),
+            "epoch_seconds": seconds,
+            "train_seconds": seconds * 0.9,
+            "samples_per_second": 3200 / seconds,
+            "elapsed_seconds": elapsed,
+        }
+        for i, m in enumerate(modalities):
+            record.update(
+                {
+                    f"val_acc.{m}": 0.1 + shap[m] * 1.2,
+                    f"confidence.{m}": 0.1 + shap[m],
+                    f"shapley.{m}": shap[m],
+                    f"nmi.{m}": 0.004 + 0.01 * shap[m],
+                    f"ncmi.{m}": 0.0002 + 0.001 * shap[m],
+                    f"arm_score.{m}": 0.001 + 0.002 * shap[m],
+                    f"arm_weight.{m}": 1 + (0.5 - lead) * (1 if i == 0 else -1),
+                    f"grad_norm.{m}": 0.3 + 0.1 * rng.random(),
+                }
+            )
+            if method == "ogm-ge":
+                record.update(
+                    {
+                        f"ogm_ratio.{m}": 1 + (lead - 0.5) * (1 if i == 0 else -1),
+                        f"ogm_coeff.{m}": 1 - max(0.0, (lead - 0.5) * (1 if i == 0 else -1)),
+                    }
+                )
+            if method == "arm":
+                record[f"arm_train_weight.{m}"] = record[f"arm_weight.{m}"]
+        if method == "arm":
+            record["arm_guard_steps"] = 0
+        records.append(record)
+    return records
+
+
+def seed_store(home: Path, runs: int, epochs: int) -> list[int]:
+    """Finished runs with full records, written through the store's own lifecycle calls."""
+    from armscope.config import RunConfig
+    from backend.settings import Settings
+    from backend.store import Store
+
+    settings = Settings(home=home)
+    settings.ensure_home()
+    store = Store(settings.resolved_database_url)
+    store.upgrade()
+    ids = []
+    for i in range(runs):
+        method, seed = METHODS[i % len(METHODS)], i // len(METHODS)
+        config = RunConfig.model_validate(
+            {"method": method, "seed": seed, "epochs": epochs, "device": "cpu", "tags": ["bench"]}
+        ).model_dump(mode="json")
+        run = store.create_run(config, queue="cpu")
+        store.claim_run(run["id"], "bench")
+        for record in fake_records(method, seed, epochs, MODALITIES):
+            store.add_epoch(run["id"], record)
+        store.heartbeat(run["id"], "bench", {"step": epochs * 50, "total_steps": epochs * 50})
+        store.finish_run(run["id"], "bench", "succeeded")
+        ids.append(run["id"])
+    store.dispose()
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
+    env["ARMSCOPE_HOME"] = str(home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "armscope", "serve", "--port", str(port), "--no-worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the server did not start within 60 s")
+
+
+def browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='armscope-chrome-')}",
+        "--window-size=1440,900",
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def time_once(driver: Any, url: str, traces: int, timeout: float = 30) -> float:
+    """Seconds from navigation start until all traces are drawn, measured by the page's clock."""
+    driver.get("about:blank")
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        drawn = driver.execute_script("return window.__drawn || null")
+        if drawn is not None:
+            return float(drawn) / 1000
+        time.sleep(0.02)
+    raise TimeoutError(f"compare-graph did not draw {traces} traces within {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="armscope-bench-") as tmp:
+        home = Path(tmp)
+        started = time.perf_counter()
+        ids = seed_store(home, args.runs, args.epochs)
+        print(f"stored {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - started:.1f} s")
+        port = free_port()
+        server = start_server(home, port)
+        driver = browser()
+        try:
+            traces = args.runs * len(MODALITIES)  # the default view: Shapley per modality, one trace each
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PROBE % traces})
+            url = f"http://127.0.0.1:{port}/compare?runs={','.join(map(str, ids))}"
+            cold = time_once(driver, url, traces)
+            warm = [time_once(driver, url, traces) for _ in range(args.repeats)]
+        finally:
+            driver.quit()
+            server.terminate()
+            server.wait(20)
+    print(f"compare page, {args.runs} runs x {args.epochs} epochs, {traces} traces, headless Chromium:")
+    print(f"  first load (cold cache): {cold:.2f} s")
+    print(f"  {args.repeats} repeats: median {statistics.median(warm):.2f} s, max {max(warm):.2f} s (target < 2 s)")
+
+
+if __name__ == "__main__":
+    main()

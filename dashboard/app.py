@@ -1,0 +1,148 @@
+"""The Dash app: the shell (navbar, theme, router) and every page's callbacks, bound to one Context."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+from flask import Flask
+
+from dashboard import actions, components as ui
+from dashboard.context import Context
+from dashboard.pages import compare, launch, run_detail, runs
+
+ASSETS = Path(__file__).parent / "assets"
+NAV = [("Runs", "/"), ("Launch", "/launch"), ("Compare", "/compare")]
+
+
+def shell() -> html.Div:
+    navbar = dbc.Navbar(
+        dbc.Container(
+            [
+                dcc.Link(
+                    [html.Span("◐", className="brand-mark"), html.Span("armscope", className="ms-2")],
+                    href="/",
+                    className="navbar-brand d-flex align-items-center",
+                ),
+                dbc.Nav(
+                    [dbc.NavItem(dbc.NavLink(label, href=href, id=f"nav-{label.lower()}")) for label, href in NAV],
+                    class_name="me-auto",
+                    navbar=True,
+                ),
+                html.Div(
+                    [
+                        html.A("API docs", href="/docs", target="_blank", className="nav-link small me-3"),
+                        dbc.Switch(id="theme-switch", label="Dark", value=None, class_name="mb-0 theme-switch"),
+                    ],
+                    className="d-flex align-items-center",
+                ),
+            ],
+            fluid=True,
+        ),
+        color="body",
+        dark=False,
+        class_name="border-bottom app-navbar shadow-sm",
+        sticky="top",
+    )
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh="callback-nav"),
+            dcc.Store(id="theme", storage_type="local", data="light"),
+            navbar,
+            dbc.Container(id="page", fluid=True, class_name="py-3 page"),
+            html.Div(id="global-message", className="global-message"),
+            # An empty chart in the shell starts fetching and compiling plotly.js while the first page's
+            # callback is still on the server (pages with charts then draw sooner).
+            html.Div(
+                dcc.Graph(
+                    id="plotly-warmup",
+                    figure={"data": [], "layout": {"width": 10, "height": 10}},
+                    config={"staticPlot": True},
+                ),
+                hidden=True,
+            ),
+        ]
+    )
+
+
+def route(ctx: Context, pathname: str | None, search: str | None, mode: str | None) -> Any:
+    path = (pathname or "/").rstrip("/") or "/"
+    if path == "/":
+        return runs.layout(ctx, search)
+    if path == "/launch":
+        return launch.layout(ctx, search)
+    if path == "/compare":
+        return compare.layout(ctx, search, mode)
+    match = re.fullmatch(r"/runs/(\d+)", path)
+    if match:
+        return run_detail.layout(ctx, int(match[1]), mode)
+    return ui.empty_state(
+        "Page not found",
+        f"Nothing lives at {pathname}.",
+        dbc.Button("Go to the runs", href="/", color="primary"),
+        icon="?",
+    )
+
+
+def create_dash(ctx: Context) -> Dash:
+    app = Dash(
+        __name__,
+        server=Flask("armscope-dashboard"),
+        assets_folder=str(ASSETS),
+        title="armscope",
+        update_title=None,
+        suppress_callback_exceptions=True,
+        serve_locally=True,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.layout = shell()
+
+    @app.callback(
+        Output("page", "children"),
+        *[Output(f"nav-{label.lower()}", "active") for label, _ in NAV],
+        Input("url", "pathname"),
+        Input("url", "search"),
+        State("theme", "data"),
+    )
+    def router(pathname: str | None, search: str | None, mode: str | None) -> Any:
+        path = (pathname or "/").rstrip("/") or "/"
+        active = [path == "/" or path.startswith("/runs"), path == "/launch", path == "/compare"]
+        return route(ctx, pathname, search, mode), *active
+
+    app.clientside_callback(
+        """
+        function(on, stored) {
+            const mode = (on === null || on === undefined) ? (stored === 'dark' ? 'dark' : 'light')
+                                                            : (on ? 'dark' : 'light');
+            document.documentElement.setAttribute('data-bs-theme', mode);
+            return [mode, mode === 'dark'];
+        }
+        """,
+        Output("theme", "data"),
+        Output("theme-switch", "value"),
+        Input("theme-switch", "value"),
+        State("theme", "data"),
+    )
+
+    @app.callback(
+        Output("url", "href", allow_duplicate=True),
+        Output("global-message", "children"),
+        Input("demo-sweep", "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def demo(n_clicks: int | None) -> Any:
+        if not n_clicks:
+            raise PreventUpdate
+        try:
+            sweep = actions.launch_demo(ctx)
+        except actions.ActionError as exc:
+            return no_update, dbc.Alert(str(exc), color="danger", dismissable=True)
+        return f"/?sweep={sweep['id']}", None
+
+    for page in (runs, launch, run_detail, compare):
+        page.register(app, ctx)
+    return app

@@ -1,0 +1,115 @@
+"""Small pieces shared by the pages: badges, progress bars, empty states, number formats."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from dashboard.theme import STATUS_COLORS
+
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def graph(graph_id: str, figure: Any, filename: str, **kwargs: Any) -> dcc.Graph:
+    """A chart whose toolbar camera button downloads it as a PNG named ``filename``."""
+    config = {**GRAPH_CONFIG, "toImageButtonOptions": {**GRAPH_CONFIG["toImageButtonOptions"], "filename": filename}}
+    return dcc.Graph(id=graph_id, figure=figure, config=config, **kwargs)
+
+
+def status_badge(status: str, cancel_requested: bool = False) -> dbc.Badge:
+    label = "cancelling" if cancel_requested and status == "running" else status
+    return dbc.Badge(
+        label, color=STATUS_COLORS.get(status, "secondary"), class_name="status-badge", pill=True, title=label
+    )
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "—"
+    now = now or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = (now - when).total_seconds()
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60) or 1} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return when.strftime("%Y-%m-%d")
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def progress_cell(run: dict[str, Any]) -> Any:
+    """A progress bar with epoch and ETA for running runs; a short note otherwise."""
+    p, status = run["progress"], run["status"]
+    epochs = f"epoch {p['epoch']}/{p['epochs']}"
+    if status == "running":
+        eta = f" · ETA {duration(p['eta_seconds'])}" if p.get("eta_seconds") is not None else ""
+        pct = 100 * (p.get("fraction") or 0.0)
+        return html.Div(
+            [
+                dbc.Progress(value=pct, label=f"{pct:.0f}%", striped=True, animated=True, class_name="run-progress"),
+                html.Small(f"{epochs}{eta}", className="text-body-secondary"),
+            ]
+        )
+    if status == "queued":
+        return html.Small(
+            "waiting for a worker" if p["epoch"] == 0 else f"re-queued at {epochs}", className="text-body-secondary"
+        )
+    if status == "failed":
+        error = (run.get("error") or "failed").strip().splitlines()[-1]
+        return html.Small(
+            error[:80] + ("…" if len(error) > 80 else ""), className="text-danger", title=run.get("error")
+        )
+    return html.Small(epochs, className="text-body-secondary")
+
+
+def empty_state(title: str, text: str, *actions: Any, icon: str = "○") -> html.Div:
+    return html.Div(
+        [
+            html.Div(icon, className="empty-icon"),
+            html.H5(title),
+            html.P(text, className="text-body-secondary"),
+            html.Div(list(actions), className="d-flex gap-2 justify-content-center flex-wrap"),
+        ],
+        className="empty-state text-center",
+    )
+
+
+def demo_button(label: str = "Launch the demo sweep") -> dbc.Button:
+    return dbc.Button(label, id="demo-sweep", color="primary", n_clicks=0)
+
+
+def demo_explainer() -> str:
+    return (
+        "The demo sweep trains arm, baseline and ogm-ge on the synthetic-shift data set with seeds 0, 1, 2 "
+        "(9 runs, 10 epochs each, a few minutes on a laptop CPU)."
+    )
+
+
+def card(title: str, body: Any, **kwargs: Any) -> dbc.Card:
+    return dbc.Card(
+        [dbc.CardHeader(title, class_name="fw-semibold"), dbc.CardBody(body)], class_name="mb-3 shadow-sm", **kwargs
+    )

@@ -1,0 +1,528 @@
+"""Figure builders: pure functions from epoch records (dicts, as the store returns them) to plotly figures.
+
+Nothing here touches the store or Dash, so every chart can be unit tested with hand-made records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard import theme as th
+
+Record = dict[str, Any]
+
+PER_MODALITY = (
+    "shapley",
+    "val_acc",
+    "confidence",
+    "nmi",
+    "ncmi",
+    "arm_score",
+    "arm_weight",
+    "arm_train_weight",
+    "grad_norm",
+    "ogm_coeff",
+    "ogm_ratio",
+)
+FAMILY_LABELS = {
+    "shapley": "Contribution (Shapley) per modality",
+    "val_acc": "Masked accuracy per modality",
+    "confidence": "Masked confidence per modality",
+    "nmi": "NMI per modality",
+    "ncmi": "NCMI per modality",
+    "arm_score": "ARM score Φ per modality",
+    "arm_weight": "ARM weight w per modality",
+    "arm_train_weight": "ARM training weight per modality",
+    "grad_norm": "Gradient norm per modality",
+    "ogm_coeff": "OGM coefficient per modality",
+    "ogm_ratio": "OGM ratio per modality",
+}
+SCALAR_LABELS = {
+    "val_acc": "Fused accuracy (val)",
+    "val_f1": "Fused macro F1 (val)",
+    "val_loss": "Validation loss",
+    "train_loss": "Training loss",
+    "imbalance": "Imbalance",
+    "arm_guard_steps": "ARM guard steps",
+    "samples_per_second": "Throughput (samples/s)",
+    "epoch_seconds": "Epoch time (s)",
+}
+Y_TITLES = {
+    "shapley.*": "Shapley value (accuracy points)",
+    "val_acc.*": "accuracy, other modalities masked",
+    "val_acc": "fused validation accuracy",
+}
+PERCENT = {"val_acc", "val_f1", "shapley", "confidence"}
+X_AXES = {"epoch": "epoch", "wall": "wall time (s)", "samples": "samples seen"}
+X_KEYS = {"epoch": "epoch", "wall": "elapsed_seconds", "samples": "samples_seen"}
+DEFAULT_METRIC = "shapley.*"
+
+
+# -- reading records -----------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else float(value)
+
+
+def column(records: Sequence[Record], key: str) -> list[float | None]:
+    return [_number(r.get(key)) for r in records]
+
+
+def epochs(records: Sequence[Record]) -> list[int]:
+    return [int(r["epoch"]) for r in records]
+
+
+def modalities(records: Iterable[Record]) -> list[str]:
+    """Modality names (from shapley.<m>, val_acc.<m>, ...) in the order the first record lists them."""
+    records = list(records)
+    if not records:
+        return []
+    first = list(records[0])
+    keys = first + sorted(set().union(*records) - set(first))  # set union runs in C: cheap for long runs
+    seen: dict[str, None] = {}
+    for key in keys:
+        family, dot, name = key.partition(".")
+        if dot and family in PER_MODALITY:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def has_family(records: Sequence[Record], family: str) -> bool:
+    prefix = family + "."
+    return any(k.startswith(prefix) for r in records for k in r)
+
+
+def ema(values: Sequence[float | None], smoothing: float) -> list[float | None]:
+    """Debiased exponential moving average (as TensorBoard draws it); gaps stay gaps."""
+    alpha = min(max(float(smoothing or 0.0), 0.0), 0.999)
+    if alpha == 0:
+        return list(values)
+    out: list[float | None] = []
+    last, seen = 0.0, 0
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        last = alpha * last + (1 - alpha) * value
+        seen += 1
+        out.append(last / (1 - alpha**seen))
+    return out
+
+
+def switches(records: Sequence[Record]) -> list[tuple[int, str, str]]:
+    """(epoch, from, to) for every change of the dominant modality between consecutive records."""
+    result, previous = [], None
+    for record in records:
+        current = record.get("dominant")
+        if current and previous and current != previous:
+            result.append((int(record["epoch"]), previous, current))
+        if current:
+            previous = current
+    return result
+
+
+# -- shared pieces -------------------------------------------------------------------
+
+
+def _figure(mode: str | None, title: str, y_title: str = "", x_title: str = "epoch", height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(template=th.template(mode), title=title, height=height, uirevision="keep")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return fig
+
+
+def integer_ticks(fig: go.Figure, records: Sequence[Record]) -> go.Figure:
+    """Whole-epoch ticks when there are only a few epochs (plotly would draw 1.2, 1.4, ...)."""
+    if records and len(records) <= 12:
+        fig.update_xaxes(dtick=1, tick0=0)
+    return fig
+
+
+def empty_figure(message: str, mode: str | None = None, title: str = "", height: int = 300) -> go.Figure:
+    fig = _figure(mode, title, height=height)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13, color="#6c757d")
+    )
+    return fig
+
+
+def _line(x: Sequence[Any], y: Sequence[Any], name: str, color: str, **kwargs: Any) -> go.Scatter:
+    dash = kwargs.pop("dash", "solid")
+    width = kwargs.pop("width", 2)
+    return go.Scatter(
+        x=list(x),
+        y=list(y),
+        name=name,
+        mode="lines+markers" if len(x) < 30 else "lines",
+        line=dict(color=color, dash=dash, width=width),
+        marker=dict(size=5),
+        connectgaps=False,
+        **kwargs,
+    )
+
+
+def _waiting(records: Sequence[Record], mode: str | None, title: str) -> go.Figure | None:
+    if not records:
+        return empty_figure("No epochs yet: the curves appear after the first epoch.", mode, title)
+    return None
+
+
+# -- run detail ------------------------------------------------------------------------
+
+
+def accuracy_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    title = "Accuracy: fused and each modality alone"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    fig = _figure(mode, title, "validation accuracy")
+    x = epochs(records)
+    fig.add_trace(_line(x, column(records, "val_acc"), "fused", th.fused_color(mode), width=3))
+    for i, m in enumerate(modalities(records)):
+        fig.add_trace(_line(x, column(records, f"val_acc.{m}"), f"{m} only", th.modality_color(i)))
+    fig.update_yaxes(tickformat=".1~%")
+    return fig
+
+
+def contribution_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    """Shapley values stacked on the accuracy of the empty coalition: the stack's top is the fused accuracy."""
+    title = "Contributions: Shapley share of the fused accuracy"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    fig = _figure(mode, title, "accuracy (stacked)")
+    x, fused, mods = epochs(records), column(records, "val_acc"), modalities(records)
+    values = {m: column(records, f"shapley.{m}") for m in mods}
+    base = []
+    for i, acc in enumerate(fused):
+        parts = [values[m][i] for m in mods]
+        base.append(None if acc is None or any(p is None for p in parts) else acc - sum(parts))  # type: ignore[operator]
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=base,
+            name="no modality (chance)",
+            stackgroup="shapley",
+            mode="lines",
+            line=dict(width=0.5, color="#adb5bd"),
+            fillcolor="rgba(173,181,189,0.35)",
+            hovertemplate="%{y:.1%}",
+        )
+    )
+    for i, m in enumerate(mods):
+        share = [None if v is None or not a else v / a for v, a in zip(values[m], fused)]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values[m],
+                name=m,
+                stackgroup="shapley",
+                mode="lines",
+                customdata=share,
+                line=dict(width=0.5, color=th.modality_color(i)),
+                hovertemplate="%{y:.1%} (%{customdata:.0%} of fused)",
+            )
+        )
+    fig.add_trace(_line(x, fused, "fused accuracy", th.fused_color(mode), dash="dot", width=2))
+    fig.update_yaxes(tickformat=".1~%")
+    return fig
+
+
+def _per_modality_panels(
+    records: Sequence[Record],
+    mode: str | None,
+    title: str,
+    panels: Sequence[tuple[str, str]],
+    extra: dict[str, tuple[str, str, str]] | None = None,
+    height: int = 300,
+) -> go.Figure:
+    """One subplot per family (``panels``: (family, subplot title)); ``extra`` overlays a second family
+    on a panel, dotted: {panel family: (family, name suffix, dash)}."""
+    present = [(f, t) for f, t in panels if has_family(records, f)]
+    if not present:
+        return empty_figure("Not recorded for this run.", mode, title, height)
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[t for _, t in present], horizontal_spacing=0.12)
+    fig.update_layout(template=th.template(mode), title=title, height=height, uirevision="keep")
+    x, mods = epochs(records), modalities(records)
+    for col, (family, _) in enumerate(present, start=1):
+        for i, m in enumerate(mods):
+            key = f"{family}.{m}"
+            if not any(key in r for r in records):
+                continue
+            fig.add_trace(
+                _line(x, column(records, key), m, th.modality_color(i), legendgroup=m, showlegend=col == 1),
+                row=1,
+                col=col,
+            )
+            if extra and family in extra:
+                other, suffix, dash = extra[family]
+                okey = f"{other}.{m}"
+                if any(okey in r for r in records):
+                    fig.add_trace(
+                        _line(
+                            x,
+                            column(records, okey),
+                            f"{m} {suffix}",
+                            th.modality_color(i),
+                            dash=dash,
+                            legendgroup=m,
+                            showlegend=True,
+                        ),
+                        row=1,
+                        col=col,
+                    )
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_annotations(font_size=12)
+    # Room above the subplot titles for the legend.
+    fig.update_layout(margin=dict(t=78), legend=dict(y=1.2, yanchor="bottom"))
+    return fig
+
+
+def arm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    title = "ARM: contribution score Φ and weight w"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    return _per_modality_panels(
+        records,
+        mode,
+        title,
+        [("arm_score", "score Φ"), ("arm_weight", "weight w")],
+        extra={"arm_weight": ("arm_train_weight", "(training)", "dot")},
+    )
+
+
+def information_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    title = "Information: NMI and NCMI"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    return _per_modality_panels(records, mode, title, [("nmi", "NMI"), ("ncmi", "NCMI")])
+
+
+def ogm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure | None:
+    """OGM coefficients and ratios; None when the run has none (not an OGM method)."""
+    if not (has_family(records, "ogm_coeff") or has_family(records, "ogm_ratio")):
+        return None
+    return _per_modality_panels(
+        records, mode, "OGM-GE modulation", [("ogm_coeff", "coefficient"), ("ogm_ratio", "ratio")]
+    )
+
+
+def grad_norm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    title = "Gradient norm per encoder"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    fig = _figure(mode, title, "mean L2 norm")
+    x = epochs(records)
+    for i, m in enumerate(modalities(records)):
+        if any(f"grad_norm.{m}" in r for r in records):
+            fig.add_trace(_line(x, column(records, f"grad_norm.{m}"), m, th.modality_color(i)))
+    return fig
+
+
+def loss_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+    title = "Loss"
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    fig = _figure(mode, title, "cross-entropy")
+    x = epochs(records)
+    fig.add_trace(_line(x, column(records, "train_loss"), "train", th.modality_color(0)))
+    fig.add_trace(_line(x, column(records, "val_loss"), "validation", th.modality_color(1), dash="dash"))
+    return fig
+
+
+def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), mode: str | None = None) -> go.Figure:
+    """A strip with one cell per epoch coloured by the dominant modality; switches marked with ▼."""
+    title = "Dominant modality per epoch"
+    if not records:
+        return empty_figure("No epochs yet.", mode, title, height=150)
+    fig = _figure(mode, title, height=150)
+    mods = modalities(records)
+    for r in records:  # a dominant modality without per-modality keys still gets a colour
+        if r.get("dominant") and r["dominant"] not in mods:
+            mods.append(r["dominant"])
+    for i, m in enumerate(mods):
+        xs = [int(r["epoch"]) for r in records if r.get("dominant") == m]
+        if xs:
+            fig.add_trace(
+                go.Bar(
+                    x=xs,
+                    y=[1] * len(xs),
+                    name=m,
+                    marker=dict(color=th.modality_color(i), line_width=0),
+                    width=1.0,
+                    hovertemplate=f"epoch %{{x}}: {m} dominates<extra></extra>",
+                )
+            )
+    messages = {int(e["epoch"]): e.get("message") or "" for e in events if e.get("kind") == "dominance_switch"}
+    marks = switches(records)
+    if marks:
+        fig.add_trace(
+            go.Scatter(
+                x=[e - 0.5 for e, _, _ in marks],
+                y=[1.12] * len(marks),
+                mode="markers",
+                name="switch",
+                marker=dict(symbol="triangle-down", size=11, color=th.fused_color(mode)),
+                hovertext=[messages.get(e) or f"dominance switched from {a} to {b} at epoch {e}" for e, a, b in marks],
+                hoverinfo="text",
+            )
+        )
+        for e, _, _ in marks:
+            fig.add_vline(x=e - 0.5, line=dict(color=th.fused_color(mode), width=1.5, dash="dot"))
+    fig.update_layout(barmode="overlay", bargap=0, hovermode="closest", margin=dict(l=50, r=16, t=36, b=30))
+    fig.update_yaxes(visible=False, range=[0, 1.25], fixedrange=True)
+    fig.update_xaxes(title=None, dtick=None)
+    return fig
+
+
+# -- compare ---------------------------------------------------------------------------
+
+
+def metric_options(records: Iterable[Record]) -> list[dict[str, str]]:
+    """Dropdown options for what a set of records holds: the contribution view first."""
+    keys: dict[str, None] = {}
+    for record in records:
+        keys.update(dict.fromkeys(record))
+    families = [f for f in PER_MODALITY if any(k.startswith(f + ".") for k in keys)]
+    options = []
+    if "shapley" in families or not keys:
+        options.append({"label": FAMILY_LABELS["shapley"], "value": DEFAULT_METRIC})
+    options += [{"label": label, "value": key} for key, label in SCALAR_LABELS.items() if key in keys]
+    options += [{"label": FAMILY_LABELS[f], "value": f"{f}.*"} for f in families if f != "shapley"]
+    return options
+
+
+def metric_label(metric: str) -> str:
+    if metric.endswith(".*"):
+        return FAMILY_LABELS.get(metric[:-2], metric)
+    return SCALAR_LABELS.get(metric, metric)
+
+
+def run_label(run: Record) -> str:
+    return f"#{run['id']} {run.get('name') or ''}".strip()
+
+
+def compare_keys(metric: str, x_axis: str, records_keys: Iterable[str] = ()) -> list[str]:
+    """The record keys the compare view needs (exact names; family members are taken from ``records_keys``)."""
+    wanted = {X_KEYS.get(x_axis, "epoch")}
+    if metric.endswith(".*"):
+        prefix = metric[:-1]
+        wanted.update(k for k in records_keys if k.startswith(prefix))
+    else:
+        wanted.add(metric)
+    wanted.discard("epoch")
+    return sorted(wanted)
+
+
+def compare_figure(
+    runs: Sequence[Record],
+    metric: str = DEFAULT_METRIC,
+    smoothing: float = 0.0,
+    x_axis: str = "epoch",
+    color_by: str = "run",
+    mode: str | None = None,
+) -> dict[str, Any]:
+    """Overlay one metric across runs: one colour per run (or per method), one dash style per modality.
+
+    Returned as a plain plotly figure dict: with hundreds of traces, building graph objects (which
+    validate every property) would cost more than the whole page takes to draw.
+    """
+    title = metric_label(metric)
+    if not runs:
+        return empty_figure(
+            "Pick runs to compare: search for them on the left, or tick them on the Runs page.", mode, title, height=480
+        ).to_dict()
+    if not any(r.get("records") for r in runs):
+        return empty_figure("These runs have no epochs yet.", mode, title, height=480).to_dict()
+    x_key = X_KEYS.get(x_axis, "epoch")
+    family = metric[:-2] if metric.endswith(".*") else None
+    all_mods = modalities(r for run in runs for r in run.get("records") or [])
+    methods = list(dict.fromkeys(run.get("method", "") for run in runs))
+    traces = []
+    for index, run in enumerate(runs):
+        records = run.get("records") or []
+        color = (
+            th.method_color(run.get("method", ""), methods.index(run.get("method", "")))
+            if color_by == "method"
+            else th.run_color(index)
+        )
+        x = column(records, x_key) if x_key != "epoch" else epochs(records)
+        present = set().union(*records) if records else set()
+        series = (
+            [(m, f"{family}.{m}", th.dash_style(all_mods.index(m))) for m in all_mods if f"{family}.{m}" in present]
+            if family
+            else [("", metric, "solid")]
+        )
+        for modality, key, dash in series:
+            y = ema(column(records, key), smoothing)
+            pairs = [(a, b) for a, b in zip(x, y) if a is not None]
+            name = f"{run_label(run)} · {modality}" if modality else run_label(run)
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": name,
+                    "x": [a for a, _ in pairs],
+                    "y": [b for _, b in pairs],
+                    "line": {"color": color, "dash": dash, "width": 2},
+                    "legendgroup": str(run["id"]),
+                    "meta": [run["id"], modality],
+                    "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}}<extra>{run.get('method', '')}</extra>",
+                }
+            )
+    xaxis: dict[str, Any] = {"title": {"text": X_AXES.get(x_axis, "epoch")}}
+    if x_key == "epoch" and max(len(run.get("records") or []) for run in runs) <= 12:
+        xaxis.update(dtick=1, tick0=0)
+    yaxis: dict[str, Any] = {"title": {"text": Y_TITLES.get(metric, metric_label(metric))}}
+    if (family or metric) in PERCENT:
+        yaxis["tickformat"] = ".1~%"
+    layout = {
+        "template": th.template_json(mode),
+        "title": {"text": title},
+        "height": 480,
+        "uirevision": "keep",
+        "hovermode": "closest",
+        "xaxis": xaxis,
+        "yaxis": yaxis,
+        "margin": {"l": 60, "r": 16, "t": 40, "b": 50},
+        "legend": {"orientation": "v", "yanchor": "top", "y": 1, "x": 1.02, "xanchor": "left"},
+    }
+    return {"data": traces, "layout": layout}
+
+
+# -- configs ---------------------------------------------------------------------------
+
+
+def flatten(config: Any, prefix: str = "", keep_empty: bool = True) -> dict[str, Any]:
+    """Nested dicts as dotted keys; an empty dict is kept as a value unless ``keep_empty`` is false."""
+    if isinstance(config, dict) and (config or not keep_empty):
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            out.update(flatten(value, f"{prefix}{key}.", keep_empty))
+        return out
+    return {prefix[:-1]: config}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def config_diff(
+    configs: Sequence[dict[str, Any]], ignore: Sequence[str] = ("name",)
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The dotted config fields whose values are not the same in every config, and each config's values."""
+    flat = [flatten(c or {}, keep_empty=False) for c in configs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    differing = [k for k in keys if k not in ignore and len({_show(f.get(k, None)) for f in flat}) > 1]
+    return differing, [{k: _show(f.get(k)) for k in differing} for f in flat]

@@ -1,0 +1,248 @@
+"""Compare `/compare?runs=1,2&metric=shapley.*&smooth=0.6&x=epoch&color=run`: overlay a metric across runs.
+
+The URL holds the whole view (runs, metric, smoothing, x axis, colouring), so a link reproduces it.
+The store thins every run to at most ``ctx.compare_points`` epochs, so long runs stay quick to draw.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from urllib.parse import parse_qs
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+
+from backend.routes.compare import MAX_COMPARED
+from backend.store import RunNotFound
+from dashboard import components as ui, figures as fx
+
+X_OPTIONS = [
+    {"label": "epoch", "value": "epoch"},
+    {"label": "wall time", "value": "wall"},
+    {"label": "samples seen", "value": "samples"},
+]
+COLOR_OPTIONS = [{"label": "run", "value": "run"}, {"label": "method", "value": "method"}]
+
+
+def parse_view(search: str | None) -> dict[str, Any]:
+    """The view a URL asks for, with defaults for whatever it leaves out or gets wrong."""
+    query = parse_qs((search or "").lstrip("?"))
+    first = lambda key, default="": (query.get(key) or [default])[0]  # noqa: E731
+    ids = []
+    for part in first("runs").split(","):
+        part = part.strip()
+        if part.isdigit() and int(part) not in ids:
+            ids.append(int(part))
+    try:
+        smooth = min(max(float(first("smooth", "0")), 0.0), 0.99)
+    except ValueError:
+        smooth = 0.0
+    x = first("x", "epoch")
+    color = first("color", "run")
+    return {
+        "runs": ids[:MAX_COMPARED],
+        "metric": first("metric", fx.DEFAULT_METRIC) or fx.DEFAULT_METRIC,
+        "smooth": smooth,
+        "x": x if x in fx.X_KEYS else "epoch",
+        "color": color if color in ("run", "method") else "run",
+    }
+
+
+def view_query(view: dict[str, Any]) -> str:
+    """The query string that reproduces ``view`` (the same format parse_view reads)."""
+    return (
+        f"?runs={','.join(str(i) for i in view['runs'])}&metric={view['metric']}"
+        f"&smooth={round(float(view['smooth']), 2):g}&x={view['x']}&color={view['color']}"
+    )
+
+
+def load(ctx: Any, ids: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs' curves, thinned by the store; ids that no longer exist are reported, not fatal."""
+    ids = list(ids)
+    missing: list[str] = []
+    while ids:
+        try:
+            return ctx.store.compare(ids, points=ctx.compare_points), missing
+        except RunNotFound as exc:
+            missing.append(str(exc))
+            gone = int(str(exc).split()[1])
+            ids = [i for i in ids if i != gone]
+    return [], missing
+
+
+def diff_table(runs: Sequence[dict[str, Any]]) -> Any:
+    if len(runs) < 2:
+        return html.P("Pick two or more runs to see how their configs differ.", className="text-body-secondary mb-0")
+    keys, rows = fx.config_diff([r["config"] for r in runs])
+    if not keys:
+        return html.P("These runs share one config (apart from their names).", className="text-body-secondary mb-0")
+    head = html.Thead(html.Tr([html.Th("run")] + [html.Th(k, className="font-monospace small") for k in keys]))
+    body = html.Tbody(
+        [
+            html.Tr(
+                [html.Td(dcc.Link(fx.run_label(run), href=f"/runs/{run['id']}"), className="text-nowrap")]
+                + [html.Td(values[k], className="font-monospace small") for k in keys]
+            )
+            for run, values in zip(runs, rows)
+        ]
+    )
+    return html.Div(
+        dbc.Table([head, body], size="sm", hover=True, class_name="mb-0", id="compare-diff-table"),
+        className="table-responsive",
+    )
+
+
+def run_options(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"label": f"{fx.run_label(r)} ({r['status']})", "value": r["id"]} for r in runs]
+
+
+def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
+    """Figure, diff table, metric choices and notes for a view: what both the page and its callback show."""
+    runs, missing = load(ctx, view["runs"])
+    records = [rec for run in runs for rec in run["records"]]
+    options = fx.metric_options(records)
+    if view["metric"] not in {o["value"] for o in options}:
+        options.append({"label": fx.metric_label(view["metric"]), "value": view["metric"]})
+    figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode)
+    notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2") for m in missing]
+    return {
+        "figure": figure,
+        "diff": diff_table(runs),
+        "metric_options": options,
+        "notes": notes,
+        "run_options": run_options(runs),
+    }
+
+
+def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:
+    view = parse_view(search)
+    shown = render(ctx, view, mode)
+    controls = dbc.Card(
+        dbc.CardBody(
+            [
+                dbc.Label("Runs", html_for="compare-runs"),
+                dcc.Dropdown(
+                    id="compare-runs",
+                    options=shown["run_options"],
+                    value=view["runs"],
+                    multi=True,
+                    placeholder="Search runs by name…",
+                    className="mb-3",
+                ),
+                dbc.Label("Metric", html_for="compare-metric"),
+                dcc.Dropdown(
+                    id="compare-metric",
+                    options=shown["metric_options"],
+                    value=view["metric"],
+                    clearable=False,
+                    className="mb-3",
+                ),
+                dbc.Label("Smoothing (EMA)", html_for="compare-smoothing"),
+                dcc.Slider(
+                    id="compare-smoothing",
+                    min=0,
+                    max=0.99,
+                    step=0.01,
+                    value=view["smooth"],
+                    marks={0: "0", 0.5: "0.5", 0.9: "0.9"},
+                    tooltip={"placement": "bottom"},
+                    className="mb-3",
+                ),
+                dbc.Label("x axis"),
+                dbc.RadioItems(id="compare-x", options=X_OPTIONS, value=view["x"], inline=True, class_name="mb-3"),
+                dbc.Label("Colour by"),
+                dbc.RadioItems(
+                    id="compare-color", options=COLOR_OPTIONS, value=view["color"], inline=True, class_name="mb-3"
+                ),
+                html.Small(
+                    "Per-modality metrics: one colour per run, one dash style per modality. The address bar holds "
+                    "this view: copy it to share.",
+                    className="text-body-secondary",
+                ),
+            ]
+        ),
+        class_name="shadow-sm compare-controls",
+    )
+    graph = ui.graph("compare-graph", shown["figure"], "armscope-compare", style={"height": "480px"})
+    return html.Div(
+        [
+            html.H2("Compare", className="page-title"),
+            html.Div(shown["notes"], id="compare-notes"),
+            dbc.Row(
+                [
+                    dbc.Col(controls, lg=3),
+                    dbc.Col(dbc.Card(dbc.CardBody(graph, class_name="p-2"), class_name="shadow-sm"), lg=9),
+                ],
+                class_name="g-3 mb-3",
+            ),
+            ui.card("Config fields that differ", html.Div(shown["diff"], id="compare-diff")),
+            html.Div(id="compare-url-sink", hidden=True),
+        ]
+    )
+
+
+def register(app: Dash, ctx: Any) -> None:
+    @app.callback(
+        Output("compare-graph", "figure"),
+        Output("compare-diff", "children"),
+        Output("compare-metric", "options"),
+        Output("compare-notes", "children"),
+        Input("compare-runs", "value"),
+        Input("compare-metric", "value"),
+        Input("compare-smoothing", "value"),
+        Input("compare-x", "value"),
+        Input("compare-color", "value"),
+        Input("theme", "data"),
+        prevent_initial_call=True,
+    )
+    def redraw(runs: list[int], metric: str, smooth: float, x: str, color: str, mode: str) -> Any:
+        view = {
+            "runs": [int(r) for r in runs or []][:MAX_COMPARED],
+            "metric": metric or fx.DEFAULT_METRIC,
+            "smooth": smooth or 0.0,
+            "x": x or "epoch",
+            "color": color or "run",
+        }
+        shown = render(ctx, view, mode)
+        return shown["figure"], shown["diff"], shown["metric_options"], shown["notes"]
+
+    @app.callback(
+        Output("compare-runs", "options"),
+        Input("compare-runs", "search_value"),
+        State("compare-runs", "value"),
+        State("compare-runs", "options"),
+        prevent_initial_call=True,
+    )
+    def search(text: str, chosen: list[int], options: list[dict[str, Any]]) -> Any:
+        """Suggest runs by name from the store (20 at a time): never a list of every run."""
+        if not text:
+            raise PreventUpdate
+        keep = [o for o in options or [] if o["value"] in set(chosen or [])]
+        found, _ = ctx.store.list_runs(text=text, limit=20)
+        seen = {o["value"] for o in keep}
+        return keep + [
+            {"label": f"{fx.run_label(r)} ({r['status']})", "value": r["id"]} for r in found if r["id"] not in seen
+        ]
+
+    # Keep the address bar in step with the view without a page load (replaceState: no history spam).
+    app.clientside_callback(
+        """
+        function(runs, metric, smooth, x, color) {
+            const q = '?runs=' + (runs || []).join(',') + '&metric=' + encodeURIComponent(metric || 'shapley.*')
+                + '&smooth=' + Math.round((smooth || 0) * 100) / 100 + '&x=' + (x || 'epoch')
+                + '&color=' + (color || 'run');
+            if (window.location.pathname === '/compare' && window.location.search !== q) {
+                window.history.replaceState(window.history.state, '', '/compare' + q);
+            }
+            return '';
+        }
+        """,
+        Output("compare-url-sink", "children"),
+        Input("compare-runs", "value"),
+        Input("compare-metric", "value"),
+        Input("compare-smoothing", "value"),
+        Input("compare-x", "value"),
+        Input("compare-color", "value"),
+        prevent_initial_call=True,
+    )

@@ -1,0 +1,515 @@
+"""Run detail `/runs/<id>`: live curves, contributions, ARM/OGM terms, dominance timeline, events, config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from backend.store import TERMINAL, RunNotFound
+from dashboard import actions, components as ui, figures as fx
+
+GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss", "ogm"]
+LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}
+MAX_EVENTS_SHOWN = 200
+
+
+def build_figures(
+    records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], mode: str | None
+) -> dict[str, Any]:
+    ogm = fx.ogm_figure(records, mode)
+    figs = {
+        "dominance": fx.dominance_figure(records, events, mode),
+        "contribution": fx.contribution_figure(records, mode),
+        "accuracy": fx.accuracy_figure(records, mode),
+        "arm": fx.arm_figure(records, mode),
+        "info": fx.information_figure(records, mode),
+        "grad": fx.grad_norm_figure(records, mode),
+        "loss": fx.loss_figure(records, mode),
+        "ogm": ogm if ogm is not None else fx.empty_figure("", mode),
+    }
+    return {**{k: fx.integer_ticks(f, records) for k, f in figs.items()}, "has_ogm": ogm is not None}
+
+
+def poll(ctx: Any, run_id: int, cursor: dict[str, Any]) -> dict[str, Any]:
+    """What changed since ``cursor``: only epochs after the last one seen and events after the last id.
+
+    A run that was re-queued and resumed may have redone epochs, so a new attempt reloads everything.
+    """
+    run = ctx.store.get_run(run_id)
+    result: dict[str, Any] = {"run": run, "records": None, "replace": False, "events": None}
+    if run["attempt"] != cursor.get("attempt"):
+        result["records"], result["replace"] = ctx.store.metrics(run_id), True
+        result["events"] = ctx.store.events(run_id)
+    else:
+        new = ctx.store.metrics(run_id, since_epoch=cursor.get("epoch"))
+        result["records"] = new or None
+        events = ctx.store.events(run_id, since_id=cursor.get("event"))
+        result["events"] = events or None
+    last_epoch = cursor.get("epoch")
+    if result["records"]:
+        last_epoch = result["records"][-1]["epoch"]
+    last_event = cursor.get("event")
+    if result["events"]:
+        last_event = result["events"][-1]["id"]
+    result["cursor"] = {
+        "epoch": last_epoch,
+        "event": last_event,
+        "attempt": run["attempt"],
+        "state": state_signature(run),
+    }
+    result["changed"] = result["cursor"]["state"] != cursor.get("state")
+    result["stop"] = run["status"] in TERMINAL and not result["records"] and not result["events"]
+    return result
+
+
+def state_signature(run: dict[str, Any]) -> str:
+    p = run["progress"]
+    return json.dumps(
+        [
+            run["status"],
+            p["step"],
+            p["epoch"],
+            run.get("cancel_requested"),
+            run.get("error"),
+            run.get("best_val_acc"),
+            run.get("dominant"),
+        ],
+        default=str,
+    )
+
+
+def initial_cursor(
+    run: dict[str, Any], records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "epoch": records[-1]["epoch"] if records else None,
+        "event": events[-1]["id"] if events else None,
+        "attempt": run["attempt"],
+        "state": state_signature(run),
+    }
+
+
+def status_block(run: dict[str, Any]) -> list[Any]:
+    p = run["progress"]
+    meta = [
+        ("method", run["method"]),
+        ("data set", run["dataset"]),
+        ("seed", run["seed"]),
+        ("epochs", f"{p['epoch']}/{p['epochs']}"),
+        ("attempt", run.get("attempt") or 0),
+        ("started", ui.ago(run.get("started_at"))),
+        ("finished", ui.ago(run.get("finished_at"))),
+    ]
+    out: list[Any] = [
+        html.Div(
+            [
+                ui.status_badge(run["status"], run.get("cancel_requested", False)),
+                html.Span(
+                    [
+                        html.Span(
+                            [html.Span(k, className="meta-key"), html.Span(str(v), className="meta-val")],
+                            className="meta",
+                        )
+                        for k, v in meta
+                    ],
+                    className="ms-2",
+                ),
+            ],
+            className="d-flex align-items-center flex-wrap gap-1",
+        )
+    ]
+    if run["status"] in ("running", "queued"):
+        out.append(html.Div(ui.progress_cell(run), className="mt-2 detail-progress"))
+    if run.get("error"):
+        out.append(
+            dbc.Alert(
+                html.Pre(run["error"], className="mb-0 small error-text"), color="danger", class_name="mt-2 mb-0 py-2"
+            )
+        )
+    if run["tags"]:
+        out.append(
+            html.Div(
+                [dbc.Badge(t, color="light", text_color="dark", class_name="me-1 border") for t in run["tags"]],
+                className="mt-2",
+            )
+        )
+    return out
+
+
+def stats(run: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[Any]:
+    last = records[-1] if records else {}
+    seconds = [r["epoch_seconds"] for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
+    tiles = [
+        ("best fused acc.", ui.percent(run.get("best_val_acc"))),
+        ("last fused acc.", ui.percent(last.get("val_acc"))),
+        ("dominant now", last.get("dominant") or "—"),
+        ("imbalance", "—" if last.get("imbalance") is None else f"{last['imbalance']:.2f}"),
+        ("dominance switches", str(len(fx.switches(records)))),
+        ("epoch time", ui.duration(sum(seconds) / len(seconds)) if seconds else "—"),
+    ]
+    return [
+        dbc.Col(
+            html.Div([html.Div(v, className="stat-value"), html.Div(k, className="stat-key")], className="stat-tile"),
+            xs=6,
+            md=4,
+            xl=2,
+        )
+        for k, v in tiles
+    ]
+
+
+def events_table(events: Sequence[dict[str, Any]]) -> Any:
+    if not events:
+        return html.P(
+            "No events yet. Dominance switches, guard clamps, resumes and failures show up here.",
+            className="text-body-secondary mb-0",
+        )
+    shown = list(reversed(events))[:MAX_EVENTS_SHOWN]
+    rows = [
+        html.Tr(
+            [
+                html.Td(e.get("epoch")),
+                html.Td(dbc.Badge(e.get("kind"), color=LEVEL_COLORS.get(e.get("level"), "info"))),
+                html.Td(e.get("message")),
+                html.Td(str(e.get("time") or "")[:19].replace("T", " "), className="text-nowrap small"),
+            ]
+        )
+        for e in shown
+    ]
+    note = (
+        html.Small(f"The newest {MAX_EVENTS_SHOWN} of {len(events)} events.", className="text-body-secondary")
+        if len(events) > MAX_EVENTS_SHOWN
+        else None
+    )
+    return html.Div(
+        [
+            dbc.Table(
+                [
+                    html.Thead(html.Tr([html.Th("epoch"), html.Th("kind"), html.Th("message"), html.Th("time (UTC)")])),
+                    html.Tbody(rows),
+                ],
+                size="sm",
+                hover=True,
+                class_name="mb-1",
+                id="run-events-table",
+            ),
+            note,
+        ]
+    )
+
+
+def config_view(config: dict[str, Any]) -> Any:
+    flat = fx.flatten(config)
+    rows = [
+        html.Tr(
+            [html.Td(k, className="font-monospace small"), html.Td(json.dumps(v), className="font-monospace small")]
+        )
+        for k, v in flat.items()
+    ]
+    return html.Div(
+        [
+            dbc.Table(html.Tbody(rows), size="sm", class_name="config-table mb-2"),
+            html.Details(
+                [html.Summary("as JSON"), html.Pre(json.dumps(config, indent=2), className="small config-json")]
+            ),
+        ]
+    )
+
+
+def _graph(name: str, figure: Any, run_id: int, height: int = 300) -> Any:
+    return dcc.Loading(
+        ui.graph(f"run-graph-{name}", figure, f"run-{run_id}-{name}", style={"height": f"{height}px"}),
+        delay_show=800,
+        type="dot",
+    )
+
+
+def not_found(run_id: Any) -> Any:
+    return html.Div(
+        ui.empty_state(
+            f"Run {run_id} does not exist",
+            "It may have been deleted.",
+            dbc.Button("Back to the runs", href="/", color="primary"),
+        ),
+        id="run-detail",
+    )
+
+
+def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
+    try:
+        run = ctx.store.get_run(run_id)
+    except RunNotFound:
+        return not_found(run_id)
+    records, events = ctx.store.metrics(run_id), ctx.store.events(run_id)
+    figs = build_figures(records, events, mode)
+    buttons = html.Div(
+        [
+            dbc.Button("Compare…", href=f"/compare?runs={run_id}", color="primary", outline=True, size="sm"),
+            dbc.Button("Launch again", href=f"/launch?from={run_id}", color="secondary", outline=True, size="sm"),
+            dbc.Button(
+                "Metrics CSV",
+                href=f"/api/v1/runs/{run_id}/metrics.csv",
+                external_link=True,
+                download="",
+                color="secondary",
+                outline=True,
+                size="sm",
+                id="run-csv",
+            ),
+            dbc.Button(
+                "Cancel",
+                id="run-cancel",
+                color="warning",
+                outline=True,
+                size="sm",
+                n_clicks=0,
+                disabled=run["status"] not in ("queued", "running"),
+            ),
+            dbc.Button(
+                "Retry",
+                id="run-retry",
+                color="secondary",
+                outline=True,
+                size="sm",
+                n_clicks=0,
+                disabled=run["status"] not in ("failed", "cancelled"),
+            ),
+            dbc.Button(
+                "Delete",
+                id="run-delete",
+                color="danger",
+                outline=True,
+                size="sm",
+                n_clicks=0,
+                disabled=run["status"] == "running",
+            ),
+        ],
+        className="d-flex gap-2 flex-wrap",
+    )
+    header = dbc.Card(
+        dbc.CardBody(
+            [
+                html.Div(
+                    [
+                        html.Div(
+                            [
+                                html.H2(run["name"], className="page-title mb-1"),
+                                html.Div(
+                                    f"run #{run_id}" + (f" · sweep {run['sweep_id']}" if run.get("sweep_id") else ""),
+                                    className="text-body-secondary small",
+                                ),
+                            ]
+                        ),
+                        buttons,
+                    ],
+                    className="d-flex justify-content-between align-items-start flex-wrap gap-2 mb-2",
+                ),
+                html.Div(status_block(run), id="run-status"),
+            ]
+        ),
+        class_name="shadow-sm mb-3",
+    )
+    two = lambda a, b: dbc.Row([dbc.Col(a, lg=6), dbc.Col(b, lg=6)], class_name="g-3 mb-3")  # noqa: E731
+    charts = html.Div(
+        [
+            dbc.Card(
+                dbc.CardBody(_graph("dominance", figs["dominance"], run_id, 150), class_name="p-2"),
+                class_name="shadow-sm mb-3",
+            ),
+            two(_card_graph("contribution", figs, run_id), _card_graph("accuracy", figs, run_id)),
+            two(_card_graph("arm", figs, run_id), _card_graph("info", figs, run_id)),
+            two(_card_graph("grad", figs, run_id), _card_graph("loss", figs, run_id)),
+            html.Div(
+                dbc.Card(
+                    dbc.CardBody(_graph("ogm", figs["ogm"], run_id), class_name="p-2"), class_name="shadow-sm mb-3"
+                ),
+                id="run-ogm-wrap",
+                hidden=not figs["has_ogm"],
+            ),
+        ]
+    )
+    tabs = dbc.Tabs(
+        [
+            dbc.Tab(
+                html.Div(events_table(events), id="run-events-box", className="pt-3"), label="Events", tab_id="events"
+            ),
+            dbc.Tab(html.Div(config_view(run["config"]), className="pt-3"), label="Config", tab_id="config"),
+        ],
+        active_tab="events",
+    )
+    return html.Div(
+        [
+            header,
+            dbc.Row(stats(run, records), id="run-stats", class_name="g-2 mb-3"),
+            html.P(
+                [
+                    "Live: updates every few seconds while the run is queued or running. "
+                    "Download any chart as PNG with the camera button in its toolbar."
+                ],
+                className="small text-body-secondary mb-2",
+            ),
+            charts,
+            dbc.Card(dbc.CardBody(tabs), class_name="shadow-sm mb-4"),
+            dbc.Modal(
+                [
+                    dbc.ModalHeader(dbc.ModalTitle("Please confirm")),
+                    dbc.ModalBody(id="run-confirm-body"),
+                    dbc.ModalFooter(
+                        [
+                            dbc.Button("No", id="run-confirm-no", color="secondary", outline=True, n_clicks=0),
+                            dbc.Button("Yes, go ahead", id="run-confirm-ok", color="danger", n_clicks=0),
+                        ]
+                    ),
+                ],
+                id="run-confirm",
+                is_open=False,
+                centered=True,
+            ),
+            html.Div(id="run-message"),
+            dcc.Store(id="run-id", data=run_id),
+            dcc.Store(id="run-records", data=records),
+            dcc.Store(id="run-events", data=_jsonable(events)),
+            dcc.Store(id="run-cursor", data=initial_cursor(run, records, events)),
+            dcc.Store(id="run-pending", data=None),
+            dcc.Interval(id="run-interval", interval=ctx.poll_ms, disabled=run["status"] in TERMINAL),
+        ],
+        id="run-detail",
+    )
+
+
+def _card_graph(name: str, figs: dict[str, Any], run_id: int) -> Any:
+    return dbc.Card(dbc.CardBody(_graph(name, figs[name], run_id), class_name="p-2"), class_name="shadow-sm h-100")
+
+
+def _jsonable(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**e, "time": e["time"].isoformat() if hasattr(e.get("time"), "isoformat") else e.get("time")} for e in events
+    ]
+
+
+def register(app: Dash, ctx: Any) -> None:
+    @app.callback(
+        Output("run-records", "data"),
+        Output("run-events", "data"),
+        Output("run-status", "children"),
+        Output("run-cursor", "data"),
+        Output("run-interval", "disabled"),
+        Output("run-cancel", "disabled"),
+        Output("run-retry", "disabled"),
+        Output("run-delete", "disabled"),
+        Input("run-interval", "n_intervals"),
+        State("run-id", "data"),
+        State("run-cursor", "data"),
+        prevent_initial_call=True,
+    )
+    def tick(_n: int, run_id: int, cursor: dict[str, Any]) -> Any:
+        try:
+            result = poll(ctx, run_id, cursor or {})
+        except RunNotFound:
+            return (
+                no_update,
+                no_update,
+                dbc.Alert("This run was deleted.", color="warning"),
+                no_update,
+                True,
+                True,
+                True,
+                True,
+            )
+        run = result["run"]
+        if result["records"] is None:
+            records: Any = no_update
+        elif result["replace"]:
+            records = result["records"]
+        else:
+            records = Patch()
+            records.extend(result["records"])
+        if result["events"] is None:
+            events: Any = no_update
+        elif result["replace"]:
+            events = _jsonable(result["events"])
+        else:
+            events = Patch()
+            events.extend(_jsonable(result["events"]))
+        if not result["changed"] and result["records"] is None and result["events"] is None and not result["stop"]:
+            raise PreventUpdate
+        return (
+            records,
+            events,
+            status_block(run) if result["changed"] else no_update,
+            result["cursor"],
+            result["stop"],
+            run["status"] not in ("queued", "running"),
+            run["status"] not in ("failed", "cancelled"),
+            run["status"] == "running",
+        )
+
+    @app.callback(
+        *[Output(f"run-graph-{g}", "figure") for g in GRAPHS],
+        Output("run-ogm-wrap", "hidden"),
+        Output("run-events-box", "children"),
+        Output("run-stats", "children"),
+        Input("run-records", "data"),
+        Input("run-events", "data"),
+        Input("theme", "data"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    def redraw(records: list[dict[str, Any]], events: list[dict[str, Any]], mode: str, run_id: int) -> Any:
+        figs = build_figures(records or [], events or [], mode)
+        try:
+            run = ctx.store.get_run(run_id)
+        except RunNotFound:
+            raise PreventUpdate from None
+        return (*[figs[g] for g in GRAPHS], not figs["has_ogm"], events_table(events or []), stats(run, records or []))
+
+    @app.callback(
+        Output("run-confirm", "is_open"),
+        Output("run-confirm-body", "children"),
+        Output("run-pending", "data"),
+        Input("run-cancel", "n_clicks"),
+        Input("run-retry", "n_clicks"),
+        Input("run-delete", "n_clicks"),
+        Input("run-confirm-no", "n_clicks"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    def ask(_c: int, _r: int, _d: int, _no: int, run_id: int) -> Any:
+        trigger = dash_ctx.triggered_id
+        if trigger == "run-confirm-no" or not dash_ctx.triggered[0].get("value"):
+            return False, no_update, None
+        action = trigger.split("-", 1)[1]
+        text = {
+            "cancel": f"Cancel run #{run_id}? A running run stops at its next batch.",
+            "retry": f"Re-queue run #{run_id}? It resumes from its last checkpoint.",
+            "delete": f"Delete run #{run_id} with its metrics, events and files? This cannot be undone.",
+        }[action]
+        return True, text, {"action": action, "ids": [run_id]}
+
+    @app.callback(
+        Output("run-message", "children"),
+        Output("run-confirm", "is_open", allow_duplicate=True),
+        Output("run-interval", "disabled", allow_duplicate=True),
+        Output("url", "href", allow_duplicate=True),
+        Input("run-confirm-ok", "n_clicks"),
+        State("run-pending", "data"),
+        prevent_initial_call=True,
+    )
+    def confirmed(n: int, pending: dict[str, Any] | None) -> Any:
+        if not n or not pending:
+            raise PreventUpdate
+        color, message = actions.perform(ctx, pending["action"], pending["ids"])
+        if pending["action"] == "delete" and color == "success":
+            return no_update, False, True, "/"
+        alert = dbc.Alert(
+            message,
+            color=color,
+            dismissable=True,
+            duration=8000,
+            class_name="py-2 position-fixed bottom-0 end-0 m-3 toast-alert",
+        )
+        return alert, False, False, no_update

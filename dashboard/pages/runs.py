@@ -1,0 +1,452 @@
+"""Runs `/`: one page of runs at a time (keyset paging), filters, selection, compare, cancel/retry/delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+from urllib.parse import parse_qs
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Dash, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from backend.routes.runs import STATUSES
+from dashboard import actions, components as ui
+from dashboard.context import Context, catalog
+
+CHECK = {"type": "run-check", "index": ALL}
+SORTS = [
+    ("-created_at", "Newest first"),
+    ("created_at", "Oldest first"),
+    ("-best_val_acc", "Best accuracy"),
+    ("name", "Name"),
+    ("status", "Status"),
+    ("method", "Method"),
+]
+HEADERS = ["", "Run", "Status", "Progress", "Method", "Data set", "Seed", "Best acc.", "Dominant", "Tags", "Created"]
+
+
+def sweep_from(search: str | None) -> int | None:
+    value = (parse_qs((search or "").lstrip("?")).get("sweep") or [""])[0]
+    return int(value) if value.isdigit() else None
+
+
+def filters(
+    status: Sequence[str] | None,
+    method: str | None,
+    dataset: str | None,
+    tag: str | None,
+    text: str | None,
+    sweep: int | None,
+) -> dict[str, Any]:
+    return {
+        "status": list(status or []) or None,
+        "method": method or None,
+        "dataset": dataset or None,
+        "tag": (tag or "").strip() or None,
+        "text": (text or "").strip() or None,
+        "sweep": sweep,
+    }
+
+
+def fetch(ctx: Context, flt: dict[str, Any], sort: str, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page from the store (LIMIT page_size, keyset cursor): never all runs."""
+    return ctx.store.list_runs(**flt, sort=sort or "-created_at", cursor=cursor, limit=ctx.page_size)
+
+
+def signature(items: Sequence[dict[str, Any]], next_cursor: str | None, now: datetime) -> str:
+    """Changes when anything the table shows changes (the minute too, for the 'created' column)."""
+    keys = ("id", "name", "status", "tags", "best_val_acc", "dominant", "error", "cancel_requested")
+    rows = [[r.get(k) for k in keys] + [r["progress"]["step"], r["progress"]["epoch"]] for r in items]
+    raw = json.dumps([rows, next_cursor, now.strftime("%Y%m%d%H%M")], default=str)
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def row(run: dict[str, Any], selected: bool, now: datetime) -> html.Tr:
+    tags = [dbc.Badge(t, color="light", text_color="dark", class_name="me-1 border tag-badge") for t in run["tags"]]
+    return html.Tr(
+        [
+            html.Td(dbc.Checkbox(id={"type": "run-check", "index": run["id"]}, value=selected, class_name="m-0")),
+            html.Td(
+                [
+                    dcc.Link(run["name"], href=f"/runs/{run['id']}", className="fw-semibold run-link"),
+                    html.Div(
+                        f"#{run['id']}" + (f" · sweep {run['sweep_id']}" if run.get("sweep_id") else ""),
+                        className="small text-body-secondary",
+                    ),
+                ]
+            ),
+            html.Td(ui.status_badge(run["status"], run.get("cancel_requested", False))),
+            html.Td(ui.progress_cell(run), className="progress-col"),
+            html.Td(run["method"]),
+            html.Td(run["dataset"]),
+            html.Td(run["seed"], className="text-end"),
+            html.Td(ui.percent(run.get("best_val_acc")), className="text-end font-monospace"),
+            html.Td(run.get("dominant") or "—"),
+            html.Td(tags),
+            html.Td(
+                ui.ago(run.get("created_at"), now), title=str(run.get("created_at") or ""), className="text-nowrap"
+            ),
+        ],
+        className=f"run-row status-{run['status']}",
+        **{"data-run-id": str(run["id"])},
+    )
+
+
+def table_children(items: Sequence[dict[str, Any]], selected: Sequence[int], now: datetime) -> list[Any]:
+    chosen = set(selected or [])
+    every = bool(items) and all(r["id"] in chosen for r in items)
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th(
+                    dbc.Checkbox(id="runs-check-all", value=every, class_name="m-0"),
+                    style={"width": "2rem"},
+                    title="Select every run on this page",
+                )
+            ]
+            + [html.Th(h) for h in HEADERS[1:]]
+        )
+    )
+    return [head, html.Tbody([row(r, r["id"] in chosen, now) for r in items])]
+
+
+def view(
+    ctx: Context,
+    trigger: str | None,
+    flt: dict[str, Any],
+    sort: str,
+    paging: dict[str, Any] | None,
+    selected: Sequence[int],
+    last_signature: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """The table's next state; None when nothing changed since ``last_signature`` (the poll then sends nothing)."""
+    now = now or datetime.now(timezone.utc)
+    paging = dict(paging or {"cursors": [None], "index": 0, "next": None})
+    if trigger == "runs-next" and paging.get("next"):
+        paging["cursors"] = paging["cursors"][: paging["index"] + 1] + [paging["next"]]
+        paging["index"] += 1
+    elif trigger == "runs-prev" and paging["index"] > 0:
+        paging["index"] -= 1
+    elif trigger not in ("runs-interval", "runs-refresh", None):
+        paging = {"cursors": [None], "index": 0, "next": None}  # a filter changed: back to the first page
+    items, next_cursor = fetch(ctx, flt, sort, paging["cursors"][paging["index"]])
+    if not items and paging["index"] > 0:  # the page emptied (deletes): show the first page
+        paging = {"cursors": [None], "index": 0, "next": None}
+        items, next_cursor = fetch(ctx, flt, sort, None)
+    paging["next"] = next_cursor
+    sig = signature(items, next_cursor, now) + str(paging["index"])
+    if trigger == "runs-interval" and sig == last_signature:
+        return None
+    filtered = any(v for v in flt.values())
+    if items:
+        empty = None
+    elif filtered:
+        empty = ui.empty_state("No runs match these filters", "Clear the search or pick other filters.", icon="⌕")
+    else:
+        empty = ui.empty_state(
+            "No runs yet",
+            ui.demo_explainer(),
+            ui.demo_button(),
+            dbc.Button("Open the launch form", href="/launch", color="secondary", outline=True),
+        )
+    first, last = paging["index"] * ctx.page_size + 1, paging["index"] * ctx.page_size + len(items)
+    return {
+        "table": table_children(items, selected, now) if items else [],
+        "paging": paging,
+        "signature": sig,
+        "prev_disabled": paging["index"] == 0,
+        "next_disabled": next_cursor is None,
+        "label": f"Runs {first}–{last}" if items else "",
+        "empty": empty,
+        "table_hidden": not items,
+    }
+
+
+def selection(visible: Sequence[int], checked: Sequence[bool], selected: Sequence[int]) -> list[int]:
+    """Selected ids after the visible checkboxes changed (selections on other pages are kept)."""
+    seen = set(visible)
+    keep = [i for i in (selected or []) if i not in seen]
+    return keep + [i for i, on in zip(visible, checked) if on]
+
+
+def compare_href(selected: Sequence[int]) -> str:
+    return "/compare?runs=" + ",".join(str(i) for i in sorted(selected))
+
+
+def layout(ctx: Context, search: str | None = None) -> Any:
+    cat = catalog()
+    sweep = sweep_from(search)
+    flt = filters(None, None, None, None, None, sweep)
+    state = view(ctx, None, flt, "-created_at", None, [], None)
+    assert state is not None
+    option = lambda names: [{"label": n, "value": n} for n in names]  # noqa: E731
+    sweep_note = (
+        dbc.Alert(
+            [
+                html.Span(f"Showing the runs of sweep {sweep}. "),
+                dcc.Link(
+                    "Compare all of them",
+                    href=compare_href([r for r in _sweep_ids(ctx, sweep)]),
+                    className="alert-link",
+                ),
+                html.Span(" · "),
+                dcc.Link("Show all runs", href="/", className="alert-link"),
+            ],
+            color="info",
+            class_name="py-2",
+        )
+        if sweep is not None
+        else None
+    )
+    toolbar = dbc.Row(
+        [
+            dbc.Col(
+                dbc.Input(id="runs-search", type="search", placeholder="Search names and notes", debounce=400), md=3
+            ),
+            dbc.Col(dcc.Dropdown(id="runs-status", options=option(STATUSES), multi=True, placeholder="Status"), md=2),
+            dbc.Col(dcc.Dropdown(id="runs-method", options=option(cat["methods"]), placeholder="Method"), md=2),
+            dbc.Col(dcc.Dropdown(id="runs-dataset", options=option(cat["datasets"]), placeholder="Data set"), md=2),
+            dbc.Col(dbc.Input(id="runs-tag", placeholder="Tag", debounce=400), md=1),
+            dbc.Col(
+                dbc.Select(
+                    id="runs-sort", options=[{"label": text, "value": v} for v, text in SORTS], value="-created_at"
+                ),
+                md=2,
+            ),
+        ],
+        class_name="g-2 mb-3 runs-toolbar",
+    )
+    buttons = html.Div(
+        [
+            dbc.Button("Compare", id="runs-compare", color="primary", href=compare_href([]), disabled=True, size="sm"),
+            dbc.Button("Cancel", id="runs-cancel", color="warning", outline=True, disabled=True, size="sm", n_clicks=0),
+            dbc.Button("Retry", id="runs-retry", color="secondary", outline=True, disabled=True, size="sm", n_clicks=0),
+            dbc.Button("Delete", id="runs-delete", color="danger", outline=True, disabled=True, size="sm", n_clicks=0),
+            html.Span(
+                "Select runs to compare or act on them.",
+                id="runs-selection-label",
+                className="small text-body-secondary ms-2",
+            ),
+        ],
+        className="d-flex gap-2 align-items-center flex-wrap mb-2",
+    )
+    confirm = dbc.Modal(
+        [
+            dbc.ModalHeader(dbc.ModalTitle("Please confirm")),
+            dbc.ModalBody(id="runs-confirm-body"),
+            dbc.ModalFooter(
+                [
+                    dbc.Button("Keep them", id="runs-confirm-no", color="secondary", outline=True, n_clicks=0),
+                    dbc.Button("Yes, go ahead", id="runs-confirm-ok", color="danger", n_clicks=0),
+                ]
+            ),
+        ],
+        id="runs-confirm",
+        is_open=False,
+        centered=True,
+    )
+    pager = html.Div(
+        [
+            dbc.Button(
+                "‹ Newer",
+                id="runs-prev",
+                color="secondary",
+                outline=True,
+                size="sm",
+                n_clicks=0,
+                disabled=state["prev_disabled"],
+            ),
+            html.Span(state["label"], id="runs-page-label", className="small text-body-secondary mx-2"),
+            dbc.Button(
+                "Older ›",
+                id="runs-next",
+                color="secondary",
+                outline=True,
+                size="sm",
+                n_clicks=0,
+                disabled=state["next_disabled"],
+            ),
+        ],
+        className="d-flex align-items-center justify-content-end mt-2",
+        id="runs-pager",
+        hidden=state["table_hidden"],
+    )
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H2("Runs", className="page-title mb-0"),
+                    dbc.Button("+ Launch", href="/launch", color="primary", size="sm"),
+                ],
+                className="d-flex justify-content-between align-items-center mb-3",
+            ),
+            sweep_note,
+            toolbar,
+            buttons,
+            html.Div(id="runs-message"),
+            html.Div(state["empty"], id="runs-empty"),
+            html.Div(
+                dbc.Table(state["table"], id="runs-table", hover=True, size="sm", class_name="align-middle mb-0"),
+                className="table-responsive runs-table-wrap",
+                id="runs-table-wrap",
+                hidden=state["table_hidden"],
+            ),
+            pager,
+            confirm,
+            dcc.Store(id="runs-sweep", data=sweep),
+            dcc.Store(id="runs-paging", data=state["paging"]),
+            dcc.Store(id="runs-signature", data=state["signature"]),
+            dcc.Store(id="runs-selected", data=[]),
+            dcc.Store(id="runs-pending", data=None),
+            dcc.Store(id="runs-refresh", data=0),
+            dcc.Interval(id="runs-interval", interval=ctx.poll_ms),
+        ]
+    )
+
+
+def _sweep_ids(ctx: Context, sweep: int | None) -> list[int]:
+    if sweep is None:
+        return []
+    items, _ = ctx.store.list_runs(sweep=sweep, limit=200)
+    return [r["id"] for r in items]
+
+
+def register(app: Dash, ctx: Context) -> None:
+    @app.callback(
+        Output("runs-table", "children"),
+        Output("runs-paging", "data"),
+        Output("runs-signature", "data"),
+        Output("runs-prev", "disabled"),
+        Output("runs-next", "disabled"),
+        Output("runs-page-label", "children"),
+        Output("runs-empty", "children"),
+        Output("runs-table-wrap", "hidden"),
+        Output("runs-pager", "hidden"),
+        Input("runs-interval", "n_intervals"),
+        Input("runs-prev", "n_clicks"),
+        Input("runs-next", "n_clicks"),
+        Input("runs-refresh", "data"),
+        Input("runs-search", "value"),
+        Input("runs-status", "value"),
+        Input("runs-method", "value"),
+        Input("runs-dataset", "value"),
+        Input("runs-tag", "value"),
+        Input("runs-sort", "value"),
+        State("runs-sweep", "data"),
+        State("runs-paging", "data"),
+        State("runs-selected", "data"),
+        State("runs-signature", "data"),
+        prevent_initial_call=True,
+    )
+    def refresh(
+        _n: Any,
+        _p: Any,
+        _x: Any,
+        _r: Any,
+        text: str,
+        status: list[str],
+        method: str,
+        dataset: str,
+        tag: str,
+        sort: str,
+        sweep: int | None,
+        paging: dict[str, Any],
+        selected: list[int],
+        sig: str,
+    ) -> Any:
+        state = view(
+            ctx, dash_ctx.triggered_id, filters(status, method, dataset, tag, text, sweep), sort, paging, selected, sig
+        )
+        if state is None:
+            raise PreventUpdate
+        return (
+            state["table"],
+            state["paging"],
+            state["signature"],
+            state["prev_disabled"],
+            state["next_disabled"],
+            state["label"],
+            state["empty"],
+            state["table_hidden"],
+            state["table_hidden"],
+        )
+
+    @app.callback(
+        Output(CHECK, "value"), Input("runs-check-all", "value"), State(CHECK, "value"), prevent_initial_call=True
+    )
+    def check_all(on: bool, values: list[bool]) -> Any:
+        return [bool(on)] * len(values)
+
+    @app.callback(
+        Output("runs-selected", "data"),
+        Output("runs-compare", "href"),
+        Output("runs-compare", "disabled"),
+        Output("runs-cancel", "disabled"),
+        Output("runs-retry", "disabled"),
+        Output("runs-delete", "disabled"),
+        Output("runs-selection-label", "children"),
+        Input(CHECK, "value"),
+        State("runs-selected", "data"),
+    )
+    def selected_changed(checked: list[bool], selected: list[int]) -> Any:
+        visible = [item["id"]["index"] for item in dash_ctx.inputs_list[0]]
+        chosen = selection(visible, checked or [], selected or [])
+        none = not chosen
+        label = (
+            (
+                f"{len(chosen)} selected: "
+                + ", ".join(f"#{i}" for i in sorted(chosen)[:12])
+                + ("…" if len(chosen) > 12 else "")
+            )
+            if chosen
+            else "Select runs to compare or act on them."
+        )
+        return chosen, compare_href(chosen), none, none, none, none, label
+
+    @app.callback(
+        Output("runs-confirm", "is_open"),
+        Output("runs-confirm-body", "children"),
+        Output("runs-pending", "data"),
+        Input("runs-cancel", "n_clicks"),
+        Input("runs-retry", "n_clicks"),
+        Input("runs-delete", "n_clicks"),
+        Input("runs-confirm-no", "n_clicks"),
+        State("runs-selected", "data"),
+        prevent_initial_call=True,
+    )
+    def ask(_c: int, _r: int, _d: int, _no: int, selected: list[int]) -> Any:
+        trigger = dash_ctx.triggered_id
+        if trigger == "runs-confirm-no" or not selected:
+            return False, no_update, None
+        action = trigger.split("-", 1)[1]
+        ids = ", ".join(f"#{i}" for i in sorted(selected))
+        text = {
+            "cancel": f"Cancel {ids}? Queued runs stop at once; running runs stop at their next batch.",
+            "retry": f"Re-queue {ids}? Failed or cancelled runs resume from their last checkpoint.",
+            "delete": f"Delete {ids} with their metrics, events and files? This cannot be undone.",
+        }[action]
+        return True, text, {"action": action, "ids": sorted(selected)}
+
+    @app.callback(
+        Output("runs-message", "children"),
+        Output("runs-refresh", "data"),
+        Output("runs-confirm", "is_open", allow_duplicate=True),
+        Output("runs-selected", "data", allow_duplicate=True),
+        Input("runs-confirm-ok", "n_clicks"),
+        State("runs-pending", "data"),
+        State("runs-refresh", "data"),
+        State("runs-selected", "data"),
+        prevent_initial_call=True,
+    )
+    def confirmed(n: int, pending: dict[str, Any] | None, token: int, selected: list[int]) -> Any:
+        if not n or not pending:
+            raise PreventUpdate
+        color, message = actions.perform(ctx, pending["action"], pending["ids"])
+        if pending["action"] == "delete":
+            selected = [i for i in selected or [] if i not in pending["ids"]]
+        alert = dbc.Alert(message, color=color, dismissable=True, duration=8000, class_name="py-2")
+        return alert, (token or 0) + 1, False, selected

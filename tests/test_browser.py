@@ -1,0 +1,137 @@
+"""The dashboard in a real browser: headless Chromium against `armscope serve` (SQLite, embedded worker).
+
+Each test saves a screenshot under test-output/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.browser_support import Server, chromium, css_id, quit_browser, screenshot, severe_errors
+
+TINY = {
+    "dataset": "synthetic-shift",
+    "epochs": 2,
+    "device": "cpu",
+    "dataset_options": {"n_samples": 400, "dims": 8},
+    "model_options": {"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [16]}},
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("serve"))
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        quit_browser(driver)
+
+
+def option(section: str, field: str) -> dict[str, str]:
+    return {"type": "opt", "section": section, "field": field}
+
+
+def type_into(driver, ident: dict[str, str], text: str) -> None:
+    element = driver.find_element(By.CSS_SELECTOR, css_id(ident))
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(text)
+
+
+def plotted_runs(driver) -> list[int]:
+    return (
+        driver.execute_script("""
+        const g = document.querySelector('#compare-graph .js-plotly-plot');
+        if (!g || !g.data || !document.querySelector('#compare-graph .scatterlayer .trace')) return [];
+        return g.data.map(t => (t.meta || [null])[0]);
+    """)
+        or []
+    )
+
+
+def test_launch_a_run_from_the_form_and_see_it_finish_on_the_runs_page(server, browser):
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{server.url}/launch")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, css_id(option("run", "epochs")))))
+    assert browser.find_element(By.ID, "launch-form")
+    Select(browser.find_element(By.ID, "launch-dataset")).select_by_value("synthetic-shift")
+    Select(browser.find_element(By.ID, "launch-method")).select_by_value("arm")
+    samples = css_id(option("dataset", "n_samples"))
+
+    # A value the schema forbids (n_samples >= 10) is flagged in place and blocks the launch.
+    type_into(browser, option("dataset", "n_samples"), "5")
+    wait.until(lambda d: "is-invalid" in d.find_element(By.CSS_SELECTOR, samples).get_attribute("class"))
+    assert browser.find_element(By.ID, "launch-submit").get_attribute("disabled")
+
+    type_into(browser, option("dataset", "n_samples"), "400")
+    type_into(browser, option("dataset", "dims"), "8")
+    type_into(browser, option("run", "epochs"), "2")
+    type_into(browser, option("model", "feature_dim"), "16")
+    Select(browser.find_element(By.CSS_SELECTOR, css_id(option("run", "device")))).select_by_value("cpu")
+    wait.until(lambda d: "is-invalid" not in d.find_element(By.CSS_SELECTOR, samples).get_attribute("class"))
+    wait.until(lambda d: d.find_element(By.ID, "launch-summary").text.startswith("Launches 1 run"))
+    wait.until(EC.element_to_be_clickable((By.ID, "launch-submit"))).click()
+
+    wait.until(lambda d: re.search(r"/runs/\d+$", d.current_url))
+    run_id = int(browser.current_url.rsplit("/", 1)[1])
+    wait.until(EC.presence_of_element_located((By.ID, "run-detail")))
+    config = server.api.get(f"/runs/{run_id}").json()["config"]
+    assert (config["epochs"], config["dataset_options"]["n_samples"], config["device"]) == (2, 400, "cpu")
+
+    browser.find_element(By.ID, "nav-runs").click()  # client-side navigation; the table updates itself
+    row = f"#runs-table tr[data-run-id='{run_id}']"
+    WebDriverWait(browser, 90, poll_frequency=0.25).until(
+        lambda d: (
+            "succeeded" in d.find_element(By.CSS_SELECTOR, row).text.lower()
+            if d.find_elements(By.CSS_SELECTOR, row)
+            else False
+        ),
+        message=f"run {run_id} never showed as succeeded:\n{server.logs()}",
+    )
+    screenshot(browser, "test_launch_runs_page")
+
+    browser.find_element(By.CSS_SELECTOR, f"{row} a.run-link").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#run-graph-contribution .scatterlayer .trace"))
+    screenshot(browser, "test_launch_run_detail")
+    assert severe_errors(browser) == []
+
+
+def test_compare_view_of_two_runs_holds_both_runs_traces(server, browser):
+    first = server.submit({**TINY, "method": "arm", "seed": 0})
+    second = server.submit({**TINY, "method": "baseline", "seed": 1})
+    for run_id in (first, second):
+        server.wait_finished(run_id)
+    wait = WebDriverWait(browser, 30)
+
+    browser.get(f"{server.url}/compare?runs={first},{second}")
+    wait.until(lambda d: {first, second} <= set(plotted_runs(d)))
+    legend = browser.find_element(By.CSS_SELECTOR, "#compare-graph .legend").text
+    assert f"#{first}" in legend and f"#{second}" in legend
+    screenshot(browser, "test_compare_two_runs")
+
+    # The URL reproduces a view: another metric, smoothing and x axis, one trace per run.
+    browser.get(f"{server.url}/compare?runs={first},{second}&metric=val_acc&smooth=0.5&x=samples&color=method")
+    wait.until(lambda d: sorted(plotted_runs(d)) == sorted([first, second]))
+    assert "samples seen" in browser.find_element(By.ID, "compare-graph").text
+
+    browser.find_element(By.CSS_SELECTOR, "#theme-switch + label, label[for='theme-switch']").click()
+    wait.until(lambda d: d.execute_script("return document.documentElement.dataset.bsTheme") == "dark")
+    wait.until(lambda d: sorted(plotted_runs(d)) == sorted([first, second]))
+    screenshot(browser, "test_compare_two_runs_dark")
+    assert severe_errors(browser) == []

@@ -1,0 +1,221 @@
+"""The dashboard's figure builders: pure functions of epoch records, checked without a browser."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from dashboard import figures as fx
+from dashboard import theme as th
+
+
+def record(epoch: int, audio: float, visual: float, acc: float, **extra) -> dict:
+    return {
+        "epoch": epoch,
+        "val_acc": acc,
+        "shapley.audio": audio,
+        "shapley.visual": visual,
+        "val_acc.audio": acc - 0.1,
+        "val_acc.visual": acc - 0.3,
+        "nmi.audio": 0.01,
+        "nmi.visual": 0.02,
+        "ncmi.audio": 0.001,
+        "ncmi.visual": 0.002,
+        "arm_score.audio": 0.1,
+        "arm_score.visual": 0.2,
+        "arm_weight.audio": 1.1,
+        "arm_weight.visual": 0.9,
+        "grad_norm.audio": 0.3,
+        "grad_norm.visual": 0.2,
+        "train_loss": 2.0 / epoch,
+        "val_loss": 2.1 / epoch,
+        "samples_seen": 100 * epoch,
+        "elapsed_seconds": 1.5 * epoch,
+        "dominant": "audio" if audio >= visual else "visual",
+        **extra,
+    }
+
+
+RECORDS = [record(1, 0.3, 0.1, 0.5), record(2, 0.35, 0.2, 0.65), record(3, 0.2, 0.4, 0.7), record(4, 0.2, 0.45, 0.75)]
+
+
+def names(fig) -> list[str]:
+    return [t.name for t in fig.data]
+
+
+def test_modalities_come_in_first_mention_order_from_any_per_modality_key():
+    assert fx.modalities(RECORDS) == ["audio", "visual"]
+    assert fx.modalities([{"epoch": 1, "grad_norm.mor": 1.0, "val_acc": 0.5, "shapley.fou": 0.1}]) == ["mor", "fou"]
+    assert fx.modalities([{"epoch": 1, "val_acc": 0.5, "epoch_seconds": 2.0}]) == []
+
+
+def test_ema_is_identity_at_zero_debiased_otherwise_and_keeps_gaps():
+    values = [1.0, None, 3.0, 5.0]
+    assert fx.ema(values, 0) == values
+    assert fx.ema([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])  # debiased: no ramp from 0
+    smoothed = fx.ema(values, 0.5)
+    assert smoothed[1] is None and smoothed[0] == pytest.approx(1.0)
+    assert 1.0 < smoothed[2] < 3.0 and smoothed[2] < smoothed[3] < 5.0
+
+
+def test_switches_are_found_between_consecutive_dominant_modalities():
+    assert fx.switches(RECORDS) == [(3, "audio", "visual")]
+    assert fx.switches([{"epoch": 1, "dominant": None}, {"epoch": 2, "dominant": "a"}]) == []
+
+
+def test_accuracy_figure_draws_fused_and_each_masked_modality():
+    fig = fx.accuracy_figure(RECORDS, "light")
+    assert names(fig) == ["fused", "audio only", "visual only"]
+    assert list(fig.data[1].y) == pytest.approx([r["val_acc.audio"] for r in RECORDS])
+    assert fig.layout.yaxis.tickformat.endswith("%")
+
+
+def test_contribution_stack_adds_up_to_the_fused_accuracy():
+    fig = fx.contribution_figure(RECORDS, "light")
+    stacked = [t for t in fig.data if t.stackgroup == "shapley"]
+    assert [t.name for t in stacked] == ["no modality (chance)", "audio", "visual"]
+    for i, r in enumerate(RECORDS):
+        assert sum(t.y[i] for t in stacked) == pytest.approx(r["val_acc"])
+    audio = stacked[1]
+    assert list(audio.customdata) == pytest.approx([r["shapley.audio"] / r["val_acc"] for r in RECORDS])
+    assert fig.data[-1].name == "fused accuracy"
+
+
+def test_every_run_chart_says_when_there_are_no_epochs_yet():
+    for build in (
+        fx.accuracy_figure,
+        fx.contribution_figure,
+        fx.arm_figure,
+        fx.information_figure,
+        fx.grad_norm_figure,
+        fx.loss_figure,
+    ):
+        fig = build([], "dark")
+        assert not fig.data and "No epochs yet" in fig.layout.annotations[0].text
+    assert "No epochs yet" in fx.dominance_figure([], [], "light").layout.annotations[0].text
+
+
+def test_arm_panels_show_score_and_weight_and_the_training_weight_dotted():
+    records = [dict(r, **{"arm_train_weight.audio": 1.2, "arm_train_weight.visual": 0.8}) for r in RECORDS]
+    fig = fx.arm_figure(records, "light")
+    assert [a.text for a in fig.layout.annotations] == ["score Φ", "weight w"]
+    training = [t for t in fig.data if "(training)" in t.name]
+    assert len(training) == 2 and all(t.line.dash == "dot" for t in training)
+    assert len(fig.data) == 6
+
+
+def test_information_and_grad_norm_figures_have_one_trace_per_modality_and_panel():
+    assert len(fx.information_figure(RECORDS).data) == 4
+    assert names(fx.grad_norm_figure(RECORDS)) == ["audio", "visual"]
+
+
+def test_ogm_figure_only_exists_for_ogm_runs():
+    assert fx.ogm_figure(RECORDS) is None
+    ogm = [
+        dict(r, **{"ogm_coeff.audio": 0.5, "ogm_coeff.visual": 1.0, "ogm_ratio.audio": 1.3, "ogm_ratio.visual": 0.7})
+        for r in RECORDS
+    ]
+    fig = fx.ogm_figure(ogm, "light")
+    assert fig is not None and len(fig.data) == 4
+
+
+def test_dominance_strip_colours_epochs_and_marks_switches_with_the_event_message():
+    events = [{"epoch": 3, "kind": "dominance_switch", "message": "dominance switched from audio to visual at epoch 3"}]
+    fig = fx.dominance_figure(RECORDS, events, "light")
+    bars = {t.name: list(t.x) for t in fig.data if t.type == "bar"}
+    assert bars == {"audio": [1, 2], "visual": [3, 4]}
+    assert fig.data[0].marker.color == th.modality_color(0)
+    marks = [t for t in fig.data if t.name == "switch"][0]
+    assert list(marks.x) == [2.5] and "from audio to visual" in marks.hovertext[0]
+    assert len(fig.layout.shapes) == 1
+
+
+def runs(n: int = 3) -> list[dict]:
+    methods = ["arm", "baseline", "arm"]
+    return [
+        {
+            "id": i + 1,
+            "name": f"run-{i + 1}",
+            "method": methods[i % 3],
+            "seed": i,
+            "status": "succeeded",
+            "config": {"method": methods[i % 3], "seed": i},
+            "records": RECORDS,
+        }
+        for i in range(n)
+    ]
+
+
+def test_compare_contribution_view_has_a_colour_per_run_and_a_dash_per_modality():
+    fig = fx.compare_figure(runs(3), fx.DEFAULT_METRIC, 0.0, "epoch", "run", "light")
+    data = fig["data"]
+    assert len(data) == 6
+    assert [tuple(t["meta"]) for t in data][:2] == [(1, "audio"), (1, "visual")]
+    colours = {t["meta"][0]: t["line"]["color"] for t in data}
+    assert len(set(colours.values())) == 3
+    assert {t["line"]["dash"] for t in data if t["meta"][1] == "audio"} == {"solid"}
+    assert {t["line"]["dash"] for t in data if t["meta"][1] == "visual"} == {"dash"}
+    assert "#1 run-1 · audio" in [t["name"] for t in data]
+    assert list(data[0]["y"]) == [r["shapley.audio"] for r in RECORDS]
+    assert fig["layout"]["template"] == pio.templates["armscope-light"].to_plotly_json()
+
+
+def test_compare_colours_by_method_and_uses_the_chosen_x_axis_and_smoothing():
+    fig = fx.compare_figure(runs(3), "val_acc", 0.6, "wall", "method", "dark")
+    data = fig["data"]
+    assert len(data) == 3
+    assert data[0]["line"]["color"] == data[2]["line"]["color"] != data[1]["line"]["color"]  # arm, baseline, arm
+    assert data[0]["x"] == [r["elapsed_seconds"] for r in RECORDS]
+    assert data[0]["y"] == pytest.approx(fx.ema([r["val_acc"] for r in RECORDS], 0.6))
+    assert fig["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
+    assert fig["layout"]["template"]["layout"]["font"]["color"] == pio.templates["armscope-dark"].layout.font.color
+    samples = fx.compare_figure(runs(1), "val_acc", 0, "samples")
+    assert samples["data"][0]["x"] == [100, 200, 300, 400]
+    go.Figure(fig)  # what the browser gets is a valid plotly figure
+
+
+def test_compare_explains_what_is_missing():
+    assert "Pick runs" in fx.compare_figure([], "val_acc")["layout"]["annotations"][0]["text"]
+    empty = [{"id": 1, "name": "a", "method": "arm", "records": []}]
+    assert "no epochs yet" in fx.compare_figure(empty, "val_acc")["layout"]["annotations"][0]["text"]
+
+
+def test_metric_options_put_the_contribution_view_first_and_list_what_records_hold():
+    options = fx.metric_options(RECORDS)
+    values = [o["value"] for o in options]
+    assert values[0] == "shapley.*"
+    assert {"val_acc", "train_loss", "val_loss", "nmi.*", "grad_norm.*", "val_acc.*"} <= set(values)
+    assert "ogm_coeff.*" not in values
+
+
+def test_compare_keys_are_the_metric_and_the_x_axis():
+    keys = ["val_acc", "shapley.audio", "shapley.visual", "nmi.audio"]
+    assert fx.compare_keys("shapley.*", "wall", keys) == ["elapsed_seconds", "shapley.audio", "shapley.visual"]
+    assert fx.compare_keys("val_loss", "epoch", keys) == ["val_loss"]
+
+
+def test_config_diff_lists_only_fields_that_differ():
+    a = {"name": "x", "method": "arm", "epochs": 10, "method_options": {"w_min": 0.1}, "dataset_options": {"n": 5}}
+    b = {"name": "y", "method": "baseline", "epochs": 10, "method_options": {}, "dataset_options": {"n": 5}}
+    keys, rows = fx.config_diff([a, b])
+    assert keys == ["method", "method_options.w_min"]
+    assert rows == [
+        {"method": "arm", "method_options.w_min": "0.1"},
+        {"method": "baseline", "method_options.w_min": "—"},
+    ]
+    assert fx.config_diff([a, dict(a)]) == ([], [{}, {}])
+
+
+def test_one_template_per_colour_mode_is_registered_and_used():
+    assert {"armscope-light", "armscope-dark"} <= set(pio.templates)
+    assert th.template("dark") == "armscope-dark" and th.template("nonsense") == "armscope-light"
+    light = pio.templates["armscope-light"].layout.font.color
+    dark = pio.templates["armscope-dark"].layout.font.color
+    assert light != dark
+
+
+def test_integer_ticks_for_short_runs_only():
+    assert fx.integer_ticks(fx.accuracy_figure(RECORDS), RECORDS).layout.xaxis.dtick == 1
+    long = [record(e, 0.3, 0.1, 0.5) for e in range(1, 40)]
+    assert fx.integer_ticks(fx.accuracy_figure(long), long).layout.xaxis.dtick is None
