@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from armscope import __version__
+from backend.auth import BrowserGate, TokenAuth, require_access
 from backend.deps import Queue
-from backend.routes import catalog, compare, runs, sweeps
+from backend.limits import BodyLimit
+from backend.routes import catalog, compare, runs, session, sweeps
 from backend.settings import Settings, get_settings
 from backend.store import BadCursor, IllegalTransition, RunNotFound, Store
 from dashboard import mount_dashboard
@@ -34,12 +36,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
         openapi_url="/openapi.json",
     )
     app.state.settings, app.state.store, app.state.queue = settings, store, queue
+    app.state.auth = auth = TokenAuth(settings.api_token, settings.read_token)
     api = APIRouter(prefix=API_PREFIX)
+    api.include_router(catalog.health_router)
+    guarded = APIRouter(dependencies=[Depends(require_access)])
     for module in (catalog, runs, sweeps, compare):
-        api.include_router(module.router)
+        guarded.include_router(module.router)
+    api.include_router(guarded)
     app.include_router(api)
+    app.include_router(session.router)
     _error_handlers(app)
     mount_dashboard(app)  # the Dash dashboard at `/`, after the API routes so they win
+    app.add_middleware(BrowserGate, auth=auth)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
 

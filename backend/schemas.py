@@ -106,5 +106,6 @@ class CompareOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+    auth: Literal["token", "open"]
     database: str
     broker: str

@@ -61,6 +61,12 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
     print(f"  runs in {settings.home / 'runs'}", flush=True)
     print(f"  embedded worker pid {worker.pid}" if worker else "  no embedded worker", flush=True)
+    if settings.api_token:
+        read = " and a read-only token" if settings.read_token else ""
+        print(f"  access needs ARMSCOPE_API_TOKEN{read} (browser: log in at /login)", flush=True)
+    else:
+        print("  WARNING: ARMSCOPE_API_TOKEN is not set: anyone who can reach this port can start, "
+              "stop and delete runs", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".armscope")
     database_url: str | None = None
     broker_url: str | None = None
+    api_token: str | None = Field(None, repr=False, description="Bearer token for every API route but /health.")
+    read_token: str | None = Field(None, repr=False, description="A token that may only read.")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body accepted.")
     heartbeat_seconds: float = Field(1.0, gt=0, description="Heartbeat, progress and cancel-check interval.")
     heartbeat_timeout: float = Field(
         60.0, gt=0, description="Seconds without a heartbeat after which a worker counts as dead."

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 from fastapi import HTTPException
 
 from armscope.config import RunConfig
+from backend.auth import COOKIE
 from backend.routes import runs as run_routes
 from backend.routes.sweeps import submit_sweep
 from backend.schemas import SweepIn
@@ -53,10 +54,6 @@ def may_write(ctx: Context) -> bool:
 
     if not flask.has_request_context():
         return True
-    try:
-        from backend.auth import COOKIE
-    except ImportError:  # pragma: no cover - the session cookie's name, should that module move
-        COOKIE = "armscope_session"
     return auth.role_of_cookie(flask.request.cookies.get(COOKIE)) == "write"
 
 

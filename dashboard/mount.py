@@ -32,5 +32,5 @@ def mount_dashboard(app: FastAPI) -> None:
     """Mount the dashboard at `/`; it reads the store, settings and queue the API was built with."""
     ctx = Context(store=app.state.store, settings=app.state.settings, queue=app.state.queue, app_state=app.state)
     dash_app = create_dash(ctx)
-    app.state.dashboard = dash_app
+    app.state.dashboard, app.state.dashboard_context = dash_app, ctx
     app.mount("/", DashboardASGI(dash_app.server), name="dashboard")

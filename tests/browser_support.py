@@ -40,11 +40,13 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
 class Server:
     """`armscope serve` (SQLite, embedded broker and worker) in a fresh ARMSCOPE_HOME."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, token: str | None = None, **extra_env: str) -> None:
         self.home, self.port = home, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
-        env.update({"ARMSCOPE_HOME": str(home), "ARMSCOPE_HEARTBEAT_SECONDS": "0.5"})
+        env.update({"ARMSCOPE_HOME": str(home), "ARMSCOPE_HEARTBEAT_SECONDS": "0.5", **extra_env})
+        if token:
+            env["ARMSCOPE_API_TOKEN"] = token
         self.log = open(home / "serve.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "armscope", "serve", "--port", str(self.port)],
@@ -54,7 +56,8 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.api = httpx.Client(base_url=f"{self.url}/api/v1", timeout=10)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.api = httpx.Client(base_url=f"{self.url}/api/v1", timeout=10, headers=headers)
 
     def wait_ready(self, timeout: float = 60) -> None:
         def healthy() -> bool:

@@ -16,14 +16,16 @@ from backend.schemas import Health
 from backend.settings import Settings
 
 router = APIRouter(tags=["catalog"])
+health_router = APIRouter(tags=["catalog"])
 
 
-@router.get("/health", response_model=Health)
+@health_router.get("/health", response_model=Health)
 def health(settings: Settings = Depends(deps.settings)) -> dict[str, Any]:
     broker = settings.resolved_broker_url.split(":", 1)[0]
     return {
         "status": "ok",
         "version": __version__,
+        "auth": "token" if settings.api_token else "open",
         "database": settings.resolved_database_url.split(":", 1)[0].split("+")[0],
         "broker": "embedded" if broker.startswith("sqla") else broker,
     }
