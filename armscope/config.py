@@ -36,7 +36,7 @@ class RunConfig(BaseModel):
     alone reproduces the run.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str | None = Field(None, max_length=200, description="Display name; generated when empty.")
     tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from armscope import __version__
 from backend.auth import BrowserGate, TokenAuth, require_access
 from backend.deps import Queue
+from backend.errors import described, invalid
 from backend.limits import BodyLimit
 from backend.routes import catalog, compare, runs, session, sweeps
 from backend.settings import Settings, get_settings
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
     app.state.auth = auth = TokenAuth(settings.api_token, settings.read_token)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(catalog.health_router)
-    guarded = APIRouter(dependencies=[Depends(require_access)])
+    guarded = APIRouter(dependencies=[Depends(require_access)], responses=described(400, 401, 403, 413))
     for module in (catalog, runs, sweeps, compare):
         guarded.include_router(module.router)
     api.include_router(guarded)
@@ -63,8 +64,5 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BadCursor)
     async def bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:
-        return JSONResponse({"detail": f"cursor: {exc}"}, status_code=422)
-
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        error = invalid("query", "cursor", str(exc))
+        return JSONResponse({"detail": error.detail}, status_code=422)

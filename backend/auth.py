@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import time
 from typing import Literal
-
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from backend import deps
-from backend.routes.runs import split_csv
+from backend.errors import described, invalid
+from backend.routes.runs import MAX_ID, split_csv
 from backend.schemas import CompareOut
 from backend.store import Store
 
-router = APIRouter(tags=["compare"])
+router = APIRouter(tags=["compare"], responses=described(404))
 MAX_COMPARED = 200
 
 
@@ -25,7 +26,9 @@ def compare(
     try:
         ids = [int(part) for part in split_csv(runs) or []]
     except ValueError:
-        raise HTTPException(422, "runs: expected comma-separated integer run ids") from None
+        raise invalid("query", "runs", "expected comma-separated integer run ids") from None
+    if any(not 1 <= i <= MAX_ID for i in ids):
+        raise invalid("query", "runs", f"run ids lie between 1 and {MAX_ID}")
     if not ids or len(ids) > MAX_COMPARED:
-        raise HTTPException(422, f"runs: give between 1 and {MAX_COMPARED} run ids")
+        raise invalid("query", "runs", f"give between 1 and {MAX_COMPARED} run ids")
     return {"runs": store.compare(list(dict.fromkeys(ids)), split_csv(keys), points)}

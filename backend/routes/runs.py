@@ -5,22 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-from typing import Any
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi.responses import FileResponse
 
 from armscope.config import RunConfig
 from backend import deps
-from typing import get_args
-
+from backend.errors import described, invalid
 from backend.schemas import EventOut, RunOut, RunPage, RunPatch, Status
 from backend.settings import Settings
-from backend.store import Store
+from backend.store import SORTABLE, Store
 from workers.app import queue_for
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses=described(404, 409, 503))
 STATUSES = get_args(Status)
+MAX_ID = 2**31 - 1
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 
 
 def split_csv(value: str | None) -> list[str] | None:
@@ -54,9 +55,13 @@ def list_runs(
     method: str | None = None,
     dataset: str | None = None,
     tag: str | None = None,
-    sweep: int | None = None,
+    sweep: int | None = Query(None, ge=1, le=MAX_ID),
     text: str | None = Query(None, max_length=200),
-    sort: str = Query("-created_at", description="created_at | name | status | method | dataset | best_val_acc; '-' for descending"),
+    sort: str = Query(
+        "-created_at",
+        pattern=f"^-?({'|'.join(SORTABLE)})$",
+        description=f"One of {', '.join(SORTABLE)}; a leading '-' sorts descending.",
+    ),
     cursor: str | None = Query(None, max_length=1000),
     limit: int = Query(50, ge=1, le=500),
     store: Store = Depends(deps.store),
@@ -64,7 +69,7 @@ def list_runs(
     statuses = split_csv(status)
     unknown = sorted(set(statuses or []) - set(STATUSES))
     if unknown:
-        raise HTTPException(422, f"status: unknown {unknown}; choose from: {', '.join(STATUSES)}")
+        raise invalid("query", "status", f"unknown {unknown}; choose from: {', '.join(STATUSES)}")
     items, next_cursor = store.list_runs(
         status=statuses, method=method, dataset=dataset, tag=tag, sweep=sweep, text=text,
         sort=sort, cursor=cursor, limit=limit,
@@ -73,18 +78,18 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: int, store: Store = Depends(deps.store)) -> dict[str, Any]:
+def get_run(run_id: RunId, store: Store = Depends(deps.store)) -> dict[str, Any]:
     return store.get_run(run_id)
 
 
 @router.patch("/{run_id}", response_model=RunOut)
-def update_run(run_id: int, patch: RunPatch, store: Store = Depends(deps.store)) -> dict[str, Any]:
+def update_run(run_id: RunId, patch: RunPatch, store: Store = Depends(deps.store)) -> dict[str, Any]:
     return store.update_run(run_id, name=patch.name, tags=patch.tags, notes=patch.notes)
 
 
 @router.delete("/{run_id}", status_code=204)
 def delete_run(
-    run_id: int, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
+    run_id: RunId, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
 ) -> Response:
     store.delete_run(run_id)
     shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
@@ -92,13 +97,13 @@ def delete_run(
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
-def cancel_run(run_id: int, store: Store = Depends(deps.store)) -> dict[str, Any]:
+def cancel_run(run_id: RunId, store: Store = Depends(deps.store)) -> dict[str, Any]:
     return store.cancel_run(run_id)
 
 
 @router.post("/{run_id}/retry", response_model=RunOut)
 def retry_run(
-    run_id: int, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
+    run_id: RunId, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
 ) -> dict[str, Any]:
     run = store.retry_run(run_id)
     queue.enqueue(run_id, run["queue"])
@@ -107,37 +112,45 @@ def retry_run(
 
 @router.get("/{run_id}/metrics")
 def metrics(
-    run_id: int,
+    run_id: RunId,
     keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
-    since_epoch: int | None = Query(None, ge=0),
+    since_epoch: int | None = Query(None, ge=0, le=MAX_ID),
     store: Store = Depends(deps.store),
 ) -> list[dict[str, Any]]:
     return store.metrics(run_id, split_csv(keys), since_epoch)
 
 
 @router.get("/{run_id}/events", response_model=list[EventOut])
-def events(run_id: int, store: Store = Depends(deps.store)) -> list[dict[str, Any]]:
+def events(run_id: RunId, store: Store = Depends(deps.store)) -> list[dict[str, Any]]:
     return store.events(run_id)
 
 
-@router.get("/{run_id}/metrics.csv", response_class=PlainTextResponse)
-def metrics_csv(run_id: int, store: Store = Depends(deps.store)) -> PlainTextResponse:
+@router.get(
+    "/{run_id}/metrics.csv",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "One row per epoch"}},
+)
+def metrics_csv(run_id: RunId, store: Store = Depends(deps.store)) -> Response:
     records = store.metrics(run_id)
     columns = list(dict.fromkeys(k for r in records for k in r))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(records)
-    return PlainTextResponse(
+    return Response(
         buffer.getvalue(),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
     )
 
 
-@router.get("/{run_id}/checkpoint", response_class=FileResponse)
+@router.get(
+    "/{run_id}/checkpoint",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                     "description": "The last checkpoint (torch.save format)"}},
+)
 def checkpoint(
-    run_id: int, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
+    run_id: RunId, store: Store = Depends(deps.store), settings: Settings = Depends(deps.settings)
 ) -> FileResponse:
     store.get_run(run_id)
     path = settings.run_dir(run_id) / "checkpoints" / "last.pt"

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 
 from armscope.config import RunConfig
 from backend import deps
+from backend.errors import described
 from backend.schemas import SweepIn, SweepOut
 from backend.store import Store
 from workers.app import queue_for
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=described(503))
 
 
 def expand(sweep: SweepIn) -> list[dict[str, Any]]:

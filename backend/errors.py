@@ -1,0 +1,30 @@
+"""Error bodies: one shape per status, declared in the OpenAPI document so clients can rely on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def invalid(location: str, field: str, message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming where the bad value was."""
+    return HTTPException(422, [{"loc": [location, field], "msg": message, "type": "value_error"}])
+
+
+def described(*codes: int) -> dict[int | str, dict[str, Any]]:
+    texts = {
+        400: "The body could not be parsed",
+        401: "Missing or invalid token",
+        403: "The token may only read",
+        404: "No such run",
+        409: "Not allowed in the run's current status",
+        413: "Request body too large",
+        503: "The task queue is not reachable; nothing was stored",
+    }
+    return {code: {"model": ErrorOut, "description": texts[code]} for code in codes}
