@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from armscope.config import RunConfig
-from armscope.data import DatasetBundle, build_dataset
+from armscope.data import DataError, DatasetBundle, build_dataset
 from armscope.dominance import evaluate
 from armscope.methods import Method, build_method
 from armscope.models import ModelOptions, MultimodalModel, build_encoder
@@ -150,7 +150,13 @@ class Trainer:
         else:
             for message in bundle.info.get("warnings", []):
                 loop.emit_event("warning", "warning", str(message))
-        return loop.run()
+        try:
+            return loop.run()
+        finally:
+            for split in (bundle.train, bundle.val, bundle.test):
+                close = getattr(split, "close", None)
+                if close is not None:
+                    close()
 
     def _prepare_folder(self) -> dict[str, Any] | None:
         run_dir = self.run_dir
@@ -205,7 +211,7 @@ class _Loop:
         except RunCancelled:
             self.emit_event("cancelled", "info", "cancelled on request")
             return self._finish("cancelled", final, None)
-        except TrainingFailed as exc:
+        except (TrainingFailed, DataError) as exc:
             self.emit_event("failed", "error", str(exc))
             return self._finish("failed", final, str(exc))
         except BaseException as exc:
@@ -251,13 +257,9 @@ class _Loop:
             seen += labels.shape[0]
             self.state["step"] += 1
             if (index + 1) % self.sync_every == 0 or index + 1 == self.steps_per_epoch:
-                if bool(nonfinite):
-                    raise TrainingFailed(
-                        f"the training loss is not finite (epoch {epoch}, by batch {index + 1} of "
-                        f"{self.steps_per_epoch}, step {self.state['step'] - 1}); the run was stopped. "
-                        "Try a lower learning rate."
-                    )
+                self._check_finite(nonfinite, epoch, index + 1)
                 self.sink.progress(epoch, index + 1, self.steps_per_epoch, config.epochs, float(loss_sum) / seen)
+        self._check_finite(nonfinite, epoch, self.steps_per_epoch)
         train_seconds = time.perf_counter() - started
         measures = evaluate(
             model, self.bundle.val, batch_size=2 * config.batch_size, device=device,
@@ -284,6 +286,7 @@ class _Loop:
         self.state["epoch"] = epoch
         for event in summary.events:
             self.emit_event(event.pop("kind"), event.pop("level"), event.pop("message"), epoch=epoch, **event)
+        self._report_skipped(epoch)
         previous = self.state["dominant"]
         if previous is not None and previous != record["dominant"]:
             self.emit_event(
@@ -297,6 +300,27 @@ class _Loop:
         self._save_checkpoint()
         self.sink.epoch(record)
         return record
+
+    def _check_finite(self, nonfinite: torch.Tensor, epoch: int, batch: int) -> None:
+        """The one place the loop reads the loss's health back from the device."""
+        if bool(nonfinite):
+            raise TrainingFailed(
+                f"the training loss is not finite (epoch {epoch}, by batch {batch} of "
+                f"{self.steps_per_epoch}, step {self.state['step'] - 1}); the run was stopped. "
+                "Try a lower learning rate."
+            )
+
+    def _report_skipped(self, epoch: int) -> None:
+        """One warning per split for the unreadable files its loader skipped this epoch."""
+        for name, split in (("training", self.bundle.train), ("validation", self.bundle.val)):
+            drain = getattr(split, "drain_skipped", None)
+            skipped = drain() if drain is not None else []
+            if skipped:
+                self.emit_event(
+                    "skipped_files", "warning",
+                    f"skipped {len(skipped)} unreadable {name} file(s) in epoch {epoch}: {skipped[0]}",
+                    epoch=epoch, data={"count": len(skipped), "messages": skipped[:20]},
+                )
 
     def _save_checkpoint(self) -> None:
         self.run_dir.save_checkpoint(

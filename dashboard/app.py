@@ -11,7 +11,8 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from flask import Flask
 
-from dashboard import actions, components as ui
+from dashboard import actions
+from dashboard import components as ui
 from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
 

@@ -14,7 +14,8 @@ from armscope.config import RunConfig
 from backend.api import create_app
 from backend.settings import Settings
 from backend.store import Store
-from dashboard import actions, schema_form as sf
+from dashboard import actions
+from dashboard import schema_form as sf
 from dashboard.app import create_dash, route
 from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
@@ -325,8 +326,9 @@ class FakeAuth:
 
 
 def test_with_token_auth_only_a_write_session_may_change_runs(ctx):
-    import flask
     from types import SimpleNamespace
+
+    import flask
 
     run = make_run(ctx)
     plan = launch.plan("synthetic-shift", "arm", "mlp", "0", False, None, None, [])

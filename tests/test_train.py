@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from armscope.methods import Method
 from armscope import train as train_module
+from armscope.methods import Method
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.train import TIMING_KEYS, ResumeError, train

@@ -15,8 +15,8 @@ from backend.settings import get_settings
 from backend.store import Store
 from workers.app import RUN_TASK, app
 from workers.reaper import Reaper
-from workers.runner import execute
 from workers.retry import with_retry
+from workers.runner import execute
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,6 @@
 """Data sets, each registered by name in its own module."""
 
-from armscope.data import features, synthetic, uci_mfeat  # noqa: F401  (registration)
+from armscope.data import av_folder, cremad, features, kinetics_sounds, synthetic, uci_mfeat  # noqa: F401
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
 
 __all__ = ["DATASETS", "DataError", "DatasetBundle", "DatasetOptions", "TensorSplit", "build_dataset"]

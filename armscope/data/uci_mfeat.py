@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field, field_validator
 
-from armscope.data.paths import check_data_path, resolve_data_path
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
 from armscope.data.features import read_npz, standardize_splits
+from armscope.data.paths import check_data_path, resolve_data_path
 
 VIEW_DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 N_CLASSES = 10

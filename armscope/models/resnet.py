@@ -8,7 +8,6 @@ OGM-GE audio-visual models.
 
 from __future__ import annotations
 
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn

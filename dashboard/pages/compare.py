@@ -15,7 +15,8 @@ from dash.exceptions import PreventUpdate
 
 from backend.routes.compare import MAX_COMPARED
 from backend.store import RunNotFound
-from dashboard import components as ui, figures as fx
+from dashboard import components as ui
+from dashboard import figures as fx
 
 X_OPTIONS = [
     {"label": "epoch", "value": "epoch"},

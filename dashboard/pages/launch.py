@@ -8,7 +8,8 @@ from typing import Any, Sequence
 from urllib.parse import parse_qs
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, ctx as dash_ctx, html, no_update
+from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash import ctx as dash_ctx
 from fastapi import HTTPException
 from pydantic import ValidationError
 
@@ -19,7 +20,9 @@ from armscope.models import ENCODERS, ModelOptions
 from backend.routes.sweeps import expand
 from backend.schemas import SweepIn
 from backend.store import RunNotFound
-from dashboard import actions, components as ui, schema_form as sf
+from dashboard import actions
+from dashboard import components as ui
+from dashboard import schema_form as sf
 from dashboard.context import Context, catalog, model_schema
 
 COMPARE_METHODS = ("arm", "baseline", "ogm-ge")

@@ -6,11 +6,14 @@ import json
 from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, Patch, State, ctx as dash_ctx, dcc, html, no_update
+from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
 from backend.store import TERMINAL, RunNotFound
-from dashboard import actions, components as ui, figures as fx
+from dashboard import actions
+from dashboard import components as ui
+from dashboard import figures as fx
 
 GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss", "ogm"]
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}

@@ -9,11 +9,13 @@ from typing import Any, Sequence
 from urllib.parse import parse_qs
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
 from backend.routes.runs import STATUSES
-from dashboard import actions, components as ui
+from dashboard import actions
+from dashboard import components as ui
 from dashboard.context import Context, catalog
 
 CHECK = {"type": "run-check", "index": ALL}

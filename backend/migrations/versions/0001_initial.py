@@ -1,7 +1,7 @@
 """runs, sweeps, tags, epoch metrics and events
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 20:53:00.884708
 """
 import sqlalchemy as sa
