@@ -28,9 +28,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.browser_support import chromium, quit_browser  # noqa: E402  (after the path is set)
+
 METHODS = ["arm", "baseline", "ogm-ge"]
 MODALITIES = ["audio", "visual"]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # Installed before the page's own scripts: records when the graph has drawn `want` traces.
 PROBE = """
@@ -158,26 +159,6 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start within 60 s")
 
 
-def browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='armscope-chrome-')}",
-        "--window-size=1440,900",
-    ):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-
-
 def time_once(driver: Any, url: str, traces: int, timeout: float = 30) -> float:
     """Seconds from navigation start until all traces are drawn, measured by the page's clock."""
     driver.get("about:blank")
@@ -204,7 +185,7 @@ def main() -> None:
         print(f"stored {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - started:.1f} s")
         port = free_port()
         server = start_server(home, port)
-        driver = browser()
+        driver = chromium()
         try:
             traces = args.runs * len(MODALITIES)  # the default view: Shapley per modality, one trace each
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PROBE % traces})
@@ -212,7 +193,7 @@ def main() -> None:
             cold = time_once(driver, url, traces)
             warm = [time_once(driver, url, traces) for _ in range(args.repeats)]
         finally:
-            driver.quit()
+            quit_browser(driver)
             server.terminate()
             server.wait(20)
     print(f"compare page, {args.runs} runs x {args.epochs} epochs, {traces} traces, headless Chromium:")

@@ -41,14 +41,15 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
             proc.wait()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = condition()
         if value:
             return value
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
 
 
 def wait_for_worker(log: Path, timeout: float = 60) -> None:

@@ -7,19 +7,11 @@ from fastapi.testclient import TestClient
 
 from backend.api import create_app
 from backend.settings import Settings
+from tests.fakes import RecordingQueue
 
 TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 300}}
 
 
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str]] = []
-        self.broken = False
-
-    def enqueue(self, run_id: int, queue: str) -> None:
-        if self.broken:
-            raise ConnectionError("broker refused the connection")
-        self.sent.append((run_id, queue))
 
 
 @pytest.fixture

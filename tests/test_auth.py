@@ -15,19 +15,17 @@ from backend.auth import COOKIE, TokenAuth
 from backend.settings import Settings
 from dashboard.actions import may_write
 from tests.browser_support import Server, chromium, quit_browser, screenshot
+from tests.fakes import RecordingQueue
 
 WRITE, READ = "w-secret-0123456789", "r-secret-9876543210"
 TINY = {"method": "arm", "epochs": 1, "dataset_options": {"n_samples": 300}}
 
 
-class NoQueue:
-    def enqueue(self, run_id: int, queue: str) -> None:
-        """Runs stay queued; these tests only check access."""
 
 
 @pytest.fixture
 def app(tmp_path):
-    return create_app(Settings(home=tmp_path, api_token=WRITE, read_token=READ), queue=NoQueue())
+    return create_app(Settings(home=tmp_path, api_token=WRITE, read_token=READ), queue=RecordingQueue())
 
 
 @pytest.fixture
@@ -71,7 +69,7 @@ def test_the_read_token_may_read_but_not_change(client):
 
 
 def test_without_a_token_configured_the_api_is_open(tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path), queue=NoQueue())) as open_client:
+    with TestClient(create_app(Settings(home=tmp_path), queue=RecordingQueue())) as open_client:
         assert open_client.get("/api/v1/health").json()["auth"] == "open"
         assert open_client.post("/api/v1/runs", json=TINY).status_code == 201
 
@@ -119,7 +117,7 @@ def test_a_read_session_may_not_act_from_the_dashboard(app):
 
 def test_a_body_over_the_limit_is_413_and_stores_nothing(tmp_path):
     settings = Settings(home=tmp_path, max_body_bytes=2000)
-    with TestClient(create_app(settings, queue=NoQueue())) as small:
+    with TestClient(create_app(settings, queue=RecordingQueue())) as small:
         response = small.post("/api/v1/runs", json={**TINY, "name": "x" * 5000})
         assert response.status_code == 413 and "ARMSCOPE_MAX_BODY_BYTES" in response.json()["detail"]
         assert small.get("/api/v1/runs").json()["items"] == []

@@ -19,19 +19,11 @@ from dashboard import schema_form as sf
 from dashboard.app import create_dash, route
 from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
+from tests.fakes import RecordingQueue
 
 TINY = {"dataset": "synthetic-shift", "epochs": 2, "device": "cpu", "dataset_options": {"n_samples": 300}}
 
 
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str]] = []
-        self.broken = False
-
-    def enqueue(self, run_id: int, queue: str) -> None:
-        if self.broken:
-            raise ConnectionError("broker refused the connection")
-        self.sent.append((run_id, queue))
 
 
 @pytest.fixture

@@ -12,13 +12,11 @@ from hypothesis import HealthCheck, settings
 from backend.api import create_app
 from backend.settings import Settings
 from backend.store import Store
+from tests.fakes import RecordingQueue
 
 EXAMPLES_PER_OPERATION = 30
 
 
-class NoQueue:
-    def enqueue(self, run_id: int, queue: str) -> None:
-        """Accepted runs stay queued; the fuzzer only talks to the API."""
 
 
 def _app():
@@ -31,7 +29,7 @@ def _app():
                                 "tags": ["fuzz"], "name": None}, queue="cpu")
         store.add_epoch(run["id"], {"epoch": 1, "val_acc": 0.5, "dominant": "audio"})
         store.add_event(run["id"], {"epoch": 1, "kind": "dominance_switch", "message": "m"})
-    return create_app(Settings(home=home), store, NoQueue())
+    return create_app(Settings(home=home), store, RecordingQueue())
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
