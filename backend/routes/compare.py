@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from backend import deps
-from backend.errors import described, invalid
+from backend.errors import described, fast_json, invalid
 from backend.routes.runs import MAX_ID, split_csv
 from backend.schemas import CompareOut
 from backend.store import Store
@@ -22,7 +20,7 @@ def compare(
     keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
     points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
     store: Store = Depends(deps.store),
-) -> dict[str, Any]:
+) -> Response:
     try:
         ids = [int(part) for part in split_csv(runs) or []]
     except ValueError:
@@ -31,4 +29,4 @@ def compare(
         raise invalid("query", "runs", f"run ids lie between 1 and {MAX_ID}")
     if not ids or len(ids) > MAX_COMPARED:
         raise invalid("query", "runs", f"give between 1 and {MAX_COMPARED} run ids")
-    return {"runs": store.compare(list(dict.fromkeys(ids)), split_csv(keys), points)}
+    return fast_json({"runs": store.compare(list(dict.fromkeys(ids)), split_csv(keys), points)})

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 
 from armscope.config import RunConfig
 from backend import deps
-from backend.errors import described, invalid
+from backend.errors import described, fast_json, invalid
 from backend.schemas import EventOut, RunOut, RunPage, RunPatch, Status
 from backend.settings import Settings
 from backend.store import SORTABLE, Store
@@ -116,8 +116,8 @@ def metrics(
     keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
     since_epoch: int | None = Query(None, ge=0, le=MAX_ID),
     store: Store = Depends(deps.store),
-) -> list[dict[str, Any]]:
-    return store.metrics(run_id, split_csv(keys), since_epoch)
+) -> Response:
+    return fast_json(store.metrics(run_id, split_csv(keys), since_epoch))
 
 
 @router.get("/{run_id}/events", response_model=list[EventOut])
