@@ -193,3 +193,10 @@ def test_an_invalid_sweep_names_the_method_and_stores_nothing(api, queue):
     assert response.status_code == 422
     assert "nope" in str(response.json()["detail"])
     assert api.get("/api/v1/runs").json()["items"] == [] and queue.sent == []
+
+
+def test_a_sweep_the_queue_refuses_is_503_and_stores_none_of_its_runs(api, queue):
+    queue.broken = True
+    response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["arm", "baseline"], "seeds": [0, 1]})
+    assert response.status_code == 503 and "nothing was stored" in response.json()["detail"]
+    assert api.get("/api/v1/runs").json()["items"] == []

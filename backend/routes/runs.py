@@ -30,15 +30,21 @@ def split_csv(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def enqueue_or_undo(store: Store, queue: deps.Queue, runs: list[dict[str, Any]]) -> None:
+    """Queue freshly stored runs; if the broker refuses, delete them all so nothing stays stored."""
+    try:
+        for run in runs:
+            queue.enqueue(run["id"], run["queue"])
+    except Exception as exc:
+        for run in runs:
+            store.delete_run(run["id"])
+        raise HTTPException(503, f"the task queue is not reachable, nothing was stored: {exc}") from None
+
+
 def submit(store: Store, queue: deps.Queue, config: RunConfig) -> dict[str, Any]:
-    """Store a run and queue it; if the broker refuses it, nothing stays stored."""
     data = config.model_dump(mode="json")
     run = store.create_run(data, queue=queue_for(data))
-    try:
-        queue.enqueue(run["id"], run["queue"])
-    except Exception as exc:
-        store.delete_run(run["id"])
-        raise HTTPException(503, f"the task queue is not reachable, nothing was stored: {exc}") from None
+    enqueue_or_undo(store, queue, [run])
     return run
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from armscope.config import RunConfig
 from backend import deps
 from backend.errors import described
+from backend.routes.runs import enqueue_or_undo
 from backend.schemas import SweepIn, SweepOut
 from backend.store import Store
 from workers.app import queue_for
@@ -52,11 +53,5 @@ def submit_sweep(store: Store, queue: deps.Queue, sweep: SweepIn) -> dict[str, A
     record, runs = store.create_sweep(
         sweep.model_dump(mode="json"), [(c, queue_for(c)) for c in configs], name=sweep.name
     )
-    try:
-        for run in runs:
-            queue.enqueue(run["id"], run["queue"])
-    except Exception as exc:
-        for run in runs:
-            store.delete_run(run["id"])
-        raise HTTPException(503, f"the task queue is not reachable, nothing was stored: {exc}") from None
+    enqueue_or_undo(store, queue, runs)
     return {**record, "runs": runs}
