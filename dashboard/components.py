@@ -113,3 +113,27 @@ def card(title: str, body: Any, **kwargs: Any) -> dbc.Card:
     return dbc.Card(
         [dbc.CardHeader(title, class_name="fw-semibold"), dbc.CardBody(body)], class_name="mb-3 shadow-sm", **kwargs
     )
+
+
+def action_button(label: str, ident: str, color: str, disabled: bool = False) -> dbc.Button:
+    """A small outlined button that triggers a callback (cancel, retry, delete, paging)."""
+    return dbc.Button(label, id=ident, color=color, outline=True, size="sm", n_clicks=0, disabled=disabled)
+
+
+def confirm_modal(prefix: str, decline: str) -> dbc.Modal:
+    """The yes/no dialog before a destructive action; ids are ``<prefix>-confirm[-body|-no|-ok]``."""
+    return dbc.Modal(
+        [
+            dbc.ModalHeader(dbc.ModalTitle("Please confirm")),
+            dbc.ModalBody(id=f"{prefix}-confirm-body"),
+            dbc.ModalFooter(
+                [
+                    dbc.Button(decline, id=f"{prefix}-confirm-no", color="secondary", outline=True, n_clicks=0),
+                    dbc.Button("Yes, go ahead", id=f"{prefix}-confirm-ok", color="danger", n_clicks=0),
+                ]
+            ),
+        ],
+        id=f"{prefix}-confirm",
+        is_open=False,
+        centered=True,
+    )

@@ -235,6 +235,19 @@ def _prefill(ctx: Context, search: str | None) -> dict[str, Any]:
         return {}
 
 
+def _choice(label: str, kind: str, cat: dict[str, Any], value: str, md: int) -> dbc.Col:
+    """A labelled choice among the catalog's ``<kind>s``, with the chosen one's summary below."""
+    ident = f"launch-{kind}"
+    return dbc.Col(
+        [
+            dbc.Label(label, html_for=ident),
+            _select(ident, list(cat[f"{kind}s"]), value),
+            dbc.FormText(cat[f"{kind}s"][value]["summary"], id=f"{ident}-summary"),
+        ],
+        md=md,
+    )
+
+
 def _select(ident: str, names: list[str], value: str) -> dbc.Select:
     return dbc.Select(id=ident, options=[{"label": n, "value": n} for n in names], value=value)
 
@@ -266,22 +279,8 @@ def layout(ctx: Context, search: str | None = None) -> Any:
         [
             dbc.Row(
                 [
-                    dbc.Col(
-                        [
-                            dbc.Label("Data set", html_for="launch-dataset"),
-                            _select("launch-dataset", list(cat["datasets"]), dataset),
-                            dbc.FormText(cat["datasets"][dataset]["summary"], id="launch-dataset-summary"),
-                        ],
-                        md=6,
-                    ),
-                    dbc.Col(
-                        [
-                            dbc.Label("Method", html_for="launch-method"),
-                            _select("launch-method", list(cat["methods"]), method),
-                            dbc.FormText(cat["methods"][method]["summary"], id="launch-method-summary"),
-                        ],
-                        md=6,
-                    ),
+                    _choice("Data set", "dataset", cat, dataset, md=6),
+                    _choice("Method", "method", cat, method, md=6),
                 ],
                 class_name="g-3 mb-3",
             ),
@@ -335,14 +334,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
         [
             html.Div(sf.render("model", model_fields, config.get("model_options") or {}), id="launch-model-fields"),
             dbc.Row(
-                dbc.Col(
-                    [
-                        dbc.Label("Encoder", html_for="launch-encoder"),
-                        _select("launch-encoder", list(cat["encoders"]), encoder),
-                        dbc.FormText(cat["encoders"][encoder]["summary"], id="launch-encoder-summary"),
-                    ],
-                    md=4,
-                ),
+                _choice("Encoder", "encoder", cat, encoder, md=4),
                 class_name="mb-3",
             ),
             html.Div(

@@ -236,42 +236,12 @@ def layout(ctx: Context, search: str | None = None) -> Any:
         ],
         className="d-flex gap-2 align-items-center flex-wrap mb-2",
     )
-    confirm = dbc.Modal(
-        [
-            dbc.ModalHeader(dbc.ModalTitle("Please confirm")),
-            dbc.ModalBody(id="runs-confirm-body"),
-            dbc.ModalFooter(
-                [
-                    dbc.Button("Keep them", id="runs-confirm-no", color="secondary", outline=True, n_clicks=0),
-                    dbc.Button("Yes, go ahead", id="runs-confirm-ok", color="danger", n_clicks=0),
-                ]
-            ),
-        ],
-        id="runs-confirm",
-        is_open=False,
-        centered=True,
-    )
+    confirm = ui.confirm_modal("runs", "Keep them")
     pager = html.Div(
         [
-            dbc.Button(
-                "‹ Newer",
-                id="runs-prev",
-                color="secondary",
-                outline=True,
-                size="sm",
-                n_clicks=0,
-                disabled=state["prev_disabled"],
-            ),
+            ui.action_button("‹ Newer", "runs-prev", "secondary", state["prev_disabled"]),
             html.Span(state["label"], id="runs-page-label", className="small text-body-secondary mx-2"),
-            dbc.Button(
-                "Older ›",
-                id="runs-next",
-                color="secondary",
-                outline=True,
-                size="sm",
-                n_clicks=0,
-                disabled=state["next_disabled"],
-            ),
+            ui.action_button("Older ›", "runs-next", "secondary", state["next_disabled"]),
         ],
         className="d-flex align-items-center justify-content-end mt-2",
         id="runs-pager",
