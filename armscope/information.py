@@ -279,10 +279,11 @@ def _count(keys: Tensor, cells: int) -> Tensor:
     """Histogram of cell keys as float64, its length fixed by ``cells``.
 
     CUDA's bincount reads the largest key back to the host, so other devices
-    add into a preallocated table instead.
+    add into a preallocated table instead, and so does a compiled graph, which
+    is then the same graph on every device.
     """
     keys = keys.reshape(-1)
-    if keys.device.type == "cpu":
+    if keys.device.type == "cpu" and not torch.compiler.is_compiling():
         return torch.bincount(keys, minlength=cells).double()
     ones = torch.ones((), dtype=torch.float64, device=keys.device).expand(keys.numel())
     return torch.zeros(cells, dtype=torch.float64, device=keys.device).index_add_(0, keys, ones)

@@ -5,7 +5,9 @@
 
 Audio 1 x 257 x 188 spectrograms and one 3 x 224 x 224 frame, two ResNet-18
 encoders, random tensors, the training loop's own TrainingStep. Prints median ms
-per step and each method's ratio to baseline, per batch size and precision.
+per step and each method's ratio to baseline, per batch size and precision. ARM
+runs with its per-step terms eager and compiled (one torch.compile graph; the
+warm-up steps absorb the compilation).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from armscope.models import MultimodalModel, build_encoder
 from armscope.step import TrainingStep
 
 METHODS = [("baseline", "baseline", {}), ("ogm-ge", "ogm-ge", {"alpha": 0.5}),
-           ("arm (plugin)", "arm", {"estimator": "plugin"}), ("arm (reference)", "arm", {"estimator": "reference"})]
+           ("arm (plugin)", "arm", {"estimator": "plugin", "compile": "off"}),
+           ("arm (reference)", "arm", {"estimator": "reference", "compile": "off"}),
+           ("arm (plugin, compiled)", "arm", {"estimator": "plugin", "compile": "on"}),
+           ("arm (reference, compiled)", "arm", {"estimator": "reference", "compile": "on"})]
 
 
 def step_ms(name: str, options: dict, batch: int, precision: str, shapes: dict, device: torch.device,

@@ -10,6 +10,7 @@ NCMI(h_v; f | h_a) (2 bins), each over B*d flattened elements. Compared:
       on its own
   (d) the reference numerics in plain numpy on the host (np.histogram2d /
       np.histogramdd on the ARM.md §2 edges), as the published code runs them
+  (e) (a) as one torch.compile graph, as ARM's ``compile`` option runs it
 
 The table shows the median time per ARM step (four estimator calls) and its
 ratio to (c). Run: python bench/estimator.py [--batch B] [--dim D] [--repeats N]
@@ -184,6 +185,9 @@ def main() -> None:
     host = tuple(torch.tensor(scores, dtype=torch.float64) for scores in on_host)
     torch.testing.assert_close(reference, host, rtol=0, atol=1e-9)
 
+    compiled = torch.compile(arm_information, fullgraph=True, dynamic=False)
+    torch.testing.assert_close(compiled([h_a, h_v], fused, [h_v, h_a]), plugin, rtol=0, atol=1e-12)
+
     candidates = {
         "(a) arm_information, plugin": lambda: arm_information([h_a, h_v], fused, [h_v, h_a]),
         "(b) arm_information, reference": lambda: arm_information(
@@ -191,6 +195,7 @@ def main() -> None:
         ),
         "(c) torch port, 4 separate calls": lambda: torch_port_step(h_a, h_v, fused),
         "(d) numpy reference on the host": lambda: numpy_step(h_a, h_v, fused),
+        "(e) (a) compiled": lambda: compiled([h_a, h_v], fused, [h_v, h_a]),
     }
     timings = median_ms(candidates, args.repeats)
     port = timings["(c) torch port, 4 separate calls"]

@@ -9,6 +9,7 @@ exponential moving average of the training weights, never the labels.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 import torch
@@ -21,6 +22,17 @@ from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
 from armscope.models.heads import ARMHead, FusionHead, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
+
+
+def compiles_on(choice: str, device: torch.device) -> bool:
+    """Whether ``compile: auto|on|off`` compiles the step's ARM terms on this device.
+
+    auto only where it pays and cannot fail for want of a toolchain: CUDA
+    with Triton, which torch.compile generates its GPU kernels with.
+    """
+    if choice == "auto":
+        return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+    return choice == "on"
 
 
 class ARMOptions(BaseModel):
@@ -36,6 +48,12 @@ class ARMOptions(BaseModel):
     w_max: float = Field(10.0, gt=0, description="Largest allowed weight (guard).")
     ema_decay: float = Field(
         0.99, ge=0, lt=1, description="Decay of the moving average of weights used at evaluation."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run the per-step scores and weights as one torch.compile graph (fused kernels, "
+        "same scores). auto: on CUDA when Triton is installed; on: anywhere (the CPU needs a C++ "
+        "compiler); off: eager.",
     )
 
     @model_validator(mode="after")
@@ -67,13 +85,16 @@ class ARM(Method):
         self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
         self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
         self.steps = 0
+        self.compiled = compiles_on(self.options.compile, device)
 
     def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
         head = model.head
         assert isinstance(head, ARMHead)
         detached = {m: h.detach() for m, h in feats.items()}
         with torch.no_grad():
-            terms = arm_terms(detached, head.lens(detached), labels, **self._estimator_args())
+            terms = arm_terms(
+                detached, head.lens(detached), labels, compiled=self.compiled, **self._estimator_args()
+            )
             weight = terms.weight.to(feats[self.modalities[0]].dtype)
             decay = self.options.ema_decay
             head.eval_weights.mul_(decay).add_(weight.to(head.eval_weights.dtype), alpha=1 - decay)

@@ -1,0 +1,86 @@
+"""ARM's per-step terms as one torch.compile graph (fused kernels on a GPU), checked with the
+CPU compiler: the same scores and weights as eager, the same guards, and a whole run that logs
+what the eager run logs."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from armscope.arm_terms import GUARD_NONFINITE, arm_terms
+from armscope.methods.arm import compiles_on
+from armscope.models.heads import ARMHead
+from armscope.rundir import RunDir
+from armscope.train import train
+
+ARGS = dict(nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
+
+
+def lens_and_labels(feats):
+    torch.manual_seed(1)
+    head = ARMHead(list(feats), 16, 5)
+    with torch.no_grad():
+        return head.lens(feats), torch.randint(0, 5, (32,))
+
+
+def post_relu_features(seed=0):
+    torch.manual_seed(seed)
+    return {"audio": torch.relu(torch.randn(32, 16)), "visual": torch.relu(torch.randn(32, 16) * 2)}
+
+
+def both_ways(feats, estimator):
+    lens, labels = lens_and_labels(feats)
+    eager = arm_terms(feats, lens, labels, estimator=estimator, **ARGS)
+    compiled = arm_terms(feats, lens, labels, estimator=estimator, compiled=True, **ARGS)
+    return eager, compiled
+
+
+@pytest.mark.parametrize("estimator", ["plugin", "reference"])
+def test_compiled_terms_equal_the_eager_terms(estimator):
+    for seed in range(3):
+        eager, compiled = both_ways(post_relu_features(seed), estimator)
+        torch.testing.assert_close(compiled.nmi, eager.nmi, rtol=0, atol=1e-12)
+        torch.testing.assert_close(compiled.ncmi, eager.ncmi, rtol=0, atol=1e-12)
+        # The confidences are float32 softmax means, which the fused kernels round differently.
+        torch.testing.assert_close(compiled.score, eager.score, rtol=1e-6, atol=0)
+        torch.testing.assert_close(compiled.weight, eager.weight, rtol=1e-6, atol=0)
+        assert compiled.guard.item() == eager.guard.item()
+
+
+def test_compiled_terms_give_nan_scores_and_neutral_weights_for_a_non_finite_feature():
+    feats = post_relu_features()
+    feats["audio"][3, 4] = math.nan
+    eager, compiled = both_ways(feats, "plugin")
+    assert torch.isnan(compiled.nmi[0]) and torch.isnan(compiled.score[0])
+    assert compiled.weight.tolist() == eager.weight.tolist() == [1.0, 1.0]
+    assert compiled.guard.item() == eager.guard.item() == GUARD_NONFINITE
+
+
+def test_compiled_terms_bin_a_constant_feature_like_eager():
+    feats = post_relu_features()
+    feats["visual"] = torch.full_like(feats["visual"], 0.25)
+    eager, compiled = both_ways(feats, "plugin")
+    torch.testing.assert_close(compiled.nmi, eager.nmi, rtol=0, atol=1e-12)
+    torch.testing.assert_close(compiled.weight, eager.weight, rtol=1e-6, atol=0)
+
+
+def test_auto_compiles_on_cuda_with_triton_only(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not compiles_on("auto", cpu) and not compiles_on("off", cuda)
+    assert compiles_on("on", cpu)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "triton" else None)
+    assert compiles_on("auto", cuda)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert not compiles_on("auto", cuda)
+
+
+def test_a_run_with_compiled_terms_logs_the_weights_of_the_eager_run(tiny_config, tmp_path):
+    logged = {}
+    for choice in ("off", "on"):
+        config = tiny_config(epochs=2, method_options={"compile": choice})
+        assert train(config, tmp_path / choice).status == "succeeded"
+        logged[choice] = RunDir(tmp_path / choice).metrics()
+    for eager, compiled in zip(logged["off"], logged["on"], strict=True):
+        for key in ("arm_train_weight.audio", "arm_train_weight.visual", "val_acc", "train_loss"):
+            assert compiled[key] == pytest.approx(eager[key], rel=1e-6), key
