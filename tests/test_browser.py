@@ -13,6 +13,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from armscope.config import RunConfig
+from backend.settings import Settings
+from backend.store import Store
 from tests.browser_support import Server, chromium, css_id, quit_browser, screenshot, severe_errors
 
 TINY = {
@@ -61,6 +64,21 @@ def plotted_runs(driver) -> list[int]:
         if (!g || !g.data || !document.querySelector('#compare-graph .scatterlayer .trace')) return [];
         return g.data.map(t => (t.meta || [null])[0]);
     """)
+        or []
+    )
+
+
+def points_of(driver, run_id: int) -> list[int]:
+    """How many points each of the run's traces on the compare graph has."""
+    return (
+        driver.execute_script(
+            """
+        const g = document.querySelector('#compare-graph .js-plotly-plot');
+        if (!g || !g.data) return [];
+        return g.data.filter(t => (t.meta || [null])[0] === arguments[0]).map(t => t.x.length);
+    """,
+            run_id,
+        )
         or []
     )
 
@@ -135,3 +153,31 @@ def test_compare_view_of_two_runs_holds_both_runs_traces(server, browser):
     wait.until(lambda d: sorted(plotted_runs(d)) == sorted([first, second]))
     screenshot(browser, "test_compare_two_runs_dark")
     assert severe_errors(browser) == []
+
+
+def test_compare_view_follows_a_running_run_without_a_reload(server, browser):
+    finished = server.submit({**TINY, "seed": 2})
+    server.wait_finished(finished)
+    # This test plays the worker of the second run: stored and claimed, never sent to the real worker.
+    store = Store(Settings(home=server.home).resolved_database_url)
+    config = RunConfig.model_validate({**TINY, "seed": 3}).model_dump(mode="json")
+    live = store.create_run(config, queue="cpu")["id"]
+    assert store.claim_run(live, "browser-test")
+
+    def report(epoch: int) -> None:
+        store.heartbeat(live, "browser-test", {"step": epoch, "total_steps": 4})
+        store.add_epoch(live, {"epoch": epoch, "val_acc": 0.2 * epoch, "dominant": "audio"})
+
+    try:
+        report(1)
+        wait = WebDriverWait(browser, 30)
+        browser.get(f"{server.url}/compare?runs={finished},{live}&metric=val_acc")
+        wait.until(lambda d: points_of(d, live) == [1] and points_of(d, finished) == [2])
+        report(2)
+        report(3)
+        wait.until(lambda d: points_of(d, live) == [3], message="the compare graph never showed epochs 2 and 3")
+        screenshot(browser, "test_compare_live")
+        assert severe_errors(browser) == []
+    finally:
+        store.finish_run(live, "browser-test", "succeeded")
+        store.dispose()

@@ -64,6 +64,19 @@ def dump(component) -> str:
     return json.dumps(component, cls=PlotlyJSONEncoder)
 
 
+def find(component, component_id: str):
+    """The component with this id in a layout tree, or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
 def opt(section: str, field: str, value) -> tuple[dict, object]:
     return {"type": "opt", "section": section, "field": field}, value
 
@@ -404,6 +417,29 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
     assert "run 999 does not exist" in dump(shown["notes"])
     assert "method" in dump(shown["diff"])
     assert shown["metric_options"][0]["value"] == "shapley.*"
+
+
+def test_compare_polls_while_a_run_is_live_and_redraws_only_when_one_moved(ctx):
+    done, live = make_run(ctx, epochs=3, status="succeeded"), make_run(ctx, epochs=1, status="running")
+    view = {"runs": [done["id"], live["id"]], "metric": "val_acc", "smooth": 0.0, "x": "epoch", "color": "run"}
+    shown = compare.render(ctx, view, "light")
+    assert shown["progress"]["live"]
+    assert compare.poll(ctx, view, "light", True, shown["progress"]["signature"]) is None
+    ctx.store.add_epoch(live["id"], {"epoch": 2, "val_acc": 0.2, "dominant": "a"})
+    moved = compare.poll(ctx, view, "light", True, shown["progress"]["signature"])
+    assert moved is not None
+    assert [len(t["x"]) for t in moved["figure"]["data"] if t["meta"][0] == live["id"]] == [2]
+    ctx.store.finish_run(live["id"], "w", "succeeded")
+    finished = compare.poll(ctx, view, "light", True, moved["progress"]["signature"])
+    assert finished is not None and not finished["progress"]["live"]
+
+
+def test_compare_of_finished_runs_does_not_poll(ctx):
+    a, b = make_run(ctx, epochs=2, status="succeeded"), make_run(ctx, epochs=2, status="failed")
+    page = compare.layout(ctx, f"?runs={a['id']},{b['id']}", "light")
+    assert find(page, "compare-interval").disabled
+    live = make_run(ctx, epochs=1, status="running")
+    assert not find(compare.layout(ctx, f"?runs={a['id']},{live['id']}", "light"), "compare-interval").disabled
 
 
 # -- the app and its mount ---------------------------------------------------------------------

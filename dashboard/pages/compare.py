@@ -2,6 +2,8 @@
 
 The URL holds the whole view (runs, metric, smoothing, x axis, colouring), so a link reproduces it.
 The store thins every run to at most ``ctx.compare_points`` epochs, so long runs stay quick to draw.
+While any compared run is queued or running the page polls each run's status and epoch (no curves)
+and redraws only when one of them moved.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from urllib.parse import parse_qs
 
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
+from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
 from backend.routes.compare import MAX_COMPARED
@@ -24,6 +27,7 @@ X_OPTIONS = [
     {"label": "samples seen", "value": "samples"},
 ]
 COLOR_OPTIONS = [{"label": "run", "value": "run"}, {"label": "method", "value": "method"}]
+LIVE = ("queued", "running")
 
 
 def parse_view(search: str | None) -> dict[str, Any]:
@@ -72,6 +76,17 @@ def load(ctx: Any, ids: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]
     return [], missing
 
 
+def progress(ctx: Any, ids: Sequence[int]) -> dict[str, Any]:
+    """Each run's status and epoch: all a poll needs to know whether the curves moved, without them."""
+    if not ids:
+        return {"signature": [], "live": False}
+    found, _ = ctx.store.list_runs(ids=list(ids), limit=len(ids))
+    return {
+        "signature": sorted([r["id"], r["status"], r["progress"]["epoch"]] for r in found),
+        "live": any(r["status"] in LIVE for r in found),
+    }
+
+
 def diff_table(runs: Sequence[dict[str, Any]]) -> Any:
     if len(runs) < 2:
         return html.P("Pick two or more runs to see how their configs differ.", className="text-body-secondary mb-0")
@@ -108,12 +123,22 @@ def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
     figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode)
     notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2") for m in missing]
     return {
+        "progress": progress(ctx, [run["id"] for run in runs]),
         "figure": figure,
         "diff": diff_table(runs),
         "metric_options": options,
         "notes": notes,
         "run_options": run_options(runs),
     }
+
+
+def poll(
+    ctx: Any, view: dict[str, Any], mode: str | None, by_timer: bool, last: list[Any] | None
+) -> dict[str, Any] | None:
+    """What the page shows next; None when the timer fired and no run moved since ``last``."""
+    if by_timer and progress(ctx, view["runs"])["signature"] == last:
+        return None
+    return render(ctx, view, mode)
 
 
 def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:
@@ -179,6 +204,8 @@ def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:
             ),
             ui.card("Config fields that differ", html.Div(shown["diff"], id="compare-diff")),
             html.Div(id="compare-url-sink", hidden=True),
+            dcc.Store(id="compare-signature", data=shown["progress"]["signature"]),
+            dcc.Interval(id="compare-interval", interval=ctx.poll_ms, disabled=not shown["progress"]["live"]),
         ]
     )
 
@@ -189,15 +216,21 @@ def register(app: Dash, ctx: Any) -> None:
         Output("compare-diff", "children"),
         Output("compare-metric", "options"),
         Output("compare-notes", "children"),
+        Output("compare-signature", "data"),
+        Output("compare-interval", "disabled"),
         Input("compare-runs", "value"),
         Input("compare-metric", "value"),
         Input("compare-smoothing", "value"),
         Input("compare-x", "value"),
         Input("compare-color", "value"),
         Input("theme", "data"),
+        Input("compare-interval", "n_intervals"),
+        State("compare-signature", "data"),
         prevent_initial_call=True,
     )
-    def redraw(runs: list[int], metric: str, smooth: float, x: str, color: str, mode: str) -> Any:
+    def redraw(
+        runs: list[int], metric: str, smooth: float, x: str, color: str, mode: str, _n: int, last: list[Any]
+    ) -> Any:
         view = {
             "runs": [int(r) for r in runs or []][:MAX_COMPARED],
             "metric": metric or fx.DEFAULT_METRIC,
@@ -205,8 +238,11 @@ def register(app: Dash, ctx: Any) -> None:
             "x": x or "epoch",
             "color": color or "run",
         }
-        shown = render(ctx, view, mode)
-        return shown["figure"], shown["diff"], shown["metric_options"], shown["notes"]
+        shown = poll(ctx, view, mode, dash_ctx.triggered_id == "compare-interval", last)
+        if shown is None:
+            raise PreventUpdate
+        live = shown["progress"]
+        return shown["figure"], shown["diff"], shown["metric_options"], shown["notes"], live["signature"], not live["live"]
 
     @app.callback(
         Output("compare-runs", "options"),
