@@ -37,6 +37,7 @@ SORTABLE = {
     "status": Run.status,
     "method": Run.method,
     "dataset": Run.dataset,
+    "seed": Run.seed,
     "best_val_acc": func.coalesce(Run.best_val_acc, -1.0),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -181,3 +182,32 @@ def test_compare_view_follows_a_running_run_without_a_reload(server, browser):
     finally:
         store.finish_run(live, "browser-test", "succeeded")
         store.dispose()
+
+
+def test_clicking_a_column_header_sorts_the_runs_table_by_it(server, browser):
+    for seed in (7, 5):
+        server.wait_finished(server.submit({**TINY, "seed": seed}))
+    # The table redraws itself while it polls, so elements are looked up afresh on every try.
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(server.url)
+    button = "#runs-table button[title='Sort by seed']"
+
+    def seeds(d) -> list[int]:
+        return d.execute_script(
+            "return [...document.querySelectorAll('#runs-table tbody tr td:nth-child(7)')].map(td => +td.textContent)"
+        )
+
+    def order(d) -> str:
+        return d.execute_script(f"return document.querySelector(\"{button}\").closest('th').getAttribute('aria-sort')")
+
+    def click(d) -> bool:
+        d.find_element(By.CSS_SELECTOR, button).click()
+        return True
+
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, button)))
+    wait.until(click)
+    wait.until(lambda d: (s := seeds(d)) == sorted(s) and 7 in s and s[0] < 7 and order(d) == "ascending")
+    wait.until(click)
+    wait.until(lambda d: (s := seeds(d)) == sorted(s, reverse=True) and s[0] == 7 and order(d) == "descending")
+    screenshot(browser, "test_runs_sorted_by_seed")
+    assert severe_errors(browser) == []

@@ -289,6 +289,29 @@ def test_live_poll_notices_progress_and_only_then_redraws(ctx):
     assert "running" in text and "25%" in text and "ETA" in text
 
 
+def test_a_header_click_sorts_by_its_column_and_a_second_click_flips_it():
+    assert runs.next_sort("-created_at", "seed") == "seed"
+    assert runs.next_sort("seed", "seed") == "-seed"
+    assert runs.next_sort("-seed", "seed") == "seed"
+    assert runs.next_sort("name", "best_val_acc") == "-best_val_acc"  # best first
+    assert runs.next_sort("-best_val_acc", "created_at") == "-created_at"  # newest first
+
+
+def test_the_table_is_sorted_by_the_chosen_column_and_marks_it(ctx):
+    for seed in (3, 1, 2):
+        make_run(ctx, seed=seed)
+    flt = runs.filters(None, None, None, None, None, None)
+    state = runs.view(ctx, None, flt, "seed", None, [], None)
+    head, body = state["table"]
+    assert [r.children[6].children for r in body.children] == [1, 2, 3]
+    marks = {th.children.id["field"]: th.to_plotly_json()["props"]["aria-sort"]
+             for th in head.children.children[1:] if hasattr(th.children, "id")}
+    assert marks["seed"] == "ascending" and marks["created_at"] == "none"
+    assert len(marks) == 7  # every column but progress, dominant and tags
+    flipped = runs.view(ctx, "runs-sort", flt, "-seed", state["paging"], [], state["signature"])
+    assert [r.children[6].children for r in flipped["table"][1].children] == [3, 2, 1]
+
+
 def test_runs_filters_and_empty_states(ctx):
     empty = runs.view(ctx, None, runs.filters(None, None, None, None, None, None), "-created_at", None, [], None)
     assert empty["table_hidden"] and "demo-sweep" in dump(empty["empty"])

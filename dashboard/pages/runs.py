@@ -19,15 +19,23 @@ from dashboard import components as ui
 from dashboard.context import Context, catalog
 
 CHECK = {"type": "run-check", "index": ALL}
-SORTS = [
-    ("-created_at", "Newest first"),
-    ("created_at", "Oldest first"),
-    ("-best_val_acc", "Best accuracy"),
-    ("name", "Name"),
-    ("status", "Status"),
-    ("method", "Method"),
+SORT_BY = {"type": "runs-sort-by", "field": ALL}
+DEFAULT_SORT = "-created_at"
+# Column header and the store field it sorts by (None: not sortable).
+HEADERS = [
+    ("Run", "name"),
+    ("Status", "status"),
+    ("Progress", None),
+    ("Method", "method"),
+    ("Data set", "dataset"),
+    ("Seed", "seed"),
+    ("Best acc.", "best_val_acc"),
+    ("Dominant", None),
+    ("Tags", None),
+    ("Created", "created_at"),
 ]
-HEADERS = ["", "Run", "Status", "Progress", "Method", "Data set", "Seed", "Best acc.", "Dominant", "Tags", "Created"]
+# Fields whose first click sorts largest (newest, best) first.
+DESCENDING_FIRST = {"created_at", "best_val_acc"}
 
 
 def sweep_from(search: str | None) -> int | None:
@@ -55,7 +63,7 @@ def filters(
 
 def fetch(ctx: Context, flt: dict[str, Any], sort: str, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """One page from the store (LIMIT page_size, keyset cursor): never all runs."""
-    return ctx.store.list_runs(**flt, sort=sort or "-created_at", cursor=cursor, limit=ctx.page_size)
+    return ctx.store.list_runs(**flt, sort=sort or DEFAULT_SORT, cursor=cursor, limit=ctx.page_size)
 
 
 def signature(items: Sequence[dict[str, Any]], next_cursor: str | None, now: datetime) -> str:
@@ -97,7 +105,34 @@ def row(run: dict[str, Any], selected: bool, now: datetime) -> html.Tr:
     )
 
 
-def table_children(items: Sequence[dict[str, Any]], selected: Sequence[int], now: datetime) -> list[Any]:
+def next_sort(current: str, field: str) -> str:
+    """Clicking a column's header: sort by it, or flip its direction if it is the sort already."""
+    if current.lstrip("-") == field:
+        return field if current.startswith("-") else f"-{field}"
+    return f"-{field}" if field in DESCENDING_FIRST else field
+
+
+def header_cell(label: str, field: str | None, sort: str) -> html.Th:
+    if field is None:
+        return html.Th(label)
+    active = sort.lstrip("-") == field
+    descending = sort.startswith("-")
+    arrow = ("▼" if descending else "▲") if active else ""
+    return html.Th(
+        html.Button(
+            [label, html.Span(arrow, className="sort-arrow ms-1")],
+            id={"type": "runs-sort-by", "field": field},
+            className="sort-header" + (" active" if active else ""),
+            title=f"Sort by {label.lower()}",
+            n_clicks=0,
+        ),
+        **{"aria-sort": ("descending" if descending else "ascending") if active else "none"},
+    )
+
+
+def table_children(
+    items: Sequence[dict[str, Any]], selected: Sequence[int], now: datetime, sort: str = DEFAULT_SORT
+) -> list[Any]:
     chosen = set(selected or [])
     every = bool(items) and all(r["id"] in chosen for r in items)
     head = html.Thead(
@@ -109,7 +144,7 @@ def table_children(items: Sequence[dict[str, Any]], selected: Sequence[int], now
                     title="Select every run on this page",
                 )
             ]
-            + [html.Th(h) for h in HEADERS[1:]]
+            + [header_cell(label, field, sort) for label, field in HEADERS]
         )
     )
     return [head, html.Tbody([row(r, r["id"] in chosen, now) for r in items])]
@@ -140,7 +175,7 @@ def view(
         paging = {"cursors": [None], "index": 0, "next": None}
         items, next_cursor = fetch(ctx, flt, sort, None)
     paging["next"] = next_cursor
-    sig = signature(items, next_cursor, now) + str(paging["index"])
+    sig = signature(items, next_cursor, now) + str(paging["index"]) + sort
     if trigger == "runs-interval" and sig == last_signature:
         return None
     filtered = any(v for v in flt.values())
@@ -157,7 +192,7 @@ def view(
         )
     first, last = paging["index"] * ctx.page_size + 1, paging["index"] * ctx.page_size + len(items)
     return {
-        "table": table_children(items, selected, now) if items else [],
+        "table": table_children(items, selected, now, sort or DEFAULT_SORT) if items else [],
         "paging": paging,
         "signature": sig,
         "prev_disabled": paging["index"] == 0,
@@ -183,7 +218,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
     cat = catalog()
     sweep = sweep_from(search)
     flt = filters(None, None, None, None, None, sweep)
-    state = view(ctx, None, flt, "-created_at", None, [], None)
+    state = view(ctx, None, flt, DEFAULT_SORT, None, [], None)
     assert state is not None
     option = lambda names: [{"label": n, "value": n} for n in names]  # noqa: E731
     sweep_note = (
@@ -212,13 +247,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
             dbc.Col(dcc.Dropdown(id="runs-status", options=option(STATUSES), multi=True, placeholder="Status"), md=2),
             dbc.Col(dcc.Dropdown(id="runs-method", options=option(cat["methods"]), placeholder="Method"), md=2),
             dbc.Col(dcc.Dropdown(id="runs-dataset", options=option(cat["datasets"]), placeholder="Data set"), md=2),
-            dbc.Col(dbc.Input(id="runs-tag", placeholder="Tag", debounce=400), md=1),
-            dbc.Col(
-                dbc.Select(
-                    id="runs-sort", options=[{"label": text, "value": v} for v, text in SORTS], value="-created_at"
-                ),
-                md=2,
-            ),
+            dbc.Col(dbc.Input(id="runs-tag", placeholder="Tag", debounce=400), md=3),
         ],
         class_name="g-2 mb-3 runs-toolbar",
     )
@@ -270,6 +299,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
             pager,
             confirm,
             dcc.Store(id="runs-sweep", data=sweep),
+            dcc.Store(id="runs-sort", data=DEFAULT_SORT),
             dcc.Store(id="runs-paging", data=state["paging"]),
             dcc.Store(id="runs-signature", data=state["signature"]),
             dcc.Store(id="runs-selected", data=[]),
@@ -307,7 +337,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input("runs-method", "value"),
         Input("runs-dataset", "value"),
         Input("runs-tag", "value"),
-        Input("runs-sort", "value"),
+        Input("runs-sort", "data"),
         State("runs-sweep", "data"),
         State("runs-paging", "data"),
         State("runs-selected", "data"),
@@ -346,6 +376,15 @@ def register(app: Dash, ctx: Context) -> None:
             state["table_hidden"],
             state["table_hidden"],
         )
+
+    @app.callback(
+        Output("runs-sort", "data"), Input(SORT_BY, "n_clicks"), State("runs-sort", "data"), prevent_initial_call=True
+    )
+    def sort_by_header(clicks: list[int], sort: str) -> Any:
+        # A re-drawn header (every poll that changed the table) arrives with n_clicks 0: not a click.
+        if not dash_ctx.triggered_id or not any(clicks or []) or not dash_ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        return next_sort(sort or DEFAULT_SORT, dash_ctx.triggered_id["field"])
 
     @app.callback(
         Output(CHECK, "value"), Input("runs-check-all", "value"), State(CHECK, "value"), prevent_initial_call=True
