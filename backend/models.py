@@ -71,6 +71,9 @@ class Run(Base):
     dominant: Mapped[str | None] = mapped_column(String(64))
     delivered_to: Mapped[str | None] = mapped_column(String(200))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set whenever the run becomes queued, cleared once its message is with the broker: a run
+    # queued but unpublished for long lost its message to a crash in between, and is sent again.
+    unpublished_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_runs_created_id", "created_at", "id"),)
 

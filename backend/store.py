@@ -193,6 +193,7 @@ class Store:
         run = Run(
             name=name,
             status="queued",
+            unpublished_since=utcnow(),
             config=config,
             method=config["method"],
             dataset=config["dataset"],
@@ -420,7 +421,8 @@ class Store:
                     self._event(s, run_id, epoch, "cancelled", "warning",
                                 f"worker {worker} stopped heartbeating while a cancel was pending; run cancelled")
                     continue
-                moved = s.execute(update(Run).where(*guard).values(status="queued", worker=None, heartbeat_at=None))
+                moved = s.execute(update(Run).where(*guard).values(status="queued", worker=None, heartbeat_at=None,
+                                                                   unpublished_since=utcnow()))
                 if moved.rowcount == 1:
                     self._event(s, run_id, epoch, "requeued", "warning",
                                 f"worker {worker} stopped heartbeating for {timeout:g} s; the run goes back to "
@@ -435,13 +437,51 @@ class Store:
             for run_id, node, queue, epoch in orphaned:
                 moved = s.execute(
                     update(Run).where(Run.id == run_id, Run.status == "queued", Run.delivered_to == node)
-                    .values(delivered_to=None, delivered_at=None)
+                    .values(delivered_to=None, delivered_at=None, unpublished_since=utcnow())
                 )
                 if moved.rowcount == 1:
                     self._event(s, run_id, epoch, "requeued", "warning",
                                 f"worker {node} died holding this run before starting it; queued again")
                     taken.append({"id": run_id, "queue": queue})
             s.execute(delete(Worker).where(Worker.heartbeat_at < cutoff))
+        return taken
+
+    def mark_published(self, run_id: int) -> None:
+        """The run's message is with the broker: no reaper needs to send it again."""
+        with self._session() as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id).values(unpublished_since=None))
+
+    def mark_unpublished(self, run_id: int) -> None:
+        """A queued run's message is about to be sent again (passed on): until confirmed, it may be lost."""
+        with self._session() as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id, Run.status == "queued").values(unpublished_since=utcnow()))
+
+    def take_unpublished(self, grace: float) -> list[dict[str, Any]]:
+        """Queued runs whose message was not confirmed sent within ``grace`` seconds; each to one caller.
+
+        The process that queued them stopped between storing and publishing. The
+        caller must send each and mark it published. Taking a run restarts its
+        clock, so other reapers leave it alone meanwhile; should the first send
+        have gone out after all, the duplicate is harmless (a run is claimed once).
+        """
+        now = utcnow()
+        taken: list[dict[str, Any]] = []
+        with self._session() as s, s.begin():
+            rows = s.execute(
+                select(Run.id, Run.queue, Run.epoch, Run.unpublished_since).where(
+                    Run.status == "queued", Run.unpublished_since < now - timedelta(seconds=grace)
+                )
+            ).all()
+            for run_id, queue, epoch, since in rows:
+                moved = s.execute(
+                    update(Run).where(Run.id == run_id, Run.status == "queued", Run.unpublished_since == since)
+                    .values(unpublished_since=now)
+                )
+                if moved.rowcount == 1:
+                    self._event(s, run_id, epoch, "republished", "warning",
+                                f"queued for {grace:g} s without its message reaching the task queue (the process "
+                                "sending it stopped); sent again")
+                    taken.append({"id": run_id, "queue": queue})
         return taken
 
     @staticmethod
@@ -465,7 +505,7 @@ class Store:
         with self._session() as s, s.begin():
             if not self._transition(
                 s, run_id, ["failed", "cancelled"], status="queued", error=None, finished_at=None,
-                worker=None, cancel_requested=False,
+                worker=None, cancel_requested=False, unpublished_since=utcnow(),
             ):
                 status = self._status(s, run_id)
                 raise IllegalTransition(f"run {run_id} is {status}; only failed or cancelled runs can be retried")
@@ -490,7 +530,7 @@ class Store:
             result = s.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(status="queued", worker=None, heartbeat_at=None)
+                .values(status="queued", worker=None, heartbeat_at=None, unpublished_since=utcnow())
             )
             return result.rowcount == 1
 

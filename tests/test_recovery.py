@@ -90,6 +90,18 @@ def test_a_run_held_by_a_worker_killed_before_starting_it_is_run_by_another(lab)
     assert any(e["kind"] == "requeued" and "before starting it" in e["message"] for e in events)
 
 
+def test_a_run_stored_but_never_sent_to_the_queue_is_sent_by_a_reaper(lab):
+    api, start_worker = lab
+    # What a server that died between storing a run and publishing its message leaves behind.
+    config = RunConfig.model_validate({**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}})
+    run_id = api.app.state.store.create_run(config.model_dump(mode="json"), queue="cpu")["id"]
+    start_worker("worker")
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded" and run["attempt"] == 1
+    events = api.get(f"/api/v1/runs/{run_id}/events").json()
+    assert any(e["kind"] == "republished" for e in events)
+
+
 def restart_redis() -> None:
     subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, capture_output=True)
     wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,

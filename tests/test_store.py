@@ -265,3 +265,42 @@ def test_claiming_clears_the_delivery_note(store):
     store.mark_delivered(run_id, "node-a")
     store.claim_run(run_id, "node-a:1")
     assert store.get_run(run_id)["delivered_to"] is None
+
+
+def test_a_queued_run_whose_message_never_went_out_is_handed_to_one_caller_after_the_grace(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    assert store.take_unpublished(60) == []  # just stored: its sender may still be publishing
+    backdate(store, run_id, 120, unpublished_since=True)
+    assert store.take_unpublished(60) == [{"id": run_id, "queue": "cpu"}]
+    assert store.take_unpublished(60) == []  # taken: the clock restarted
+    assert "sent again" in store.events(run_id)[-1]["message"]
+
+
+def test_a_published_run_is_never_sent_again(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.mark_published(run_id)
+    backdate(store, run_id, 120, created_at=True)
+    assert store.take_unpublished(0) == []
+
+
+def test_only_queued_runs_are_sent_again(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "w")
+    backdate(store, run_id, 120, unpublished_since=True)
+    assert store.take_unpublished(60) == []
+
+
+@pytest.mark.parametrize("how", ["retry", "requeue", "reap"])
+def test_every_return_to_the_queue_waits_for_its_message_again(store, how):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.mark_published(run_id)
+    store.claim_run(run_id, "w")
+    if how == "retry":
+        store.finish_run(run_id, "w", "failed", "boom")
+        store.retry_run(run_id)
+    elif how == "requeue":
+        assert store.requeue_run(run_id, "w")
+    else:
+        backdate(store, run_id, 120, heartbeat_at=True)
+        assert store.reap(60)
+    assert store.take_unpublished(0) == [{"id": run_id, "queue": "cpu"}]

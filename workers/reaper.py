@@ -3,7 +3,8 @@
 Redis hands a dead consumer's unacknowledged message back only after its
 visibility timeout (an hour), so liveness is tracked in the store instead: a
 worker heartbeats, and any process that sees a stale heartbeat re-queues the
-run; the store makes sure exactly one of them does.
+run; the store makes sure exactly one of them does. The same pass sends again
+any queued run whose message a crash kept from the broker.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import threading
 from typing import Callable
 
+from backend.publish import publish
 from backend.settings import Settings
 from backend.store import Store
 
@@ -43,7 +45,10 @@ class Reaper(threading.Thread):
                 self.store.worker_alive(self.node, self.queues)
             for run in self.store.reap(self.settings.heartbeat_timeout):
                 log.warning("re-queueing run %s: its worker died", run["id"])
-                self.enqueue(run["id"], run["queue"])
+                publish(self.store, self.enqueue, run["id"], run["queue"])
+            for run in self.store.take_unpublished(self.settings.heartbeat_timeout):
+                log.warning("sending run %s again: it was queued but its message never went out", run["id"])
+                publish(self.store, self.enqueue, run["id"], run["queue"])
         except Exception:  # the store or broker may be restarting; try again next tick
             log.exception("reaper tick failed")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
+from backend.publish import publish
 from backend.settings import get_settings
 from backend.store import Store
 from workers.app import RUN_TASK, app
@@ -64,7 +65,8 @@ def run_task(self: Any, run_id: int) -> str:
     name = worker_name()
     if STOPPING.is_set():
         # Delivered while this worker shuts down: hand the message on untouched.
-        enqueue(run_id, store.get_run(run_id)["queue"])
+        store.mark_unpublished(run_id)
+        publish(store, enqueue, run_id, store.get_run(run_id)["queue"])
         return "passed on: worker stopping"
     with_retry(lambda: store.mark_delivered(run_id, self.request.hostname), "noting delivery", settings.db_retry_seconds)
     if settings.delivery_pause_seconds:
@@ -73,5 +75,5 @@ def run_task(self: Any, run_id: int) -> str:
         return "skipped: not queued"
     outcome = execute(store, settings, run_id, name, STOPPING)
     if outcome == "requeued":
-        enqueue(run_id, store.get_run(run_id)["queue"])
+        publish(store, enqueue, run_id, store.get_run(run_id)["queue"])
     return outcome

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from armscope.config import RunConfig
 from backend import deps
 from backend.errors import described, fast_json, invalid
+from backend.publish import publish
 from backend.schemas import EventOut, RunOut, RunPage, RunPatch, Status
 from backend.settings import Settings
 from backend.store import SORTABLE, Store
@@ -34,7 +35,7 @@ def enqueue_or_undo(store: Store, queue: deps.Queue, runs: list[dict[str, Any]])
     """Queue freshly stored runs; if the broker refuses, delete them all so nothing stays stored."""
     try:
         for run in runs:
-            queue.enqueue(run["id"], run["queue"])
+            publish(store, queue.enqueue, run["id"], run["queue"])
     except Exception as exc:
         for run in runs:
             store.delete_run(run["id"])
@@ -112,7 +113,7 @@ def retry_run(
     run_id: RunId, store: Store = Depends(deps.store), queue: deps.Queue = Depends(deps.queue)
 ) -> dict[str, Any]:
     run = store.retry_run(run_id)
-    queue.enqueue(run_id, run["queue"])
+    publish(store, queue.enqueue, run_id, run["queue"])
     return run
 
 
