@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from backend.settings import Settings
-from workers.app import RUN_TASK, make_celery
+from workers.app import RUN_TASK, make_celery, waiting_messages
 
 
 class CeleryQueue:
@@ -14,3 +14,6 @@ class CeleryQueue:
 
     def enqueue(self, run_id: int, queue: str) -> None:
         self.celery.send_task(RUN_TASK, args=[run_id], queue=queue)
+
+    def waiting(self, queue: str) -> int:
+        return waiting_messages(self.celery, queue)

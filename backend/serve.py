@@ -63,7 +63,7 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     store.upgrade()
     app = create_app(settings, store)
     freeze_long_lived()
-    reaper = Reaper(store, settings, app.state.queue.enqueue)
+    reaper = Reaper(store, settings, app.state.queue.enqueue, waiting=app.state.queue.waiting)
     reaper.start()
     worker = start_worker(queues, concurrency) if with_worker else None
     print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)

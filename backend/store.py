@@ -42,6 +42,10 @@ SORTABLE = {
 }
 
 
+# A run whose message should be waiting in the broker: queued, sent, and not yet taken by a worker.
+_WAITING = (Run.status == "queued", Run.unpublished_since.is_(None), Run.delivered_to.is_(None))
+
+
 class RunNotFound(LookupError):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"run {run_id} does not exist")
@@ -456,6 +460,21 @@ class Store:
         with self._session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id, Run.status == "queued").values(unpublished_since=utcnow()))
 
+    def queues_with_waiting_runs(self) -> list[str]:
+        """Queues that should hold a message: some run in them is queued, published and not delivered."""
+        with self._session() as s:
+            return list(s.scalars(select(Run.queue).where(*_WAITING).distinct()))
+
+    def waiting_runs(self, queue: str) -> list[int]:
+        with self._session() as s:
+            return list(s.scalars(select(Run.id).where(*_WAITING, Run.queue == queue)))
+
+    def mark_lost(self, run_ids: Sequence[int], grace: float) -> None:
+        """Runs whose messages the broker no longer holds: take_unpublished hands them out at once."""
+        long_ago = utcnow() - timedelta(seconds=grace + 1)
+        with self._session() as s, s.begin():
+            s.execute(update(Run).where(Run.id.in_(list(run_ids)), *_WAITING).values(unpublished_since=long_ago))
+
     def take_unpublished(self, grace: float) -> list[dict[str, Any]]:
         """Queued runs whose message was not confirmed sent within ``grace`` seconds; each to one caller.
 
@@ -479,8 +498,8 @@ class Store:
                 )
                 if moved.rowcount == 1:
                     self._event(s, run_id, epoch, "republished", "warning",
-                                f"queued for {grace:g} s without its message reaching the task queue (the process "
-                                "sending it stopped); sent again")
+                                "queued without its message in the task queue (the process sending it stopped, "
+                                "or the broker restarted and forgot it); sent again")
                     taken.append({"id": run_id, "queue": queue})
         return taken
 

@@ -102,6 +102,17 @@ def test_a_run_stored_but_never_sent_to_the_queue_is_sent_by_a_reaper(lab):
     assert any(e["kind"] == "republished" for e in events)
 
 
+def test_a_queued_run_whose_message_a_broker_restart_forgot_is_sent_again(lab):
+    api, start_worker = lab
+    run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}}).json()["id"]
+    redis.Redis.from_url(REDIS_URL).flushdb()  # what a Redis restart without persistence leaves: nothing
+    start_worker("worker")
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded"
+    events = api.get(f"/api/v1/runs/{run_id}/events").json()
+    assert any(e["kind"] == "republished" and "broker restarted" in e["message"] for e in events)
+
+
 def restart_redis() -> None:
     subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, capture_output=True)
     wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,

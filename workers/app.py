@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from backend.settings import Settings, get_settings
 
@@ -29,6 +30,19 @@ def make_celery(settings: Settings | None = None) -> Celery:
         # kombu's SQLAlchemy transport hands these to create_engine, which rejects them.
         app.conf.broker_transport_options = {"polling_interval": 0.5, "visibility_timeout": 3600}
     return app
+
+
+def waiting_messages(app: Celery, queue: str) -> int:
+    """Messages the broker holds for ``queue`` that no worker has taken yet.
+
+    A queue the broker does not know holds nothing: that is what a broker
+    restarted without persistence (Redis here) has left of it.
+    """
+    with app.connection_for_read() as connection:
+        try:
+            return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        except ChannelError:
+            return 0
 
 
 def queue_for(config: dict[str, object]) -> str:

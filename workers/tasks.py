@@ -14,7 +14,7 @@ from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from backend.publish import publish
 from backend.settings import get_settings
 from backend.store import Store
-from workers.app import RUN_TASK, app
+from workers.app import RUN_TASK, app, waiting_messages
 from workers.reaper import Reaper
 from workers.retry import with_retry
 from workers.runner import execute
@@ -42,7 +42,10 @@ def enqueue(run_id: int, queue: str) -> None:
 @worker_ready.connect
 def _start_reaper(sender: Any, **_: Any) -> None:
     queues = ",".join(q.name for q in sender.task_consumer.queues) if sender.task_consumer else ""
-    reaper = Reaper(_store(), get_settings(), enqueue, node=sender.hostname, queues=queues)
+    reaper = Reaper(
+        _store(), get_settings(), enqueue, node=sender.hostname, queues=queues,
+        waiting=lambda queue: waiting_messages(app, queue),
+    )
     reaper.tick()
     reaper.start()
     REAPERS.append(reaper)
