@@ -127,4 +127,4 @@ def _terms(
 @functools.cache
 def _compiled_terms() -> Callable[..., ARMTerms]:
     """Built on first use: importing the compiler costs seconds that eager runs never pay."""
-    return torch.compile(_terms, fullgraph=True, dynamic=False)
+    return torch.compile(_terms, fullgraph=True)
