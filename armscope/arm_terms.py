@@ -94,10 +94,8 @@ def arm_terms(
             [lens.rest_logits[m] for m in names],
             labels,
             estimator,
-            nmi_bins,
-            ncmi_bins,
-            w_min,
-            w_max,
+            (nmi_bins, ncmi_bins),
+            (w_min, w_max),
         )
 
 
@@ -109,18 +107,15 @@ def _terms(
     rest_logits: list[Tensor],
     labels: Tensor,
     estimator: str,
-    nmi_bins: int,
-    ncmi_bins: int,
-    w_min: float,
-    w_max: float,
+    bins: tuple[int, int],
+    bounds: tuple[float, float],
 ) -> ARMTerms:
-    nmi, ncmi = arm_information(
-        features, probe, rest_features, nmi_bins=nmi_bins, ncmi_bins=ncmi_bins, estimator=estimator
-    )
+    """arm_terms on plain tensors and constants: what torch.compile traces as one graph."""
+    nmi, ncmi = arm_information(features, probe, rest_features, *bins, estimator=estimator)
     p_fused = confidence(fused_logits, labels)
     p_rest = torch.stack([confidence(logits, labels) for logits in rest_logits])
     score = p_fused * nmi + p_rest.to(nmi.dtype) * (nmi - ncmi)
-    weight, guard = asymmetric_weights(score, w_min, w_max)
+    weight, guard = asymmetric_weights(score, *bounds)
     return ARMTerms(nmi=nmi, ncmi=ncmi, score=score, weight=weight, guard=guard)
 
 
