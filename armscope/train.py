@@ -66,6 +66,12 @@ def resolve_device(requested: str) -> torch.device:
 
 def build_model(bundle: DatasetBundle, method: Method, model_options: dict[str, Any]) -> MultimodalModel:
     options = ModelOptions.model_validate(model_options)
+    unknown = sorted(set(options.encoders) - set(bundle.modalities))
+    if unknown:
+        raise ValueError(
+            f"model_options.encoders: {', '.join(map(repr, unknown))} is not a modality of this data set "
+            f"(its modalities: {', '.join(bundle.modalities)})"
+        )
     encoders = {
         m: build_encoder(options.spec_for(m), bundle.input_shapes[m], options.feature_dim)
         for m in bundle.modalities

@@ -170,6 +170,15 @@ def test_plan_flags_invalid_values_on_their_own_inputs():
     assert required.field_errors == {("dataset", "root"): "Required."}
 
 
+def test_per_modality_encoder_overrides_are_read_as_json_and_checked_in_place():
+    override = '{"visual": {"name": "resnet18", "weights": null}}'
+    plan = launch.plan("synthetic-shift", "arm", "mlp", "0", False, None, None, [opt("model", "encoders", override)])
+    assert plan.ok and plan.request.model_options["encoders"] == {"visual": {"name": "resnet18", "weights": None}}
+    typo = '{"visual": {"name": "mlp", "hiden": [8]}}'
+    plan = launch.plan("synthetic-shift", "arm", "mlp", "0", False, None, None, [opt("model", "encoders", typo)])
+    assert not plan.ok and plan.field_errors == {("model", "encoders"): "visual: unknown option 'hiden'; valid options: hidden, dropout"}
+
+
 def test_inputs_of_a_schema_being_replaced_are_ignored():
     plan = launch.plan(
         "uci-mfeat",

@@ -165,3 +165,23 @@ def test_a_dominance_switch_is_an_event(tiny_config, tmp_path, monkeypatch):
     assert switches == [(3, {"from": "audio", "to": "visual"}), (4, {"from": "visual", "to": "audio"})]
     stored = [e for e in RunDir(tmp_path / "run").events() if e["kind"] == "dominance_switch"]
     assert stored[0]["message"] == "dominance switched from audio to visual at epoch 3"
+
+
+def test_a_per_modality_encoder_override_replaces_the_default_for_that_modality_only(tiny_config):
+    from armscope.data import build_dataset
+    from armscope.methods import build_method
+
+    config = tiny_config(model_options={"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [32]},
+                                        "encoders": {"visual": {"name": "mlp", "hidden": [8, 8]}}})
+    bundle = build_dataset(config.dataset, config.dataset_options, config.seed)
+    method = build_method(config.method, config.method_options, bundle.modalities, bundle.n_classes, 16)
+    model = train_module.build_model(bundle, method, config.model_options)
+    widths = {m: [layer.out_features for layer in model.encoders[m].modules() if hasattr(layer, "out_features")]
+              for m in bundle.modalities}
+    assert widths["visual"] == [8, 8, 16] and widths["audio"] == [32, 16]
+
+
+def test_an_encoder_override_for_a_modality_the_data_set_lacks_is_refused_naming_both(tiny_config, tmp_path):
+    config = tiny_config(model_options={"encoders": {"vision": {"name": "mlp"}}})
+    with pytest.raises(ValueError, match=r"'vision' is not a modality of this data set \(its modalities: audio, visual\)"):
+        train(config, tmp_path / "run")

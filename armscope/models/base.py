@@ -26,7 +26,9 @@ class ModelOptions(BaseModel):
         description="Default encoder for every modality: {'name': ..., options...}.",
     )
     encoders: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per-modality overrides of `encoder`, by modality name."
+        default_factory=dict,
+        description='Per-modality overrides of `encoder`, by modality name, e.g. '
+        '{"visual": {"name": "resnet18", "weights": "resnet18.pt"}}.',
     )
 
     @model_validator(mode="after")

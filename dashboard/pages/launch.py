@@ -27,7 +27,7 @@ from dashboard.context import Context, catalog, model_schema
 
 COMPARE_METHODS = ("arm", "baseline", "ogm-ge")
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
-MODEL_EXCLUDE = ("encoder", "encoders")
+MODEL_EXCLUDE = ("encoder",)  # the default encoder has its own choice and form; overrides are JSON
 SECTIONS = ("dataset", "method", "run", "model", "encoder")
 MAX_SEEDS = 100
 OPT = {"type": "opt", "section": ALL, "field": ALL}
@@ -103,7 +103,7 @@ def _locate(loc: Sequence[Any], run_fields: set[str]) -> tuple[str, str] | str |
     if head == "model_options" and len(loc) > 1:
         if loc[1] == "encoder" and len(loc) > 2:
             return "encoder", loc[2]
-        return "model", loc[1]
+        return "model", loc[1].split(".")[0]  # "encoders.visual" belongs to the encoders field
     if head in run_fields:
         return "run", head
     return None
@@ -168,7 +168,8 @@ def plan(
         if where == "seeds":
             result.seeds_error = msg
         elif isinstance(where, tuple):
-            result.field_errors.setdefault(where, msg)
+            inner = str(loc[1]).partition(".")[2] if len(loc) > 1 else ""  # the modality of encoders.<m>
+            result.field_errors.setdefault(where, f"{inner}: {msg}" if inner else msg)
         else:
             result.general.append(f"{'.'.join(map(str, loc))}: {msg}" if loc else msg)
     if problems:
