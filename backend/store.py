@@ -94,7 +94,11 @@ def make_engine(url: str) -> Engine:
 
 def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
     started, now = _aware(run.started_at), now or utcnow()
-    fraction = (run.step / run.total_steps) if run.total_steps else (1.0 if run.status == "succeeded" else 0.0)
+    # A run may finish between two heartbeats, before its last progress reached the store.
+    if run.status == "succeeded":
+        fraction = 1.0
+    else:
+        fraction = (run.step / run.total_steps) if run.total_steps else 0.0
     eta = None
     if run.status == "running" and started is not None and 0 < fraction < 1:
         elapsed = (now - started).total_seconds()

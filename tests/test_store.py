@@ -304,3 +304,11 @@ def test_every_return_to_the_queue_waits_for_its_message_again(store, how):
         backdate(store, run_id, 120, heartbeat_at=True)
         assert store.reap(60)
     assert store.take_unpublished(0) == [{"id": run_id, "queue": "cpu"}]
+
+
+def test_a_succeeded_run_is_complete_even_if_its_last_progress_never_arrived(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "w")
+    store.heartbeat(run_id, "w", {"step": 5, "total_steps": 10})
+    store.finish_run(run_id, "w", "succeeded")
+    assert store.get_run(run_id)["progress"]["fraction"] == 1.0
