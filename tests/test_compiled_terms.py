@@ -75,10 +75,11 @@ def test_auto_compiles_on_cuda_with_triton_only(monkeypatch):
     assert not compiles_on("auto", cuda)
 
 
-def test_a_run_with_compiled_terms_logs_the_weights_of_the_eager_run(tiny_config, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_with_compiled_terms_logs_the_weights_of_the_eager_run(tiny_config, tmp_path, precision):
     logged = {}
     for choice in ("off", "on"):
-        config = tiny_config(epochs=2, method_options={"compile": choice})
+        config = tiny_config(epochs=2, precision=precision, method_options={"compile": choice})
         assert train(config, tmp_path / choice).status == "succeeded"
         logged[choice] = RunDir(tmp_path / choice).metrics()
     for eager, compiled in zip(logged["off"], logged["on"], strict=True):
