@@ -430,11 +430,14 @@ def compare_figure(
     x_axis: str = "epoch",
     color_by: str = "run",
     mode: str | None = None,
+    group: str = "run",
 ) -> dict[str, Any]:
     """Overlay one metric across runs: one colour per run (or per method), one dash style per modality.
 
-    Returned as a plain plotly figure dict: with hundreds of traces, building graph objects (which
-    validate every property) would cost more than the whole page takes to draw.
+    ``group="seeds"`` draws, for each set of runs that differ only in their seed, the mean over
+    the set with a band of one standard deviation, epoch by epoch. Returned as a plain plotly
+    figure dict: with hundreds of traces, building graph objects (which validate every property)
+    would cost more than the whole page takes to draw.
     """
     title = metric_label(metric)
     if not runs:
@@ -447,38 +450,46 @@ def compare_figure(
     family = metric[:-2] if metric.endswith(".*") else None
     all_mods = modalities(r for run in runs for r in run.get("records") or [])
     methods = list(dict.fromkeys(run.get("method", "") for run in runs))
-    traces = []
-    for index, run in enumerate(runs):
-        records = run.get("records") or []
-        color = (
-            th.method_color(run.get("method", ""), methods.index(run.get("method", "")))
-            if color_by == "method"
-            else th.run_color(index)
-        )
-        x = column(records, x_key) if x_key != "epoch" else epochs(records)
+
+    def series(records: Sequence[Record]) -> list[tuple[str, str, str]]:
+        """(modality, record key, dash style) of each line the metric draws for these records."""
+        if not family:
+            return [("", metric, "solid")]
         present = set().union(*records) if records else set()
-        series = (
-            [(m, f"{family}.{m}", th.dash_style(all_mods.index(m))) for m in all_mods if f"{family}.{m}" in present]
-            if family
-            else [("", metric, "solid")]
-        )
-        for modality, key, dash in series:
-            y = ema(column(records, key), smoothing)
-            pairs = [(a, b) for a, b in zip(x, y) if a is not None]
-            name = f"{run_label(run)} · {modality}" if modality else run_label(run)
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": name,
-                    "x": [a for a, _ in pairs],
-                    "y": [b for _, b in pairs],
-                    "line": {"color": color, "dash": dash, "width": 2},
-                    "legendgroup": str(run["id"]),
-                    "meta": [run["id"], modality],
-                    "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}}<extra>{run.get('method', '')}</extra>",
-                }
-            )
+        return [(m, f"{family}.{m}", th.dash_style(all_mods.index(m))) for m in all_mods if f"{family}.{m}" in present]
+
+    def colour(index: int, method: str) -> str:
+        return th.method_color(method, methods.index(method)) if color_by == "method" else th.run_color(index)
+
+    traces: list[dict[str, Any]] = []
+    if group == "seeds":
+        for index, (label, members) in enumerate(seed_groups(runs)):
+            records = [r for run in members for r in run.get("records") or []]
+            color = colour(index, members[0].get("method", ""))
+            for modality, key, dash in series(records):
+                traces += band_traces(members, key, x_key, smoothing, label, modality, color, dash, index)
+    else:
+        for index, run in enumerate(runs):
+            records = run.get("records") or []
+            color = colour(index, run.get("method", ""))
+            x = column(records, x_key) if x_key != "epoch" else epochs(records)
+            for modality, key, dash in series(records):
+                y = ema(column(records, key), smoothing)
+                pairs = [(a, b) for a, b in zip(x, y) if a is not None]
+                name = f"{run_label(run)} · {modality}" if modality else run_label(run)
+                traces.append(
+                    {
+                        "type": "scatter",
+                        "mode": "lines",
+                        "name": name,
+                        "x": [a for a, _ in pairs],
+                        "y": [b for _, b in pairs],
+                        "line": {"color": color, "dash": dash, "width": 2},
+                        "legendgroup": str(run["id"]),
+                        "meta": [run["id"], modality],
+                        "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}}<extra>{run.get('method', '')}</extra>",
+                    }
+                )
     xaxis: dict[str, Any] = {"title": {"text": X_AXES.get(x_axis, "epoch")}}
     if x_key == "epoch" and max(len(run.get("records") or []) for run in runs) <= 12:
         xaxis.update(dtick=1, tick0=0)
@@ -487,7 +498,7 @@ def compare_figure(
         yaxis["tickformat"] = ".1~%"
     layout = {
         "template": th.template_json(mode),
-        "title": {"text": title},
+        "title": {"text": title + (": mean ± std over seeds" if group == "seeds" else "")},
         "height": 480,
         "uirevision": "keep",
         "hovermode": "closest",
@@ -497,6 +508,94 @@ def compare_figure(
         "legend": {"orientation": "v", "yanchor": "top", "y": 1, "x": 1.02, "xanchor": "left"},
     }
     return {"data": traces, "layout": layout}
+
+
+def seed_groups(runs: Sequence[Record]) -> list[tuple[str, list[Record]]]:
+    """Runs whose configs differ only in seed (name and tags aside), in first-seen order, each set labelled.
+
+    The label is the method, the config fields that tell this set from the other sets of the same
+    method (another method's options differ anyway), and the set's size.
+    """
+    ignore = ("name", "seed", "tags")
+    sets: dict[str, list[Record]] = {}
+    for run in runs:
+        config = {k: v for k, v in (run.get("config") or {}).items() if k not in ignore}
+        sets.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(run)
+    members = list(sets.values())
+    extras: dict[int, str] = {}
+    for method in dict.fromkeys(m[0].get("method") or "" for m in members):
+        same = [i for i, m in enumerate(members) if (m[0].get("method") or "") == method]
+        keys, rows = config_diff([members[i][0].get("config") or {} for i in same], ignore=ignore)
+        extras.update({i: ", ".join(f"{k}={row[k]}" for k in keys) for i, row in zip(same, rows)})
+    return [
+        ((m[0].get("method") or "") + (f" · {extras[i]}" if extras[i] else "") + f" (n={len(m)})", m)
+        for i, m in enumerate(members)
+    ]
+
+
+def mean_and_std(
+    members: Sequence[Record], key: str, x_key: str, smoothing: float
+) -> tuple[list[float], list[float], list[float], list[int]]:
+    """Per epoch over the runs that have it: mean x, mean and sample standard deviation of y, and how many runs."""
+    by_epoch: dict[int, list[tuple[float, float]]] = {}
+    for run in members:
+        records = run.get("records") or []
+        xs = column(records, x_key) if x_key != "epoch" else epochs(records)
+        for epoch, x, y in zip(epochs(records), xs, ema(column(records, key), smoothing)):
+            if x is not None and y is not None:
+                by_epoch.setdefault(epoch, []).append((x, y))
+    x_mean, y_mean, y_std, counts = [], [], [], []
+    for epoch in sorted(by_epoch):
+        points = by_epoch[epoch]
+        n = len(points)
+        mean = sum(y for _, y in points) / n
+        spread = math.sqrt(sum((y - mean) ** 2 for _, y in points) / (n - 1)) if n > 1 else 0.0
+        x_mean.append(sum(x for x, _ in points) / n)
+        y_mean.append(mean)
+        y_std.append(spread)
+        counts.append(n)
+    return x_mean, y_mean, y_std, counts
+
+
+def band_traces(
+    members: Sequence[Record],
+    key: str,
+    x_key: str,
+    smoothing: float,
+    label: str,
+    modality: str,
+    color: str,
+    dash: str,
+    index: int,
+) -> list[dict[str, Any]]:
+    """A set's mean line over a filled band of plus or minus one standard deviation."""
+    x, mean, std, counts = mean_and_std(members, key, x_key, smoothing)
+    name = f"{label} · {modality}" if modality else label
+    group = f"set{index}"
+    edge = {"type": "scatter", "mode": "lines", "x": x, "line": {"width": 0, "color": color},
+            "showlegend": False, "hoverinfo": "skip", "legendgroup": group}
+    return [
+        {**edge, "y": [m + s for m, s in zip(mean, std)]},
+        {**edge, "y": [m - s for m, s in zip(mean, std)], "fill": "tonexty", "fillcolor": translucent(color, 0.18)},
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": name,
+            "x": x,
+            "y": mean,
+            "customdata": [[s, n] for s, n in zip(std, counts)],
+            "line": {"color": color, "dash": dash, "width": 2},
+            "legendgroup": group,
+            "meta": ["seeds", label, modality],
+            "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}} ± %{{customdata[0]:.2g}} (n=%{{customdata[1]}})<extra></extra>",
+        },
+    ]
+
+
+def translucent(color: str, alpha: float) -> str:
+    """``#rrggbb`` as an rgba() colour with this opacity."""
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
 
 
 # -- configs ---------------------------------------------------------------------------

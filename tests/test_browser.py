@@ -63,7 +63,7 @@ def plotted_runs(driver) -> list[int]:
         driver.execute_script("""
         const g = document.querySelector('#compare-graph .js-plotly-plot');
         if (!g || !g.data || !document.querySelector('#compare-graph .scatterlayer .trace')) return [];
-        return g.data.map(t => (t.meta || [null])[0]);
+        return g.data.filter(t => t.showlegend !== false).map(t => (t.meta || [null])[0]);
     """)
         or []
     )
@@ -153,6 +153,20 @@ def test_compare_view_of_two_runs_holds_both_runs_traces(server, browser):
     wait.until(lambda d: d.execute_script("return document.documentElement.dataset.bsTheme") == "dark")
     wait.until(lambda d: sorted(plotted_runs(d)) == sorted([first, second]))
     screenshot(browser, "test_compare_two_runs_dark")
+    assert severe_errors(browser) == []
+
+
+def test_compare_draws_the_mean_over_seeds_with_its_band(server, browser):
+    ids = [server.submit({**TINY, "method": method, "seed": seed}) for method, seed in
+           [("arm", 10), ("arm", 11), ("baseline", 10)]]
+    for run_id in ids:
+        server.wait_finished(run_id)
+    browser.get(f"{server.url}/compare?runs={','.join(map(str, ids))}&metric=val_acc&group=seeds&color=method")
+    WebDriverWait(browser, 30).until(lambda d: sorted(plotted_runs(d)) == ["seeds", "seeds"])
+    legend = browser.find_element(By.CSS_SELECTOR, "#compare-graph .legend").text
+    assert "arm (n=2)" in legend and "baseline (n=1)" in legend
+    assert browser.find_elements(By.CSS_SELECTOR, "#compare-graph .scatterlayer .js-fill")
+    screenshot(browser, "test_compare_mean_over_seeds")
     assert severe_errors(browser) == []
 
 

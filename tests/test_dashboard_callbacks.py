@@ -428,11 +428,12 @@ def test_run_detail_layout_draws_every_chart_and_handles_missing_runs(ctx):
 
 
 def test_compare_url_round_trips_the_view():
-    view = compare.parse_view("?runs=3,1,3,x&metric=val_acc&smooth=0.6&x=wall&color=method")
-    assert view == {"runs": [3, 1], "metric": "val_acc", "smooth": 0.6, "x": "wall", "color": "method"}
+    view = compare.parse_view("?runs=3,1,3,x&metric=val_acc&smooth=0.6&x=wall&color=method&group=seeds")
+    assert view == {"runs": [3, 1], "metric": "val_acc", "smooth": 0.6, "x": "wall", "color": "method",
+                    "group": "seeds"}
     assert compare.parse_view(compare.view_query(view)) == view
-    defaults = compare.parse_view("?runs=1&smooth=lots&x=nope")
-    assert defaults == {"runs": [1], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run"}
+    defaults = compare.parse_view("?runs=1&smooth=lots&x=nope&group=all")
+    assert defaults == {"runs": [1], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"}
 
 
 def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx):
@@ -440,7 +441,7 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
     a, b = make_run(ctx, epochs=20, status="succeeded"), make_run(ctx, epochs=3, status="succeeded", method="baseline")
     shown = compare.render(
         ctx,
-        {"runs": [a["id"], 999, b["id"]], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run"},
+        {"runs": [a["id"], 999, b["id"]], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"},
         "light",
     )
     data = shown["figure"]["data"]
@@ -453,7 +454,7 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
 
 def test_compare_polls_while_a_run_is_live_and_redraws_only_when_one_moved(ctx):
     done, live = make_run(ctx, epochs=3, status="succeeded"), make_run(ctx, epochs=1, status="running")
-    view = {"runs": [done["id"], live["id"]], "metric": "val_acc", "smooth": 0.0, "x": "epoch", "color": "run"}
+    view = {"runs": [done["id"], live["id"]], "metric": "val_acc", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"}
     shown = compare.render(ctx, view, "light")
     assert shown["progress"]["live"]
     assert compare.poll(ctx, view, "light", True, shown["progress"]["signature"]) is None

@@ -175,6 +175,51 @@ def test_compare_colours_by_method_and_uses_the_chosen_x_axis_and_smoothing():
     go.Figure(fig)  # what the browser gets is a valid plotly figure
 
 
+def seeded(run_id: int, method: str, seed: int, accuracies: list[float], lr: float = 0.01) -> dict:
+    return {
+        "id": run_id,
+        "name": f"{method}-s{seed}",
+        "method": method,
+        "seed": seed,
+        "status": "succeeded",
+        "config": {"method": method, "seed": seed, "lr": lr, "name": f"{method}-s{seed}", "tags": [str(seed)]},
+        "records": [record(e + 1, 0.2, 0.1, a) for e, a in enumerate(accuracies)],
+    }
+
+
+def test_runs_that_differ_only_in_seed_form_one_set_labelled_by_what_tells_the_sets_apart():
+    sets = fx.seed_groups([seeded(1, "arm", 0, [0.5]), seeded(2, "baseline", 0, [0.4]), seeded(3, "arm", 1, [0.6]),
+                           seeded(4, "arm", 0, [0.7], lr=0.1)])
+    assert [(label, [r["id"] for r in members]) for label, members in sets] == [
+        ("arm · lr=0.01 (n=2)", [1, 3]),
+        ("baseline (n=1)", [2]),  # the only baseline set: nothing to tell apart
+        ("arm · lr=0.1 (n=1)", [4]),
+    ]
+
+
+def test_mean_over_seeds_is_drawn_with_a_band_of_one_standard_deviation():
+    fig = fx.compare_figure(
+        [seeded(1, "arm", 0, [0.5, 0.6, 0.9]), seeded(2, "arm", 1, [0.7, 0.8]), seeded(3, "baseline", 0, [0.4, 0.4])],
+        "val_acc", 0.0, "epoch", "method", "light", group="seeds",
+    )
+    upper, lower, mean = fig["data"][:3]
+    assert mean["name"] == "arm (n=2)" and mean["meta"] == ["seeds", "arm (n=2)", ""]
+    assert mean["x"] == [1, 2, 3] and mean["y"] == pytest.approx([0.6, 0.7, 0.9])
+    assert [c[1] for c in mean["customdata"]] == [2, 2, 1]  # epoch 3: one run only, no spread
+    assert upper["y"] == pytest.approx([0.6 + 0.1414214, 0.7 + 0.1414214, 0.9])
+    assert lower["y"] == pytest.approx([0.6 - 0.1414214, 0.7 - 0.1414214, 0.9])
+    assert lower["fill"] == "tonexty" and lower["fillcolor"].startswith("rgba(") and not upper["showlegend"]
+    assert mean["line"]["color"] == th.method_color("arm") != fig["data"][5]["line"]["color"]
+    assert len(fig["data"]) == 6 and "mean ± std over seeds" in fig["layout"]["title"]["text"]
+    go.Figure(fig)
+
+
+def test_mean_over_seeds_keeps_a_dash_per_modality():
+    fig = fx.compare_figure([seeded(1, "arm", 0, [0.5]), seeded(2, "arm", 1, [0.7])], fx.DEFAULT_METRIC, group="seeds")
+    means = [t for t in fig["data"] if "name" in t]
+    assert [(t["meta"][2], t["line"]["dash"]) for t in means] == [("audio", "solid"), ("visual", "dash")]
+
+
 def test_compare_explains_what_is_missing():
     assert "Pick runs" in fx.compare_figure([], "val_acc")["layout"]["annotations"][0]["text"]
     empty = [{"id": 1, "name": "a", "method": "arm", "records": []}]

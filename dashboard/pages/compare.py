@@ -1,6 +1,7 @@
-"""Compare `/compare?runs=1,2&metric=shapley.*&smooth=0.6&x=epoch&color=run`: overlay a metric across runs.
+"""Compare `/compare?runs=1,2&metric=shapley.*&smooth=0.6&x=epoch&color=run&group=run`: overlay a metric across runs.
 
-The URL holds the whole view (runs, metric, smoothing, x axis, colouring), so a link reproduces it.
+The URL holds the whole view (runs, metric, smoothing, x axis, colouring, each run or mean ± std over
+seeds), so a link reproduces it.
 The store thins every run to at most ``ctx.compare_points`` epochs, so long runs stay quick to draw.
 While any compared run is queued or running the page polls each run's status and epoch (no curves)
 and redraws only when one of them moved.
@@ -27,6 +28,7 @@ X_OPTIONS = [
     {"label": "samples seen", "value": "samples"},
 ]
 COLOR_OPTIONS = [{"label": "run", "value": "run"}, {"label": "method", "value": "method"}]
+GROUP_OPTIONS = [{"label": "each run", "value": "run"}, {"label": "mean ± std over seeds", "value": "seeds"}]
 LIVE = ("queued", "running")
 
 
@@ -45,12 +47,14 @@ def parse_view(search: str | None) -> dict[str, Any]:
         smooth = 0.0
     x = first("x", "epoch")
     color = first("color", "run")
+    group = first("group", "run")
     return {
         "runs": ids[:MAX_COMPARED],
         "metric": first("metric", fx.DEFAULT_METRIC) or fx.DEFAULT_METRIC,
         "smooth": smooth,
         "x": x if x in fx.X_KEYS else "epoch",
         "color": color if color in ("run", "method") else "run",
+        "group": group if group in ("run", "seeds") else "run",
     }
 
 
@@ -58,7 +62,7 @@ def view_query(view: dict[str, Any]) -> str:
     """The query string that reproduces ``view`` (the same format parse_view reads)."""
     return (
         f"?runs={','.join(str(i) for i in view['runs'])}&metric={view['metric']}"
-        f"&smooth={round(float(view['smooth']), 2):g}&x={view['x']}&color={view['color']}"
+        f"&smooth={round(float(view['smooth']), 2):g}&x={view['x']}&color={view['color']}&group={view['group']}"
     )
 
 
@@ -120,7 +124,7 @@ def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
     options = fx.metric_options(records)
     if view["metric"] not in {o["value"] for o in options}:
         options.append({"label": fx.metric_label(view["metric"]), "value": view["metric"]})
-    figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode)
+    figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode, view["group"])
     notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2") for m in missing]
     return {
         "progress": progress(ctx, [run["id"] for run in runs]),
@@ -181,9 +185,14 @@ def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:
                 dbc.RadioItems(
                     id="compare-color", options=COLOR_OPTIONS, value=view["color"], inline=True, class_name="mb-3"
                 ),
+                dbc.Label("Show"),
+                dbc.RadioItems(
+                    id="compare-group", options=GROUP_OPTIONS, value=view["group"], inline=True, class_name="mb-3"
+                ),
                 html.Small(
-                    "Per-modality metrics: one colour per run, one dash style per modality. The address bar holds "
-                    "this view: copy it to share.",
+                    "Per-modality metrics: one colour per run (or per set of seeds), one dash style per modality. "
+                    "Runs whose configs differ only in their seed form one set. The address bar holds this view: "
+                    "copy it to share.",
                     className="text-body-secondary",
                 ),
             ]
@@ -223,13 +232,15 @@ def register(app: Dash, ctx: Any) -> None:
         Input("compare-smoothing", "value"),
         Input("compare-x", "value"),
         Input("compare-color", "value"),
+        Input("compare-group", "value"),
         Input("theme", "data"),
         Input("compare-interval", "n_intervals"),
         State("compare-signature", "data"),
         prevent_initial_call=True,
     )
     def redraw(
-        runs: list[int], metric: str, smooth: float, x: str, color: str, mode: str, _n: int, last: list[Any]
+        runs: list[int], metric: str, smooth: float, x: str, color: str, group: str, mode: str, _n: int,
+        last: list[Any],
     ) -> Any:
         view = {
             "runs": [int(r) for r in runs or []][:MAX_COMPARED],
@@ -237,6 +248,7 @@ def register(app: Dash, ctx: Any) -> None:
             "smooth": smooth or 0.0,
             "x": x or "epoch",
             "color": color or "run",
+            "group": group or "run",
         }
         shown = poll(ctx, view, mode, dash_ctx.triggered_id == "compare-interval", last)
         if shown is None:
@@ -265,10 +277,10 @@ def register(app: Dash, ctx: Any) -> None:
     # Keep the address bar in step with the view without a page load (replaceState: no history spam).
     app.clientside_callback(
         """
-        function(runs, metric, smooth, x, color) {
+        function(runs, metric, smooth, x, color, group) {
             const q = '?runs=' + (runs || []).join(',') + '&metric=' + encodeURIComponent(metric || 'shapley.*')
                 + '&smooth=' + Math.round((smooth || 0) * 100) / 100 + '&x=' + (x || 'epoch')
-                + '&color=' + (color || 'run');
+                + '&color=' + (color || 'run') + '&group=' + (group || 'run');
             if (window.location.pathname === '/compare' && window.location.search !== q) {
                 window.history.replaceState(window.history.state, '', '/compare' + q);
             }
@@ -281,5 +293,6 @@ def register(app: Dash, ctx: Any) -> None:
         Input("compare-smoothing", "value"),
         Input("compare-x", "value"),
         Input("compare-color", "value"),
+        Input("compare-group", "value"),
         prevent_initial_call=True,
     )
