@@ -214,6 +214,7 @@ def test_launching_goes_through_the_api_path_and_lands_on_the_run_or_sweep(ctx):
     assert href.startswith("/?sweep=") and len(ctx.queue.sent) == 1 + 6
     sweep_id = int(href.split("=")[1])
     assert len(ctx.store.list_runs(sweep=sweep_id)[0]) == 6
+    assert "&group=seeds&color=method" in dump(runs.layout(ctx, f"?sweep={sweep_id}"))  # its compare link
 
 
 def test_a_broken_queue_is_reported_and_nothing_is_stored(ctx):
@@ -340,6 +341,7 @@ def test_runs_filters_and_empty_states(ctx):
 def test_selection_keeps_other_pages_and_builds_the_compare_link():
     assert runs.selection([5, 4, 3], [True, False, True], [9, 4]) == [9, 5, 3]
     assert runs.compare_href([9, 3, 5]) == "/compare?runs=3,5,9"
+    assert runs.compare_href([2, 1], over_seeds=True) == "/compare?runs=1,2&group=seeds&color=method"
 
 
 def test_cancel_retry_delete_report_each_run_and_refusals(ctx):

@@ -210,8 +210,10 @@ def selection(visible: Sequence[int], checked: Sequence[bool], selected: Sequenc
     return keep + [i for i, on in zip(visible, checked) if on]
 
 
-def compare_href(selected: Sequence[int]) -> str:
-    return "/compare?runs=" + ",".join(str(i) for i in sorted(selected))
+def compare_href(selected: Sequence[int], over_seeds: bool = False) -> str:
+    """The compare view of these runs; a sweep's opens on each method's mean over its seeds."""
+    view = "&group=seeds&color=method" if over_seeds else ""
+    return "/compare?runs=" + ",".join(str(i) for i in sorted(selected)) + view
 
 
 def layout(ctx: Context, search: str | None = None) -> Any:
@@ -227,7 +229,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
                 html.Span(f"Showing the runs of sweep {sweep}. "),
                 dcc.Link(
                     "Compare all of them",
-                    href=compare_href([r for r in _sweep_ids(ctx, sweep)]),
+                    href=compare_href(_sweep_ids(ctx, sweep), over_seeds=True),
                     className="alert-link",
                 ),
                 html.Span(" · "),
