@@ -8,8 +8,11 @@ import math
 import pytest
 import torch
 
+from armscope import arm_terms as arm_terms_module
 from armscope.arm_terms import GUARD_NONFINITE, arm_terms
+from armscope.methods import build_method
 from armscope.methods.arm import compiles_on
+from armscope.models import MultimodalModel, build_encoder
 from armscope.models.heads import ARMHead
 from armscope.rundir import RunDir
 from armscope.train import train
@@ -65,14 +68,52 @@ def test_compiled_terms_bin_a_constant_feature_like_eager():
     torch.testing.assert_close(compiled.weight, eager.weight, rtol=1e-6, atol=0)
 
 
-def test_auto_compiles_on_cuda_with_triton_only(monkeypatch):
+def test_auto_compiles_on_cuda_with_triton_on_a_card_triton_supports(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not compiles_on("auto", cpu) and not compiles_on("off", cuda)
     assert compiles_on("on", cpu)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "triton" else None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     assert compiles_on("auto", cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 0))  # a P100
+    assert not compiles_on("auto", cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert not compiles_on("auto", cuda)
+
+
+def arm_with_failing_compiler(monkeypatch, choice):
+    def failing_compiler():
+        def compiled(*args):
+            raise RuntimeError("Triton cannot generate code for this card\n(long traceback)")
+
+        return compiled
+
+    monkeypatch.setattr(arm_terms_module, "_compiled_terms", failing_compiler)
+    method = build_method("arm", {"compile": choice}, ["audio", "visual"], 5, 16)
+    encoders = {m: build_encoder({"name": "mlp"}, (8,), 16) for m in ("audio", "visual")}
+    model = MultimodalModel(encoders, method.build_head())
+    method.begin_epoch(1, 0, 2, torch.device("cpu"))
+    method.compiled = True  # what auto or on decides on a GPU
+    feats = model.encode({m: torch.randn(32, 8) for m in ("audio", "visual")}, method.encoded_modalities())
+    return method, model, feats, torch.randint(0, 5, (32,))
+
+
+def test_an_automatic_compile_that_fails_runs_the_terms_eagerly_and_says_so(monkeypatch):
+    method, model, feats, labels = arm_with_failing_compiler(monkeypatch, "auto")
+    loss = method.loss(model, feats, labels, step=0)
+    assert torch.isfinite(loss) and not method.compiled
+    events = method.end_epoch().events
+    assert events[0]["kind"] == "compile_fallback" and events[0]["step"] == 0
+    assert "RuntimeError: Triton cannot generate code for this card" in events[0]["message"]
+    method.begin_epoch(2, 2, 2, torch.device("cpu"))
+    assert not method.compiled and method.end_epoch().events == []  # said once; not tried again
+
+
+def test_a_requested_compile_that_fails_stops_saying_how_to_turn_it_off(monkeypatch):
+    method, model, feats, labels = arm_with_failing_compiler(monkeypatch, "on")
+    with pytest.raises(RuntimeError, match="set method_options.compile to 'off'"):
+        method.loss(model, feats, labels, step=0)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

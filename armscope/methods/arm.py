@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.arm_terms import GUARD_REASONS, arm_terms
+from armscope.arm_terms import GUARD_REASONS, ARMTerms, arm_terms
 from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
-from armscope.models.heads import ARMHead, FusionHead, MultimodalModel
+from armscope.models.heads import ARMHead, FusionHead, Lens, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
 
@@ -28,10 +28,15 @@ def compiles_on(choice: str, device: torch.device) -> bool:
     """Whether ``compile: auto|on|off`` compiles the step's ARM terms on this device.
 
     auto only where it pays and cannot fail for want of a toolchain: CUDA
-    with Triton, which torch.compile generates its GPU kernels with.
+    with Triton, which torch.compile generates its GPU kernels with, on a
+    card Triton supports (compute capability 7.0, Volta, or newer).
     """
     if choice == "auto":
-        return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+        return (
+            device.type == "cuda"
+            and importlib.util.find_spec("triton") is not None
+            and torch.cuda.get_device_capability(device) >= (7, 0)
+        )
     return choice == "on"
 
 
@@ -70,6 +75,8 @@ class ARMOptions(BaseModel):
 )
 class ARM(Method):
     options: ARMOptions
+    # Why compiling the terms failed, once it has: the run goes on eagerly (compile: auto).
+    compile_failure: str | None = None
 
     @property
     def lens_settings(self) -> LensSettings:
@@ -85,16 +92,15 @@ class ARM(Method):
         self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
         self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
         self.steps = 0
-        self.compiled = compiles_on(self.options.compile, device)
+        self.compiled = self.compile_failure is None and compiles_on(self.options.compile, device)
+        self.fell_back_at: int | None = None
 
     def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
         head = model.head
         assert isinstance(head, ARMHead)
         detached = {m: h.detach() for m, h in feats.items()}
         with torch.no_grad():
-            terms = arm_terms(
-                detached, head.lens(detached), labels, compiled=self.compiled, **self._estimator_args()
-            )
+            terms = self._terms(detached, head.lens(detached), labels, step)
             weight = terms.weight.to(feats[self.modalities[0]].dtype)
             decay = self.options.ema_decay
             head.eval_weights.mul_(decay).add_(weight.to(head.eval_weights.dtype), alpha=1 - decay)
@@ -102,6 +108,22 @@ class ARM(Method):
         self.weight_sum += terms.weight
         self.steps += 1
         return F.cross_entropy(head.fuse(feats, weight), labels)
+
+    def _terms(self, feats: dict[str, Tensor], lens: Lens, labels: Tensor, step: int) -> ARMTerms:
+        """The step's terms, compiled where asked; an automatic choice that fails to compile runs eagerly."""
+        if self.compiled:
+            try:
+                return arm_terms(feats, lens, labels, compiled=True, **self._estimator_args())
+            except Exception as exc:
+                lines = str(exc).strip().splitlines()
+                reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+                if self.options.compile == "on":
+                    raise RuntimeError(
+                        f"ARM could not compile its per-step terms ({reason}); set method_options.compile to "
+                        "'off' (or 'auto')"
+                    ) from exc
+                self.compiled, self.compile_failure, self.fell_back_at = False, reason, step
+        return arm_terms(feats, lens, labels, compiled=False, **self._estimator_args())
 
     def _estimator_args(self) -> dict[str, object]:
         s = self.lens_settings
@@ -115,6 +137,18 @@ class ARM(Method):
             f"arm_train_weight.{m}": self.weight_sum[i] / count for i, m in enumerate(self.modalities)
         }
         guards = self.guards[: self.steps].tolist()
+        fallback = []
+        if self.fell_back_at is not None:
+            fallback.append(
+                {
+                    "step": self.fell_back_at,
+                    "kind": "compile_fallback",
+                    "level": "warning",
+                    "message": f"ARM's compiled per-step terms failed to build ({self.compile_failure}); they run "
+                    "eagerly from here (the same numbers, slower on a GPU)",
+                    "data": {},
+                }
+            )
         flagged = [(i, g) for i, g in enumerate(guards) if g]
         metrics["arm_guard_steps"] = torch.tensor(float(len(flagged)))
         events = [
@@ -139,4 +173,4 @@ class ARM(Method):
                     "data": {"steps": len(flagged)},
                 }
             )
-        return EpochSummary(metrics=metrics, events=events)
+        return EpochSummary(metrics=metrics, events=fallback + events)
