@@ -58,6 +58,7 @@ Y_TITLES = {
     "val_acc": "fused validation accuracy",
 }
 PERCENT = {"val_acc", "val_f1", "shapley", "confidence"}
+LOWER_IS_BETTER = {"val_loss", "train_loss", "epoch_seconds"}
 X_AXES = {"epoch": "epoch", "wall": "wall time (s)", "samples": "samples seen"}
 X_KEYS = {"epoch": "epoch", "wall": "elapsed_seconds", "samples": "samples_seen"}
 DEFAULT_METRIC = "shapley.*"
@@ -452,11 +453,7 @@ def compare_figure(
     methods = list(dict.fromkeys(run.get("method", "") for run in runs))
 
     def series(records: Sequence[Record]) -> list[tuple[str, str, str]]:
-        """(modality, record key, dash style) of each line the metric draws for these records."""
-        if not family:
-            return [("", metric, "solid")]
-        present = set().union(*records) if records else set()
-        return [(m, f"{family}.{m}", th.dash_style(all_mods.index(m))) for m in all_mods if f"{family}.{m}" in present]
+        return metric_series(records, metric, all_mods)
 
     def colour(index: int, method: str) -> str:
         return th.method_color(method, methods.index(method)) if color_by == "method" else th.run_color(index)
@@ -510,6 +507,55 @@ def compare_figure(
     return {"data": traces, "layout": layout}
 
 
+def metric_series(records: Sequence[Record], metric: str, all_mods: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(modality, record key, dash style) of each line a metric draws for these records."""
+    if not metric.endswith(".*"):
+        return [("", metric, "solid")]
+    family = metric[:-2]
+    present = set().union(*records) if records else set()
+    return [(m, f"{family}.{m}", th.dash_style(all_mods.index(m))) for m in all_mods if f"{family}.{m}" in present]
+
+
+def compare_summary(runs: Sequence[Record], metric: str = DEFAULT_METRIC, group: str = "run") -> list[dict[str, Any]]:
+    """The numbers behind the compare view, unsmoothed: each line's last value and its best one.
+
+    Best is the largest value, or the smallest for losses and times. With ``group="seeds"`` each
+    row is a set of seeds: the mean and sample standard deviation of its runs' last and best values.
+    """
+    all_mods = modalities(r for run in runs for r in run.get("records") or [])
+    pick = min if metric.removesuffix(".*") in LOWER_IS_BETTER else max
+    sets = seed_groups(runs) if group == "seeds" else [(run_label(run), [run]) for run in runs]
+    rows = []
+    for label, members in sets:
+        records = [r for run in members for r in run.get("records") or []]
+        for modality, key, _ in metric_series(records, metric, all_mods):
+            finals, bests = [], []
+            for run in members:
+                points = [(e, v) for e, v in zip(epochs(run.get("records") or []), column(run.get("records") or [], key))
+                          if v is not None]
+                if points:
+                    finals.append(points[-1])
+                    bests.append(pick(points, key=lambda point: point[1]))
+            if not finals:
+                continue
+            row: dict[str, Any] = {"label": label, "modality": modality, "n": len(finals)}
+            if group == "seeds":
+                row.update(final=spread([v for _, v in finals]), best=spread([v for _, v in bests]))
+            else:
+                row.update(epoch=finals[0][0], final=(finals[0][1], None), best=(bests[0][1], None),
+                           best_epoch=bests[0][0])
+            rows.append(row)
+    return rows
+
+
+def spread(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def seed_groups(runs: Sequence[Record]) -> list[tuple[str, list[Record]]]:
     """Runs whose configs differ only in seed (name and tags aside), in first-seen order, each set labelled.
 
@@ -547,13 +593,11 @@ def mean_and_std(
     x_mean, y_mean, y_std, counts = [], [], [], []
     for epoch in sorted(by_epoch):
         points = by_epoch[epoch]
-        n = len(points)
-        mean = sum(y for _, y in points) / n
-        spread = math.sqrt(sum((y - mean) ** 2 for _, y in points) / (n - 1)) if n > 1 else 0.0
-        x_mean.append(sum(x for x, _ in points) / n)
+        mean, deviation = spread([y for _, y in points])
+        x_mean.append(sum(x for x, _ in points) / len(points))
         y_mean.append(mean)
-        y_std.append(spread)
-        counts.append(n)
+        y_std.append(deviation or 0.0)
+        counts.append(len(points))
     return x_mean, y_mean, y_std, counts
 
 

@@ -166,6 +166,8 @@ def test_compare_draws_the_mean_over_seeds_with_its_band(server, browser):
     legend = browser.find_element(By.CSS_SELECTOR, "#compare-graph .legend").text
     assert "arm (n=2)" in legend and "baseline (n=1)" in legend
     assert browser.find_elements(By.CSS_SELECTOR, "#compare-graph .scatterlayer .js-fill")
+    summary = browser.find_element(By.ID, "compare-summary-table").text
+    assert "arm (n=2)" in summary and "±" in summary
     screenshot(browser, "test_compare_mean_over_seeds")
     assert severe_errors(browser) == []
 

@@ -450,6 +450,7 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
     assert {t["meta"][0] for t in data} == {a["id"], b["id"]} and len(data) == 4
     assert max(len(t["x"]) for t in data) == 5  # 20 epochs thinned to 5 points by the store
     assert "run 999 does not exist" in dump(shown["notes"])
+    assert "compare-summary-table" in dump(shown["summary"]) and "last value" in dump(shown["summary"])
     assert "method" in dump(shown["diff"])
     assert shown["metric_options"][0]["value"] == "shapley.*"
 

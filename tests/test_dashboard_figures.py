@@ -220,6 +220,31 @@ def test_mean_over_seeds_keeps_a_dash_per_modality():
     assert [(t["meta"][2], t["line"]["dash"]) for t in means] == [("audio", "solid"), ("visual", "dash")]
 
 
+def test_summary_gives_each_runs_last_and_best_value_unsmoothed():
+    rows = fx.compare_summary([seeded(1, "arm", 0, [0.5, 0.9, 0.7])], "val_acc")
+    assert rows == [{"label": "#1 arm-s0", "modality": "", "n": 1, "epoch": 3, "final": (0.7, None),
+                     "best": (0.9, None), "best_epoch": 2}]
+
+
+def test_summary_of_a_loss_takes_the_lowest_value_as_best():
+    run = seeded(1, "arm", 0, [0.5, 0.6])  # train_loss is 2 / epoch: lowest at the last epoch
+    assert fx.compare_summary([run], "train_loss")[0]["best"] == (1.0, None)
+
+
+def test_summary_over_seeds_is_the_mean_and_std_of_the_runs_last_and_best_values():
+    rows = fx.compare_summary([seeded(1, "arm", 0, [0.5, 0.9]), seeded(2, "arm", 1, [0.7, 0.6, 0.5])],
+                              "val_acc", group="seeds")
+    (row,) = rows
+    assert row["label"] == "arm (n=2)" and row["n"] == 2
+    assert row["final"] == pytest.approx((0.7, 0.2828427))  # 0.9 and 0.5
+    assert row["best"] == pytest.approx((0.8, 0.1414214))  # 0.9 and 0.7
+
+
+def test_summary_has_a_row_per_modality_of_a_family():
+    rows = fx.compare_summary([seeded(1, "arm", 0, [0.5])], fx.DEFAULT_METRIC)
+    assert [(r["modality"], r["final"][0]) for r in rows] == [("audio", 0.2), ("visual", 0.1)]
+
+
 def test_compare_explains_what_is_missing():
     assert "Pick runs" in fx.compare_figure([], "val_acc")["layout"]["annotations"][0]["text"]
     empty = [{"id": 1, "name": "a", "method": "arm", "records": []}]

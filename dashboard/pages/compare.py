@@ -113,6 +113,38 @@ def diff_table(runs: Sequence[dict[str, Any]]) -> Any:
     )
 
 
+def summary_table(runs: Sequence[dict[str, Any]], metric: str, group: str) -> Any:
+    """Each line's last and best value (unsmoothed), to copy into a paper; mean ± std for sets of seeds."""
+    rows = fx.compare_summary(runs, metric, group)
+    if not rows:
+        return html.P("No values yet.", className="text-body-secondary mb-0")
+    percent = metric.removesuffix(".*") in fx.PERCENT
+
+    def value(pair: tuple[float, float | None]) -> str:
+        mean, deviation = pair
+        scale, unit = (100, "%") if percent else (1, "")
+        text = f"{scale * mean:.1f}{unit}" if percent else f"{mean:.4g}"
+        return text if deviation is None else f"{text} ± {scale * deviation:.2g}"
+
+    seeds = group == "seeds"
+    best = "lowest" if metric.removesuffix(".*") in fx.LOWER_IS_BETTER else "best"
+    heads = ["set" if seeds else "run", "modality", "runs" if seeds else "last epoch", "last value", f"{best} value"]
+    if not seeds:
+        heads.append("at epoch")
+    body = []
+    for row in rows:
+        cells = [row["label"], row["modality"] or "—", row["n"] if seeds else row["epoch"], value(row["final"]),
+                 value(row["best"])]
+        if not seeds:
+            cells.append(row["best_epoch"])
+        body.append(html.Tr([html.Td(c, className="font-monospace small" if i >= 2 else "") for i, c in enumerate(cells)]))
+    return html.Div(
+        dbc.Table([html.Thead(html.Tr([html.Th(h) for h in heads])), html.Tbody(body)], size="sm", hover=True,
+                  class_name="mb-0", id="compare-summary-table"),
+        className="table-responsive",
+    )
+
+
 def run_options(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"label": f"{fx.run_label(r)} ({r['status']})", "value": r["id"]} for r in runs]
 
@@ -130,6 +162,7 @@ def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
         "progress": progress(ctx, [run["id"] for run in runs]),
         "figure": figure,
         "diff": diff_table(runs),
+        "summary": summary_table(runs, view["metric"], view["group"]),
         "metric_options": options,
         "notes": notes,
         "run_options": run_options(runs),
@@ -211,6 +244,7 @@ def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:
                 ],
                 class_name="g-3 mb-3",
             ),
+            ui.card("Last and best values (unsmoothed)", html.Div(shown["summary"], id="compare-summary")),
             ui.card("Config fields that differ", html.Div(shown["diff"], id="compare-diff")),
             html.Div(id="compare-url-sink", hidden=True),
             dcc.Store(id="compare-signature", data=shown["progress"]["signature"]),
@@ -223,6 +257,7 @@ def register(app: Dash, ctx: Any) -> None:
     @app.callback(
         Output("compare-graph", "figure"),
         Output("compare-diff", "children"),
+        Output("compare-summary", "children"),
         Output("compare-metric", "options"),
         Output("compare-notes", "children"),
         Output("compare-signature", "data"),
@@ -254,7 +289,10 @@ def register(app: Dash, ctx: Any) -> None:
         if shown is None:
             raise PreventUpdate
         live = shown["progress"]
-        return shown["figure"], shown["diff"], shown["metric_options"], shown["notes"], live["signature"], not live["live"]
+        return (
+            shown["figure"], shown["diff"], shown["summary"], shown["metric_options"], shown["notes"],
+            live["signature"], not live["live"],
+        )
 
     @app.callback(
         Output("compare-runs", "options"),
