@@ -57,8 +57,8 @@ class ARMOptions(BaseModel):
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Run the per-step scores and weights as one torch.compile graph (fused kernels, "
-        "same scores). auto: on CUDA when Triton is installed; on: anywhere (the CPU needs a C++ "
-        "compiler); off: eager.",
+        "same scores). auto: on CUDA with Triton on a Volta or newer card, eager if compiling fails; "
+        "on: anywhere (the CPU needs a C++ compiler), failing the run if compiling fails; off: eager.",
     )
 
     @model_validator(mode="after")
