@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 MAX_PATH_LENGTH = 4096
+DATA_ROOT_VARIABLE = "ARMSCOPE_DATA_ROOT"
 
 
 def data_root() -> Path | None:
-    root = os.environ.get("ARMSCOPE_DATA_ROOT")
+    root = os.environ.get(DATA_ROOT_VARIABLE)
     return Path(root).expanduser().resolve() if root else None
 
 
