@@ -296,6 +296,14 @@ class Client:
             params["points"] = points
         return self._json("GET", "/compare", params=params)
 
+    def compare_seeds(self, run_ids: Iterable[int], keys: str | Iterable[str] | None = None) -> dict[str, Any]:
+        """The runs in sets that differ only in their seed, each with its mean ± std per metric: per epoch,
+        and over the runs' last and best values."""
+        params: dict[str, Any] = {"runs": _csv(run_ids)}
+        if keys is not None:
+            params["keys"] = _csv(keys)
+        return self._json("GET", "/compare/seeds", params=params)
+
     def download_csv(self, run_id: int, path: str | os.PathLike[str]) -> Path:
         return self._download(f"/runs/{run_id}/metrics.csv", path)
 

@@ -103,6 +103,33 @@ class CompareOut(BaseModel):
     runs: list[CompareRun]
 
 
+class SeedSummary(BaseModel):
+    mean: float
+    std: float | None = Field(description="Sample standard deviation; null for a single run.")
+    n: int = Field(description="How many runs it is over.")
+
+
+class SeedCurve(BaseModel):
+    epoch: list[int]
+    mean: list[float]
+    std: list[float] = Field(description="Sample standard deviation per epoch; 0 where one run reached it.")
+    n: list[int] = Field(description="How many of the set's runs reached each epoch.")
+    last: SeedSummary = Field(description="Over the runs' last values.")
+    best: SeedSummary = Field(description="Over the runs' best values (smallest for losses and times).")
+
+
+class SeedSet(BaseModel):
+    label: str = Field(description="The method, what tells this set from other sets of it, and n.")
+    method: str
+    runs: list[int]
+    seeds: list[int]
+    metrics: dict[str, SeedCurve]
+
+
+class SeedSetsOut(BaseModel):
+    sets: list[SeedSet]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str

@@ -5,13 +5,12 @@ Nothing here touches the store or Dash, so every chart can be unit tested with h
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, Iterable, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backend import seed_sets as ss
 from dashboard import theme as th
 
 Record = dict[str, Any]
@@ -58,7 +57,6 @@ Y_TITLES = {
     "val_acc": "fused validation accuracy",
 }
 PERCENT = {"val_acc", "val_f1", "shapley", "confidence"}
-LOWER_IS_BETTER = {"val_loss", "train_loss", "epoch_seconds"}
 X_AXES = {"epoch": "epoch", "wall": "wall time (s)", "samples": "samples seen"}
 X_KEYS = {"epoch": "epoch", "wall": "elapsed_seconds", "samples": "samples_seen"}
 DEFAULT_METRIC = "shapley.*"
@@ -67,14 +65,8 @@ DEFAULT_METRIC = "shapley.*"
 # -- reading records -----------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
-
-
 def column(records: Sequence[Record], key: str) -> list[float | None]:
-    return [_number(r.get(key)) for r in records]
+    return [ss.number(r.get(key)) for r in records]
 
 
 def epochs(records: Sequence[Record]) -> list[int]:
@@ -460,7 +452,7 @@ def compare_figure(
 
     traces: list[dict[str, Any]] = []
     if group == "seeds":
-        for index, (label, members) in enumerate(seed_groups(runs)):
+        for index, (label, members) in enumerate(ss.seed_sets(runs)):
             records = [r for run in members for r in run.get("records") or []]
             color = colour(index, members[0].get("method", ""))
             for modality, key, dash in series(records):
@@ -523,24 +515,17 @@ def compare_summary(runs: Sequence[Record], metric: str = DEFAULT_METRIC, group:
     row is a set of seeds: the mean and sample standard deviation of its runs' last and best values.
     """
     all_mods = modalities(r for run in runs for r in run.get("records") or [])
-    pick = min if metric.removesuffix(".*") in LOWER_IS_BETTER else max
-    sets = seed_groups(runs) if group == "seeds" else [(run_label(run), [run]) for run in runs]
+    sets = ss.seed_sets(runs) if group == "seeds" else [(run_label(run), [run]) for run in runs]
     rows = []
     for label, members in sets:
         records = [r for run in members for r in run.get("records") or []]
         for modality, key, _ in metric_series(records, metric, all_mods):
-            finals, bests = [], []
-            for run in members:
-                points = [(e, v) for e, v in zip(epochs(run.get("records") or []), column(run.get("records") or [], key))
-                          if v is not None]
-                if points:
-                    finals.append(points[-1])
-                    bests.append(pick(points, key=lambda point: point[1]))
+            finals, bests = ss.last_and_best([ss.points(run.get("records") or [], key) for run in members], key)
             if not finals:
                 continue
             row: dict[str, Any] = {"label": label, "modality": modality, "n": len(finals)}
             if group == "seeds":
-                row.update(final=spread([v for _, v in finals]), best=spread([v for _, v in bests]))
+                row.update(final=ss.spread([v for _, v in finals]), best=ss.spread([v for _, v in bests]))
             else:
                 row.update(epoch=finals[0][0], final=(finals[0][1], None), best=(bests[0][1], None),
                            best_epoch=bests[0][0])
@@ -548,57 +533,18 @@ def compare_summary(runs: Sequence[Record], metric: str = DEFAULT_METRIC, group:
     return rows
 
 
-def spread(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def seed_groups(runs: Sequence[Record]) -> list[tuple[str, list[Record]]]:
-    """Runs whose configs differ only in seed (name and tags aside), in first-seen order, each set labelled.
-
-    The label is the method, the config fields that tell this set from the other sets of the same
-    method (another method's options differ anyway), and the set's size.
-    """
-    ignore = ("name", "seed", "tags")
-    sets: dict[str, list[Record]] = {}
-    for run in runs:
-        config = {k: v for k, v in (run.get("config") or {}).items() if k not in ignore}
-        sets.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(run)
-    members = list(sets.values())
-    extras: dict[int, str] = {}
-    for method in dict.fromkeys(m[0].get("method") or "" for m in members):
-        same = [i for i, m in enumerate(members) if (m[0].get("method") or "") == method]
-        keys, rows = config_diff([members[i][0].get("config") or {} for i in same], ignore=ignore)
-        extras.update({i: ", ".join(f"{k}={row[k]}" for k in keys) for i, row in zip(same, rows)})
-    return [
-        ((m[0].get("method") or "") + (f" · {extras[i]}" if extras[i] else "") + f" (n={len(m)})", m)
-        for i, m in enumerate(members)
-    ]
-
-
 def mean_and_std(
     members: Sequence[Record], key: str, x_key: str, smoothing: float
 ) -> tuple[list[float], list[float], list[float], list[int]]:
-    """Per epoch over the runs that have it: mean x, mean and sample standard deviation of y, and how many runs."""
-    by_epoch: dict[int, list[tuple[float, float]]] = {}
+    """Per epoch over the set's runs that reached it: mean x, mean y, sample std of y, run count; y smoothed first."""
+    per_run = []
     for run in members:
         records = run.get("records") or []
         xs = column(records, x_key) if x_key != "epoch" else epochs(records)
-        for epoch, x, y in zip(epochs(records), xs, ema(column(records, key), smoothing)):
-            if x is not None and y is not None:
-                by_epoch.setdefault(epoch, []).append((x, y))
-    x_mean, y_mean, y_std, counts = [], [], [], []
-    for epoch in sorted(by_epoch):
-        points = by_epoch[epoch]
-        mean, deviation = spread([y for _, y in points])
-        x_mean.append(sum(x for x, _ in points) / len(points))
-        y_mean.append(mean)
-        y_std.append(deviation or 0.0)
-        counts.append(len(points))
-    return x_mean, y_mean, y_std, counts
+        ys = ema(column(records, key), smoothing)
+        per_run.append([(e, x, y) for e, x, y in zip(epochs(records), xs, ys) if x is not None and y is not None])
+    stats = ss.epoch_stats(per_run)
+    return stats["x"], stats["mean"], stats["std"], stats["n"]
 
 
 def band_traces(
@@ -640,32 +586,3 @@ def translucent(color: str, alpha: float) -> str:
     """``#rrggbb`` as an rgba() colour with this opacity."""
     red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
-
-
-# -- configs ---------------------------------------------------------------------------
-
-
-def flatten(config: Any, prefix: str = "", keep_empty: bool = True) -> dict[str, Any]:
-    """Nested dicts as dotted keys; an empty dict is kept as a value unless ``keep_empty`` is false."""
-    if isinstance(config, dict) and (config or not keep_empty):
-        out: dict[str, Any] = {}
-        for key, value in config.items():
-            out.update(flatten(value, f"{prefix}{key}.", keep_empty))
-        return out
-    return {prefix[:-1]: config}
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "—"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def config_diff(
-    configs: Sequence[dict[str, Any]], ignore: Sequence[str] = ("name",)
-) -> tuple[list[str], list[dict[str, str]]]:
-    """The dotted config fields whose values are not the same in every config, and each config's values."""
-    flat = [flatten(c or {}, keep_empty=False) for c in configs]
-    keys = list(dict.fromkeys(k for f in flat for k in f))
-    differing = [k for k in keys if k not in ignore and len({_show(f.get(k, None)) for f in flat}) > 1]
-    return differing, [{k: _show(f.get(k)) for k in differing} for f in flat]

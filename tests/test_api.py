@@ -178,6 +178,34 @@ def test_compare_rejects_bad_ids_and_unknown_runs(api):
     assert api.get("/api/v1/compare?runs=12345").status_code == 404
 
 
+def test_compare_over_seeds_gives_each_set_its_mean_and_std(api, store):
+    accuracies = {(0, "arm"): [0.5, 0.9], (1, "arm"): [0.7, 0.5, 0.6], (0, "baseline"): [0.4, 0.45]}
+    ids = []
+    for (seed, method), values in accuracies.items():
+        run_id = api.post("/api/v1/runs", json={**TINY, "method": method, "seed": seed}).json()["id"]
+        ids.append(run_id)
+        for epoch, value in enumerate(values, 1):
+            store.add_epoch(run_id, {"epoch": epoch, "val_acc": value, "val_loss": 1 - value, "dominant": "audio"})
+    response = api.get("/api/v1/compare/seeds", params={"runs": ",".join(map(str, ids))})
+    assert response.status_code == 200
+    arm, baseline = response.json()["sets"]
+    assert (arm["label"], arm["runs"], arm["seeds"]) == ("arm (n=2)", ids[:2], [0, 1])
+    assert baseline["label"] == "baseline (n=1)" and set(arm["metrics"]) == {"val_acc", "val_loss"}
+    curve = arm["metrics"]["val_acc"]
+    assert curve["epoch"] == [1, 2, 3] and curve["n"] == [2, 2, 1]
+    assert curve["mean"] == pytest.approx([0.6, 0.7, 0.6]) and curve["std"][2] == 0.0
+    assert curve["last"] == pytest.approx({"mean": 0.75, "std": 0.2121320, "n": 2})  # 0.9 and 0.6
+    assert curve["best"]["mean"] == pytest.approx(0.8)  # 0.9 and 0.7
+    assert arm["metrics"]["val_loss"]["best"]["mean"] == pytest.approx(0.2)  # lowest: 0.1 and 0.3
+    only = api.get("/api/v1/compare/seeds", params={"runs": ids[2], "keys": "val_loss"}).json()["sets"][0]
+    assert set(only["metrics"]) == {"val_loss"} and only["metrics"]["val_loss"]["last"]["std"] is None
+
+
+def test_compare_over_seeds_rejects_bad_ids_and_unknown_runs(api):
+    assert api.get("/api/v1/compare/seeds?runs=a").status_code == 422
+    assert api.get("/api/v1/compare/seeds?runs=12345").status_code == 404
+
+
 def test_a_sweep_crosses_methods_and_seeds(api, queue):
     response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["arm", "baseline"], "seeds": [0, 1]})
     assert response.status_code == 201

@@ -70,6 +70,8 @@ CALLS = [
     (lambda c: c.events(7), "GET", "/api/v1/runs/7/events", {}, None),
     (lambda c: c.compare([1, 2], keys="val_acc", points=100), "GET", "/api/v1/compare",
      {"runs": "1,2", "keys": "val_acc", "points": "100"}, None),
+    (lambda c: c.compare_seeds([3, 1], keys=["val_acc", "val_loss"]), "GET", "/api/v1/compare/seeds",
+     {"runs": "3,1", "keys": "val_acc,val_loss"}, None),
     (lambda c: c.list(status="running", tag="paper", sweep=3), "GET", "/api/v1/runs",
      {"status": "running", "tag": "paper", "sweep": "3", "limit": "50"}, None),
 ]

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
+from backend import seed_sets as ss
 from dashboard import figures as fx
 from dashboard import theme as th
 
@@ -188,7 +189,7 @@ def seeded(run_id: int, method: str, seed: int, accuracies: list[float], lr: flo
 
 
 def test_runs_that_differ_only_in_seed_form_one_set_labelled_by_what_tells_the_sets_apart():
-    sets = fx.seed_groups([seeded(1, "arm", 0, [0.5]), seeded(2, "baseline", 0, [0.4]), seeded(3, "arm", 1, [0.6]),
+    sets = ss.seed_sets([seeded(1, "arm", 0, [0.5]), seeded(2, "baseline", 0, [0.4]), seeded(3, "arm", 1, [0.6]),
                            seeded(4, "arm", 0, [0.7], lr=0.1)])
     assert [(label, [r["id"] for r in members]) for label, members in sets] == [
         ("arm · lr=0.01 (n=2)", [1, 3]),
@@ -268,13 +269,13 @@ def test_compare_keys_are_the_metric_and_the_x_axis():
 def test_config_diff_lists_only_fields_that_differ():
     a = {"name": "x", "method": "arm", "epochs": 10, "method_options": {"w_min": 0.1}, "dataset_options": {"n": 5}}
     b = {"name": "y", "method": "baseline", "epochs": 10, "method_options": {}, "dataset_options": {"n": 5}}
-    keys, rows = fx.config_diff([a, b])
+    keys, rows = ss.config_diff([a, b])
     assert keys == ["method", "method_options.w_min"]
     assert rows == [
         {"method": "arm", "method_options.w_min": "0.1"},
         {"method": "baseline", "method_options.w_min": "—"},
     ]
-    assert fx.config_diff([a, dict(a)]) == ([], [{}, {}])
+    assert ss.config_diff([a, dict(a)]) == ([], [{}, {}])
 
 
 def test_one_template_per_colour_mode_is_registered_and_used():

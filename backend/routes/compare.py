@@ -1,26 +1,26 @@
-"""Many runs' curves in one call, thinned on the server so long runs stay quick to draw."""
+"""Many runs' curves in one call, thinned on the server so long runs stay quick to draw, or summarised over seeds."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from backend import deps
+from backend import seed_sets as ss
 from backend.errors import described, fast_json, invalid
 from backend.routes.runs import MAX_ID, split_csv
-from backend.schemas import CompareOut
+from backend.schemas import CompareOut, SeedSetsOut
 from backend.store import Store
 
 router = APIRouter(tags=["compare"], responses=described(404))
 MAX_COMPARED = 200
 
 
-@router.get("/compare", response_model=CompareOut)
-def compare(
-    runs: str = Query(..., description="Comma-separated run ids."),
-    keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
-    points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
-    store: Store = Depends(deps.store),
-) -> Response:
+RUNS = Query(..., description="Comma-separated run ids.")
+KEYS = Query(None, description="Comma-separated metric keys; all when empty.")
+
+
+def run_ids(runs: str) -> list[int]:
+    """The distinct ids of a ``runs`` query, in order; a clear 422 for anything else."""
     try:
         ids = [int(part) for part in split_csv(runs) or []]
     except ValueError:
@@ -29,4 +29,35 @@ def compare(
         raise invalid("query", "runs", f"run ids lie between 1 and {MAX_ID}")
     if not ids or len(ids) > MAX_COMPARED:
         raise invalid("query", "runs", f"give between 1 and {MAX_COMPARED} run ids")
-    return fast_json({"runs": store.compare(list(dict.fromkeys(ids)), split_csv(keys), points)})
+    return list(dict.fromkeys(ids))
+
+
+@router.get("/compare", response_model=CompareOut)
+def compare(
+    runs: str = RUNS,
+    keys: str | None = KEYS,
+    points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
+    store: Store = Depends(deps.store),
+) -> Response:
+    return fast_json({"runs": store.compare(run_ids(runs), split_csv(keys), points)})
+
+
+@router.get("/compare/seeds", response_model=SeedSetsOut)
+def compare_seeds(runs: str = RUNS, keys: str | None = KEYS, store: Store = Depends(deps.store)) -> Response:
+    """The runs in sets that differ only in their seed; per set and metric, mean ± std epoch by epoch and
+    over the runs' last and best values: the numbers a paper reports."""
+    found = store.compare(run_ids(runs), split_csv(keys))
+    wanted = split_csv(keys) or sorted(
+        {k for run in found for r in run["records"] for k, v in r.items() if k != "epoch" and ss.number(v) is not None}
+    )
+    sets = [
+        {
+            "label": label,
+            "method": members[0]["method"],
+            "runs": [run["id"] for run in members],
+            "seeds": [run["seed"] for run in members],
+            "metrics": ss.summarise(members, wanted),
+        }
+        for label, members in ss.seed_sets(found)
+    ]
+    return fast_json({"sets": sets})

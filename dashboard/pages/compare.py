@@ -17,6 +17,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
+from backend import seed_sets as ss
 from backend.routes.compare import MAX_COMPARED
 from backend.store import RunNotFound
 from dashboard import components as ui
@@ -94,7 +95,7 @@ def progress(ctx: Any, ids: Sequence[int]) -> dict[str, Any]:
 def diff_table(runs: Sequence[dict[str, Any]]) -> Any:
     if len(runs) < 2:
         return html.P("Pick two or more runs to see how their configs differ.", className="text-body-secondary mb-0")
-    keys, rows = fx.config_diff([r["config"] for r in runs])
+    keys, rows = ss.config_diff([r["config"] for r in runs])
     if not keys:
         return html.P("These runs share one config (apart from their names).", className="text-body-secondary mb-0")
     head = html.Thead(html.Tr([html.Th("run")] + [html.Th(k, className="font-monospace small") for k in keys]))
@@ -127,7 +128,7 @@ def summary_table(runs: Sequence[dict[str, Any]], metric: str, group: str) -> An
         return text if deviation is None else f"{text} ± {scale * deviation:.2g}"
 
     seeds = group == "seeds"
-    best = "lowest" if metric.removesuffix(".*") in fx.LOWER_IS_BETTER else "best"
+    best = "lowest" if metric.removesuffix(".*") in ss.LOWER_IS_BETTER else "best"
     heads = ["set" if seeds else "run", "modality", "runs" if seeds else "last epoch", "last value", f"{best} value"]
     if not seeds:
         heads.append("at epoch")

@@ -10,6 +10,7 @@ from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
+from backend import seed_sets as ss
 from backend.store import TERMINAL, RunNotFound
 from dashboard import actions
 from dashboard import components as ui
@@ -206,7 +207,7 @@ def events_table(events: Sequence[dict[str, Any]]) -> Any:
 
 
 def config_view(config: dict[str, Any]) -> Any:
-    flat = fx.flatten(config)
+    flat = ss.flatten(config)
     rows = [
         html.Tr(
             [html.Td(k, className="font-monospace small"), html.Td(json.dumps(v), className="font-monospace small")]
