@@ -19,7 +19,7 @@ from dash.exceptions import PreventUpdate
 
 from backend import seed_sets as ss
 from backend.routes.compare import MAX_COMPARED
-from backend.store import RunNotFound
+from backend.store import TERMINAL, RunNotFound
 from dashboard import components as ui
 from dashboard import figures as fx
 
@@ -30,7 +30,6 @@ X_OPTIONS = [
 ]
 COLOR_OPTIONS = [{"label": "run", "value": "run"}, {"label": "method", "value": "method"}]
 GROUP_OPTIONS = [{"label": "each run", "value": "run"}, {"label": "mean ± std over seeds", "value": "seeds"}]
-LIVE = ("queued", "running")
 
 
 def parse_view(search: str | None) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def progress(ctx: Any, ids: Sequence[int]) -> dict[str, Any]:
     found, _ = ctx.store.list_runs(ids=list(ids), limit=len(ids))
     return {
         "signature": sorted([r["id"], r["status"], r["progress"]["epoch"]] for r in found),
-        "live": any(r["status"] in LIVE for r in found),
+        "live": any(r["status"] not in TERMINAL for r in found),
     }
 
 
@@ -150,8 +149,11 @@ def run_options(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"label": f"{fx.run_label(r)} ({r['status']})", "value": r["id"]} for r in runs]
 
 
-def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
-    """Figure, diff table, metric choices and notes for a view: what both the page and its callback show."""
+def render(ctx: Any, view: dict[str, Any], mode: str | None, moved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Figure, diff table, metric choices and notes for a view: what both the page and its callback show.
+
+    ``moved`` is the runs' progress when the caller has just read it (a poll), so it is not read twice.
+    """
     runs, missing = load(ctx, view["runs"])
     records = [rec for run in runs for rec in run["records"]]
     options = fx.metric_options(records)
@@ -160,7 +162,7 @@ def render(ctx: Any, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
     figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode, view["group"])
     notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2") for m in missing]
     return {
-        "progress": progress(ctx, [run["id"] for run in runs]),
+        "progress": moved or progress(ctx, [run["id"] for run in runs]),
         "figure": figure,
         "diff": diff_table(runs),
         "summary": summary_table(runs, view["metric"], view["group"]),
@@ -174,9 +176,10 @@ def poll(
     ctx: Any, view: dict[str, Any], mode: str | None, by_timer: bool, last: list[Any] | None
 ) -> dict[str, Any] | None:
     """What the page shows next; None when the timer fired and no run moved since ``last``."""
-    if by_timer and progress(ctx, view["runs"])["signature"] == last:
-        return None
-    return render(ctx, view, mode)
+    if not by_timer:
+        return render(ctx, view, mode)
+    moved = progress(ctx, view["runs"])
+    return None if moved["signature"] == last else render(ctx, view, mode, moved)
 
 
 def layout(ctx: Any, search: str | None, mode: str | None = None) -> Any:

@@ -382,9 +382,9 @@ def register(app: Dash, ctx: Context) -> None:
     @app.callback(
         Output("runs-sort", "data"), Input(SORT_BY, "n_clicks"), State("runs-sort", "data"), prevent_initial_call=True
     )
-    def sort_by_header(clicks: list[int], sort: str) -> Any:
+    def sort_by_header(_clicks: list[int], sort: str) -> Any:
         # A re-drawn header (every poll that changed the table) arrives with n_clicks 0: not a click.
-        if not dash_ctx.triggered_id or not any(clicks or []) or not dash_ctx.triggered[0].get("value"):
+        if not dash_ctx.triggered_id or not dash_ctx.triggered[0].get("value"):
             raise PreventUpdate
         return next_sort(sort or DEFAULT_SORT, dash_ctx.triggered_id["field"])
 
