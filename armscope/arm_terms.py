@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from armscope.information import arm_information
-from armscope.models.heads import Lens
+from armscope.models.heads import ARMHead, Lens, arm_lens
 
 GUARD_NONFINITE = 1
 GUARD_SIGN = 2
@@ -74,19 +74,11 @@ def arm_terms(
     ncmi_bins: int,
     w_min: float,
     w_max: float,
-    compiled: bool = False,
 ) -> ARMTerms:
-    """Phi_m = p_f NMI(h_m; f) + p_-m (NMI(h_m; f) - NCMI(h_m; f | h_-m)), and the weights.
-
-    ``compiled`` runs the whole computation as one torch.compile graph: on a
-    GPU its couple of hundred tiny eager kernels (per-variable ranges, entropy
-    tables, weights) become a few dozen fused ones. The same NMI and NCMI; the
-    float32 softmax confidences, and so the scores, may differ in the last bits.
-    """
+    """Phi_m = p_f NMI(h_m; f) + p_-m (NMI(h_m; f) - NCMI(h_m; f | h_-m)), and the weights."""
     names = list(feats)
-    terms = _compiled_terms() if compiled else _terms
     with torch.no_grad():
-        return terms(
+        return _terms(
             [feats[m] for m in names],
             lens.probe,
             [lens.rest_features[m] for m in names],
@@ -110,7 +102,7 @@ def _terms(
     bins: tuple[int, int],
     bounds: tuple[float, float],
 ) -> ARMTerms:
-    """arm_terms on plain tensors and constants: what torch.compile traces as one graph."""
+    """arm_terms on plain tensors and constants, so that torch.compile can trace it."""
     nmi, ncmi = arm_information(features, probe, rest_features, *bins, estimator=estimator)
     p_fused = confidence(fused_logits, labels)
     p_rest = torch.stack([confidence(logits, labels) for logits in rest_logits])
@@ -119,7 +111,86 @@ def _terms(
     return ARMTerms(nmi=nmi, ncmi=ncmi, score=score, weight=weight, guard=guard)
 
 
+def arm_step(
+    feats: dict[str, Tensor],
+    head: ARMHead,
+    labels: Tensor,
+    weight_sum: Tensor,
+    *,
+    ema_decay: float,
+    estimator: str,
+    nmi_bins: int,
+    ncmi_bins: int,
+    w_min: float,
+    w_max: float,
+    compiled: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """All of ARM's work in one training step but the fusion: the weights and the guard bits.
+
+    Returns the weights in the features' dtype, ready for the fusion, and the
+    GUARD_* bits; moves the head's evaluation weights (their moving average,
+    decay ``ema_decay``) and adds the weights to ``weight_sum``, both in place.
+    ``compiled`` runs all of it (the lens, the terms, the two updates) as one
+    torch.compile graph. On a GPU the eager version is a couple of hundred
+    tiny kernels, each a host call; compiled, it is a few dozen fused kernels
+    behind one call, which is what keeps ARM within a few percent of the
+    baseline where the step is bound by kernel launches. The same NMI and
+    NCMI; the float32 softmax confidences, and so the scores, may differ in
+    the last bits.
+    """
+    step = _compiled_step() if compiled else _step
+    probe, classifier = head.lens_parameters
+    with torch.no_grad():
+        return step(
+            [feats[m] for m in head.modalities],
+            probe,
+            classifier,
+            labels,
+            head.eval_weights,
+            weight_sum,
+            ema_decay,
+            estimator,
+            (nmi_bins, ncmi_bins),
+            (w_min, w_max),
+        )
+
+
+def _step(
+    features: list[Tensor],
+    probe: tuple[Tensor, Tensor],
+    classifier: tuple[Tensor, Tensor],
+    labels: Tensor,
+    eval_weights: Tensor,
+    weight_sum: Tensor,
+    ema_decay: float,
+    estimator: str,
+    bins: tuple[int, int],
+    bounds: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """arm_step on plain tensors and constants: what torch.compile traces as one graph.
+
+    The lens is keyed by position, not by modality name, so that runs with
+    other modality names reuse the compiled graph.
+    """
+    keys = [str(i) for i in range(len(features))]
+    lens = arm_lens(dict(zip(keys, features)), keys, probe, classifier)
+    terms = _terms(
+        features,
+        lens.probe,
+        [lens.rest_features[k] for k in keys],
+        lens.fused_logits,
+        [lens.rest_logits[k] for k in keys],
+        labels,
+        estimator,
+        bins,
+        bounds,
+    )
+    eval_weights.mul_(ema_decay).add_(terms.weight.to(eval_weights.dtype), alpha=1 - ema_decay)
+    weight_sum.add_(terms.weight.to(weight_sum.dtype))
+    return terms.weight.to(features[0].dtype), terms.guard
+
+
 @functools.cache
-def _compiled_terms() -> Callable[..., ARMTerms]:
+def _compiled_step() -> Callable[..., tuple[Tensor, Tensor]]:
     """Built on first use: importing the compiler costs seconds that eager runs never pay."""
-    return torch.compile(_terms, fullgraph=True)
+    return torch.compile(_step, fullgraph=True)

@@ -1,6 +1,6 @@
-"""ARM's per-step terms as one torch.compile graph (fused kernels on a GPU), checked with the
-CPU compiler: the same scores and weights as eager, the same guards, and a whole run that logs
-what the eager run logs."""
+"""ARM's per-step work (lens, terms, weight updates) as one torch.compile graph (fused kernels on
+a GPU), checked with the CPU compiler: the same weights, guards and updates as eager, and a whole
+run that logs what the eager run logs."""
 
 import importlib.util
 import math
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from armscope import arm_terms as arm_terms_module
-from armscope.arm_terms import GUARD_NONFINITE, arm_terms
+from armscope.arm_terms import GUARD_NONFINITE, arm_step
 from armscope.methods import build_method
 from armscope.methods.arm import compiles_on
 from armscope.models import MultimodalModel, build_encoder
@@ -17,14 +17,7 @@ from armscope.models.heads import ARMHead
 from armscope.rundir import RunDir
 from armscope.train import train
 
-ARGS = dict(nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
-
-
-def lens_and_labels(feats):
-    torch.manual_seed(1)
-    head = ARMHead(list(feats), 16, 5)
-    with torch.no_grad():
-        return head.lens(feats), torch.randint(0, 5, (32,))
+ARGS = dict(ema_decay=0.9, nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
 
 
 def post_relu_features(seed=0):
@@ -32,40 +25,50 @@ def post_relu_features(seed=0):
     return {"audio": torch.relu(torch.randn(32, 16)), "visual": torch.relu(torch.randn(32, 16) * 2)}
 
 
+def one_step(feats, estimator, compiled):
+    """The step's weights and guard, and the head's moving average and the weight sum it left."""
+    torch.manual_seed(1)
+    head = ARMHead(list(feats), 16, 5)
+    labels = torch.randint(0, 5, (32,))
+    weight_sum = torch.zeros(len(feats), dtype=torch.float64)
+    weight, guard = arm_step(feats, head, labels, weight_sum, estimator=estimator, compiled=compiled, **ARGS)
+    return weight, guard, head.eval_weights, weight_sum
+
+
 def both_ways(feats, estimator):
-    lens, labels = lens_and_labels(feats)
-    eager = arm_terms(feats, lens, labels, estimator=estimator, **ARGS)
-    compiled = arm_terms(feats, lens, labels, estimator=estimator, compiled=True, **ARGS)
-    return eager, compiled
+    return one_step(feats, estimator, False), one_step(feats, estimator, True)
 
 
 @pytest.mark.parametrize("estimator", ["plugin", "reference"])
-def test_compiled_terms_equal_the_eager_terms(estimator):
+def test_a_compiled_step_gives_the_weights_guard_and_updates_of_the_eager_step(estimator):
     for seed in range(3):
         eager, compiled = both_ways(post_relu_features(seed), estimator)
-        torch.testing.assert_close(compiled.nmi, eager.nmi, rtol=0, atol=1e-12)
-        torch.testing.assert_close(compiled.ncmi, eager.ncmi, rtol=0, atol=1e-12)
         # The confidences are float32 softmax means, which the fused kernels round differently.
-        torch.testing.assert_close(compiled.score, eager.score, rtol=1e-6, atol=0)
-        torch.testing.assert_close(compiled.weight, eager.weight, rtol=1e-6, atol=0)
-        assert compiled.guard.item() == eager.guard.item()
+        for got, expected in zip(compiled, eager, strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
 
 
-def test_compiled_terms_give_nan_scores_and_neutral_weights_for_a_non_finite_feature():
+def test_a_compiled_step_gives_neutral_weights_for_a_non_finite_feature():
     feats = post_relu_features()
     feats["audio"][3, 4] = math.nan
     eager, compiled = both_ways(feats, "plugin")
-    assert torch.isnan(compiled.nmi[0]) and torch.isnan(compiled.score[0])
-    assert compiled.weight.tolist() == eager.weight.tolist() == [1.0, 1.0]
-    assert compiled.guard.item() == eager.guard.item() == GUARD_NONFINITE
+    assert compiled[0].tolist() == eager[0].tolist() == [1.0, 1.0]
+    assert compiled[1].item() == eager[1].item() == GUARD_NONFINITE
 
 
-def test_compiled_terms_bin_a_constant_feature_like_eager():
+def test_a_compiled_step_bins_a_constant_feature_like_eager():
     feats = post_relu_features()
     feats["visual"] = torch.full_like(feats["visual"], 0.25)
     eager, compiled = both_ways(feats, "plugin")
-    torch.testing.assert_close(compiled.nmi, eager.nmi, rtol=0, atol=1e-12)
-    torch.testing.assert_close(compiled.weight, eager.weight, rtol=1e-6, atol=0)
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-6, atol=0)
+
+
+def test_a_compiled_step_serves_heads_of_other_runs_and_modality_names_without_recompiling():
+    one_step(post_relu_features(), "plugin", True)
+    before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    renamed = dict(zip(("left", "right"), post_relu_features(5).values()))
+    one_step(renamed, "plugin", True)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before
 
 
 def test_auto_compiles_on_cuda_with_triton_on_a_card_triton_supports(monkeypatch):
@@ -89,7 +92,7 @@ def arm_with_failing_compiler(monkeypatch, choice):
 
         return compiled
 
-    monkeypatch.setattr(arm_terms_module, "_compiled_terms", failing_compiler)
+    monkeypatch.setattr(arm_terms_module, "_compiled_step", failing_compiler)
     method = build_method("arm", {"compile": choice}, ["audio", "visual"], 5, 16)
     encoders = {m: build_encoder({"name": "mlp"}, (8,), 16) for m in ("audio", "visual")}
     model = MultimodalModel(encoders, method.build_head())

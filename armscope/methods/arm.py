@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.arm_terms import GUARD_REASONS, ARMTerms, arm_terms
+from armscope.arm_terms import GUARD_REASONS, arm_step
+from armscope.graphed import GraphedCall
 from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
-from armscope.models.heads import ARMHead, FusionHead, Lens, MultimodalModel
+from armscope.models.heads import ARMHead, FusionHead, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
 
@@ -38,6 +39,32 @@ def compiles_on(choice: str, device: torch.device) -> bool:
             and torch.cuda.get_device_capability(device) >= (7, 0)
         )
     return choice == "on"
+
+
+def graphs_on(choice: str, device: torch.device) -> bool:
+    """Whether ``cuda_graph: auto|on|off`` replays the step's ARM work from a CUDA graph on this device."""
+    if choice == "on" and device.type != "cuda":
+        raise ValueError(f"method_options.cuda_graph 'on' needs a CUDA device; this run is on {device.type}")
+    return choice != "off" and device.type == "cuda"
+
+
+class AccelerationFailed(RuntimeError):
+    """A speed-up asked for with 'on' failed: the run stops, saying how to turn it off."""
+
+
+# What each speed-up option does, for its fallback event and its failure.
+ACCELERATIONS = {
+    "compile": (
+        "compile_fallback",
+        "compiled per-step terms failed to build",
+        "they run eagerly from here (the same numbers, slower on a GPU)",
+    ),
+    "cuda_graph": (
+        "cuda_graph_fallback",
+        "per-step CUDA graph could not be captured",
+        "the step runs without it from here (the same numbers, slower where the host is the bottleneck)",
+    ),
+}
 
 
 class ARMOptions(BaseModel):
@@ -60,6 +87,12 @@ class ARMOptions(BaseModel):
         "same scores). auto: on CUDA with Triton on a Volta or newer card, eager if compiling fails; "
         "on: anywhere (the CPU needs a C++ compiler), failing the run if compiling fails; off: eager.",
     )
+    cuda_graph: Literal["auto", "on", "off"] = Field(
+        "off",
+        description="Replay the per-step work (compiled or not) from a CUDA graph: one host call instead of "
+        "dozens, which pays where the host is slower to queue a step than the GPU is to run it. auto: on "
+        "CUDA, without it if capturing fails; on: CUDA only, failing the run if capturing fails; off.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "ARMOptions":
@@ -75,8 +108,14 @@ class ARMOptions(BaseModel):
 )
 class ARM(Method):
     options: ARMOptions
-    # Why compiling the terms failed, once it has: the run goes on eagerly (compile: auto).
-    compile_failure: str | None = None
+
+    def __init__(self, options: BaseModel, modalities: list[str], n_classes: int, feature_dim: int) -> None:
+        super().__init__(options, modalities, n_classes, feature_dim)
+        # Per speed-up option, why it failed, once it has: the run goes on without it (auto), for good.
+        self.failures: dict[str, str] = {}
+        # Kept across epochs: a captured CUDA graph adds into this very tensor.
+        self.weight_sum: Tensor | None = None
+        self.graphed: GraphedCall[tuple[Tensor, Tensor]] | None = None
 
     @property
     def lens_settings(self) -> LensSettings:
@@ -90,45 +129,88 @@ class ARM(Method):
         super().begin_epoch(epoch, first_step, steps, device)
         self.first_step = first_step
         self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
-        self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
+        if self.weight_sum is None or self.weight_sum.device != device:
+            self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
+        else:
+            self.weight_sum.zero_()
         self.steps = 0
-        self.compiled = self.compile_failure is None and compiles_on(self.options.compile, device)
-        self.fell_back_at: int | None = None
+        self.compiled = "compile" not in self.failures and compiles_on(self.options.compile, device)
+        self.graphing = "cuda_graph" not in self.failures and graphs_on(self.options.cuda_graph, device)
+        self.fallbacks: list[dict[str, object]] = []
 
     def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
         head = model.head
         assert isinstance(head, ARMHead)
-        detached = {m: h.detach() for m, h in feats.items()}
-        with torch.no_grad():
-            terms = self._terms(detached, head.lens(detached), labels, step)
-            weight = terms.weight.to(feats[self.modalities[0]].dtype)
-            decay = self.options.ema_decay
-            head.eval_weights.mul_(decay).add_(weight.to(head.eval_weights.dtype), alpha=1 - decay)
-        self.guards[self.steps] = terms.guard
-        self.weight_sum += terms.weight
+        # arm_step runs under no_grad: the features need no detaching (one host call fewer each).
+        weight, guard = self._step_weights(feats, head, labels, step)
+        self.guards[self.steps] = guard
         self.steps += 1
         return F.cross_entropy(head.fuse(feats, weight), labels)
 
-    def _terms(self, feats: dict[str, Tensor], lens: Lens, labels: Tensor, step: int) -> ARMTerms:
-        """The step's terms, compiled where asked; an automatic choice that fails to compile runs eagerly."""
+    def _step_weights(self, feats: dict[str, Tensor], head: ARMHead, labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """arm_step, from a CUDA graph where asked; an automatic choice that fails goes on without it."""
+        if self.graphing:
+            try:
+                return self._graph(head)(*[feats[m] for m in self.modalities], labels)
+            except AccelerationFailed:
+                raise
+            except Exception as exc:
+                self.graphing = False
+                self._failed("cuda_graph", exc, step)
+        return self._direct(feats, head, labels, step)
+
+    def _graph(self, head: ARMHead) -> GraphedCall[tuple[Tensor, Tensor]]:
+        if self.graphed is None:
+            assert self.weight_sum is not None
+            names = self.modalities
+
+            def step_weights(*tensors: Tensor) -> tuple[Tensor, Tensor]:
+                feats = dict(zip(names, tensors))
+                return self._direct(feats, head, tensors[-1], self.first_step + self.steps)
+
+            self.graphed = GraphedCall(step_weights, state=[head.eval_weights, self.weight_sum])
+        return self.graphed
+
+    def _direct(self, feats: dict[str, Tensor], head: ARMHead, labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """arm_step, compiled where asked; an automatic choice that fails to compile runs eagerly."""
+        assert self.weight_sum is not None
         if self.compiled:
             try:
-                return arm_terms(feats, lens, labels, compiled=True, **self._estimator_args())
+                return arm_step(feats, head, labels, self.weight_sum, compiled=True, **self._estimator_args())
             except Exception as exc:
-                lines = str(exc).strip().splitlines()
-                reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-                if self.options.compile == "on":
-                    raise RuntimeError(
-                        f"ARM could not compile its per-step terms ({reason}); set method_options.compile to "
-                        "'off' (or 'auto')"
-                    ) from exc
-                self.compiled, self.compile_failure, self.fell_back_at = False, reason, step
-        return arm_terms(feats, lens, labels, compiled=False, **self._estimator_args())
+                self.compiled = False
+                self._failed("compile", exc, step)
+        return arm_step(feats, head, labels, self.weight_sum, compiled=False, **self._estimator_args())
+
+    def _failed(self, option: str, exc: Exception, step: int) -> None:
+        """Stop the run if ``option`` was 'on'; else note the fallback, to be logged as an event once."""
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        kind, failure, instead = ACCELERATIONS[option]
+        if getattr(self.options, option) == "on":
+            raise AccelerationFailed(
+                f"ARM's {failure} ({reason}); set method_options.{option} to 'off' (or 'auto')"
+            ) from exc
+        self.failures[option] = reason
+        self.fallbacks.append(
+            {
+                "step": step,
+                "kind": kind,
+                "level": "warning",
+                "message": f"ARM's {failure} ({reason}); {instead}",
+                "data": {},
+            }
+        )
 
     def _estimator_args(self) -> dict[str, object]:
         s = self.lens_settings
         return dict(
-            estimator=s.estimator, nmi_bins=s.nmi_bins, ncmi_bins=s.ncmi_bins, w_min=s.w_min, w_max=s.w_max
+            ema_decay=self.options.ema_decay,
+            estimator=s.estimator,
+            nmi_bins=s.nmi_bins,
+            ncmi_bins=s.ncmi_bins,
+            w_min=s.w_min,
+            w_max=s.w_max,
         )
 
     def end_epoch(self) -> EpochSummary:
@@ -137,18 +219,6 @@ class ARM(Method):
             f"arm_train_weight.{m}": self.weight_sum[i] / count for i, m in enumerate(self.modalities)
         }
         guards = self.guards[: self.steps].tolist()
-        fallback = []
-        if self.fell_back_at is not None:
-            fallback.append(
-                {
-                    "step": self.fell_back_at,
-                    "kind": "compile_fallback",
-                    "level": "warning",
-                    "message": f"ARM's compiled per-step terms failed to build ({self.compile_failure}); they run "
-                    "eagerly from here (the same numbers, slower on a GPU)",
-                    "data": {},
-                }
-            )
         flagged = [(i, g) for i, g in enumerate(guards) if g]
         metrics["arm_guard_steps"] = torch.tensor(float(len(flagged)))
         events = [
@@ -173,4 +243,4 @@ class ARM(Method):
                     "data": {"steps": len(flagged)},
                 }
             )
-        return EpochSummary(metrics=metrics, events=fallback + events)
+        return EpochSummary(metrics=metrics, events=self.fallbacks + events)

@@ -8,10 +8,12 @@ it, so heads must accept zeros in place of any modality.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Lens:
     rest_features: dict[str, Tensor]
 
 
-def rest_means(feats: dict[str, Tensor]) -> dict[str, Tensor]:
+def rest_means(feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """h_-m: the element-wise mean of the other modalities' features.
 
     With two modalities that is the other tensor itself, passed as is: exact
@@ -43,8 +45,29 @@ def rest_means(feats: dict[str, Tensor]) -> dict[str, Tensor]:
     return {m: (total - h) / count for m, h in feats.items()}
 
 
-def _concat(modalities: list[str], feats: dict[str, Tensor]) -> Tensor:
+def _concat(modalities: Sequence[str], feats: Mapping[str, Tensor]) -> Tensor:
     return torch.cat([feats[m] for m in modalities], dim=1)
+
+
+def arm_lens(
+    feats: Mapping[str, Tensor],
+    order: Sequence[str],
+    probe: tuple[Tensor, Tensor],
+    classifier: tuple[Tensor, Tensor],
+) -> Lens:
+    """ARMHead.lens on the head's parameters as plain tensors (weight, bias).
+
+    Free of the module so that ARM's compiled step can take the parameters as
+    graph inputs: one compiled graph then serves every run's head.
+    """
+    rest = rest_means(feats)
+    fused = F.linear(_concat(order, feats), *probe)
+    return Lens(
+        probe=fused,
+        fused_logits=F.linear(fused, *classifier),
+        rest_logits={m: F.linear(r, *classifier) for m, r in rest.items()},
+        rest_features=rest,
+    )
 
 
 class FusionHead(nn.Module):
@@ -119,15 +142,13 @@ class ARMHead(FusionHead):
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
         return self.fuse(feats, self.eval_weights)
 
+    @property
+    def lens_parameters(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """(weight, bias) of the probe P and of the classifier C, as arm_lens takes them."""
+        return (self.probe.weight, self.probe.bias), (self.classifier.weight, self.classifier.bias)
+
     def lens(self, feats: dict[str, Tensor]) -> Lens:
-        rest = rest_means(feats)
-        probe = self.probe(_concat(self.modalities, feats))
-        return Lens(
-            probe=probe,
-            fused_logits=self.classifier(probe),
-            rest_logits={m: self.classifier(r) for m, r in rest.items()},
-            rest_features=rest,
-        )
+        return arm_lens(feats, self.modalities, *self.lens_parameters)
 
 
 class MultimodalModel(nn.Module):
