@@ -79,30 +79,23 @@ def arm_terms(
     names = list(feats)
     with torch.no_grad():
         return _terms(
-            [feats[m] for m in names],
-            lens.probe,
-            [lens.rest_features[m] for m in names],
-            lens.fused_logits,
-            [lens.rest_logits[m] for m in names],
-            labels,
-            estimator,
-            (nmi_bins, ncmi_bins),
-            (w_min, w_max),
+            [feats[m] for m in names], lens, names, labels, estimator, (nmi_bins, ncmi_bins), (w_min, w_max)
         )
 
 
 def _terms(
     features: list[Tensor],
-    probe: Tensor,
-    rest_features: list[Tensor],
-    fused_logits: Tensor,
-    rest_logits: list[Tensor],
+    lens: Lens,
+    keys: list[str],
     labels: Tensor,
     estimator: str,
     bins: tuple[int, int],
     bounds: tuple[float, float],
 ) -> ARMTerms:
-    """arm_terms on plain tensors and constants, so that torch.compile can trace it."""
+    """arm_terms on tensors and constants, the lens's per-modality entries taken in the order of ``keys``."""
+    probe, fused_logits = lens.probe, lens.fused_logits
+    rest_features = [lens.rest_features[k] for k in keys]
+    rest_logits = [lens.rest_logits[k] for k in keys]
     nmi, ncmi = arm_information(features, probe, rest_features, *bins, estimator=estimator)
     p_fused = confidence(fused_logits, labels)
     p_rest = torch.stack([confidence(logits, labels) for logits in rest_logits])
@@ -174,17 +167,7 @@ def _step(
     """
     keys = [str(i) for i in range(len(features))]
     lens = arm_lens(dict(zip(keys, features)), keys, probe, classifier)
-    terms = _terms(
-        features,
-        lens.probe,
-        [lens.rest_features[k] for k in keys],
-        lens.fused_logits,
-        [lens.rest_logits[k] for k in keys],
-        labels,
-        estimator,
-        bins,
-        bounds,
-    )
+    terms = _terms(features, lens, keys, labels, estimator, bins, bounds)
     eval_weights.mul_(ema_decay).add_(terms.weight.to(eval_weights.dtype), alpha=1 - ema_decay)
     weight_sum.add_(terms.weight.to(weight_sum.dtype))
     return terms.weight.to(features[0].dtype), terms.guard
