@@ -62,17 +62,28 @@ class GraphedCall(Generic[Output]):
         saved = [s.clone() for s in self.state]
         # Warm up on a side stream, as torch.cuda.graph asks: lazy initialisation
         # (cuBLAS workspaces, compiled kernels) must not happen inside the capture.
+        # Under the capture's own autocast settings: a compiled fn guards on them,
+        # and recompiling inside a capture fails.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self.fn(*static)
-        torch.cuda.current_stream().wait_stream(side)
-        for s, value in zip(self.state, saved):
-            s.copy_(value)
+        try:
+            with torch.cuda.stream(side), _uncached_autocast():
+                for _ in range(2):
+                    self.fn(*static)
+        finally:
+            torch.cuda.current_stream().wait_stream(side)
+            for s, value in zip(self.state, saved):
+                s.copy_(value)
         graph = torch.cuda.CUDAGraph()
+        # The outer stream context restores the caller's stream should the capture
+        # fail (torch.cuda.graph then leaves its capture stream current).
         # thread_local: a DataLoader's pin-memory thread may allocate pinned memory meanwhile.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), _uncached_autocast():
+        with (
+            torch.cuda.stream(torch.cuda.current_stream()),
+            torch.cuda.graph(graph, capture_error_mode="thread_local"),
+            _uncached_autocast(),
+            torch.compiler.set_stance("fail_on_recompile"),
+        ):
             outputs = self.fn(*static)
         return _Captured(graph, static, outputs)
 

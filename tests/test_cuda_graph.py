@@ -32,22 +32,23 @@ def test_a_run_asking_for_a_cuda_graph_on_the_cpu_fails_naming_the_option(tiny_c
         train(tiny_config(epochs=1, method_options={"cuda_graph": "on"}), tmp_path / "run")
 
 
-def arm_on_cpu(epochs_steps: int = 2):
+def arm_on_cpu(device=torch.device("cpu")):
     method = build_method("arm", {"cuda_graph": "auto"}, ["audio", "visual"], 5, 16)
     encoders = {m: build_encoder({"name": "mlp"}, (8,), 16) for m in ("audio", "visual")}
     model = MultimodalModel(encoders, method.build_head())
-    method.begin_epoch(1, 0, epochs_steps, torch.device("cpu"))
+    method.begin_epoch(1, 0, 2, device)
     feats = model.encode({m: torch.randn(32, 8) for m in ("audio", "visual")}, method.encoded_modalities())
     return method, model, feats, torch.randint(0, 5, (32,))
 
 
 def test_the_weight_sum_a_graph_adds_into_is_one_tensor_zeroed_each_epoch():
-    method, model, feats, labels = arm_on_cpu()
+    # A device with an index, as "cuda" becomes "cuda:0" on the tensors made there.
+    method, model, feats, labels = arm_on_cpu(torch.device("cpu", 0))
     kept = method.weight_sum
     method.loss(model, feats, labels, step=0)
     assert kept.abs().sum() > 0
     method.end_epoch()
-    method.begin_epoch(2, 1, 2, torch.device("cpu"))
+    method.begin_epoch(2, 1, 2, torch.device("cpu", 0))
     assert method.weight_sum is kept and kept.abs().sum() == 0
 
 
@@ -123,11 +124,14 @@ def test_each_batch_size_gets_its_own_graph_and_the_last_partial_batch_is_right(
 
 
 @needs_cuda
-def test_a_run_with_a_cuda_graph_logs_the_weights_of_a_run_without(tiny_config, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_with_a_cuda_graph_logs_the_weights_of_a_run_without(tiny_config, tmp_path, precision):
     logged = {}
     for choice in ("off", "on"):
-        config = tiny_config(epochs=2, device="cuda", method_options={"cuda_graph": choice, "compile": "on"})
+        options = {"cuda_graph": choice, "compile": "on"}
+        config = tiny_config(epochs=2, device="cuda", precision=precision, method_options=options)
         assert train(config, tmp_path / choice).status == "succeeded"
+        assert not [e for e in RunDir(tmp_path / choice).events() if e["kind"].endswith("_fallback")]
         logged[choice] = RunDir(tmp_path / choice).metrics()
     for without, with_graph in zip(logged["off"], logged["on"], strict=True):
         for key in ("arm_train_weight.audio", "arm_train_weight.visual", "val_acc", "train_loss"):

@@ -41,6 +41,11 @@ def compiles_on(choice: str, device: torch.device) -> bool:
     return choice == "on"
 
 
+def capturing() -> bool:
+    """Whether this thread is capturing a CUDA graph now."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 def graphs_on(choice: str, device: torch.device) -> bool:
     """Whether ``cuda_graph: auto|on|off`` replays the step's ARM work from a CUDA graph on this device."""
     if choice == "on" and device.type != "cuda":
@@ -129,7 +134,8 @@ class ARM(Method):
         super().begin_epoch(epoch, first_step, steps, device)
         self.first_step = first_step
         self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
-        if self.weight_sum is None or self.weight_sum.device != device:
+        # By type: a tensor made on "cuda" says "cuda:0", and a new tensor would leave a captured graph behind.
+        if self.weight_sum is None or self.weight_sum.device.type != device.type:
             self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
         else:
             self.weight_sum.zero_()
@@ -178,6 +184,8 @@ class ARM(Method):
             try:
                 return arm_step(feats, head, labels, self.weight_sum, compiled=True, **self._estimator_args())
             except Exception as exc:
+                if capturing():  # the CUDA graph failed, not the compiler: that fallback is the graph's
+                    raise
                 self.compiled = False
                 self._failed("compile", exc, step)
         return arm_step(feats, head, labels, self.weight_sum, compiled=False, **self._estimator_args())
