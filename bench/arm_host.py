@@ -7,9 +7,9 @@ it (on the lent H100 at batch 64: bench/arm_overhead.py's "host ms" column),
 every host call that ARM adds shows in the step time. This prints, per call,
 the host microseconds to queue and the microseconds to finish (queue + run)
 of: one tiny kernel (the unit), arm_step eager, compiled, and (on CUDA)
-replayed as a CUDA graph captured from the eager version (inputs copied into
-its static buffers, then one replay), and ARM's fusion, loss and backward
-beside the baseline head's.
+replayed from a CUDA graph of either (armscope.graphed.GraphedCall, as
+``cuda_graph: on`` runs it: the inputs copied into the graph's buffers, then
+one replay), and ARM's fusion, loss and backward beside the baseline head's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from armscope.arm_terms import arm_step
+from armscope.graphed import GraphedCall
 from armscope.models.heads import ARMHead, ConcatHead
 
 SETTINGS = dict(ema_decay=0.99, estimator="plugin", nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
@@ -40,27 +41,6 @@ def per_call_us(run: Callable[[], object], calls: int, sync: Callable[[], None])
     sync()
     done = time.perf_counter()
     return (queued - start) * 1e6 / calls, (done - start) * 1e6 / calls
-
-
-def graph_replay(run: Callable[[], object], inputs: list[torch.Tensor]) -> Callable[[], object]:
-    """``run`` captured as a CUDA graph reading ``inputs``; each call first copies fresh values into them."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        run()
-    fresh = [x.clone() for x in inputs]
-
-    def replay() -> None:
-        for static, x in zip(inputs, fresh):
-            static.copy_(x, non_blocking=True)
-        graph.replay()
-
-    return replay
 
 
 def main() -> None:
@@ -93,6 +73,14 @@ def main() -> None:
         def step(compiled: bool) -> Callable[[], object]:
             return lambda: arm_step(feats, arm_head, labels, weight_sum, compiled=compiled, **SETTINGS)
 
+        def graphed(compiled: bool) -> Callable[[], object]:
+            call = GraphedCall(
+                lambda a, v, y: arm_step({"audio": a, "visual": v}, arm_head, y, weight_sum, compiled=compiled,
+                                         **SETTINGS),
+                [arm_head.eval_weights, weight_sum],
+            )
+            return lambda: call(feats["audio"], feats["visual"], labels)
+
         parts: list[tuple[str, Callable[[], object]]] = [
             ("one tiny kernel (x.add_(1))", lambda: unit.add_(1)),
             ("arm_step, eager", step(False)),
@@ -102,7 +90,8 @@ def main() -> None:
         ]
         with autocast:
             if cuda:
-                parts.insert(3, ("arm_step, CUDA graph of eager", graph_replay(step(False), [*feats.values(), labels])))
+                parts[3:3] = [("arm_step, CUDA graph of eager", graphed(False)),
+                              ("arm_step, CUDA graph of compiled", graphed(True))]
             for label, run in parts:
                 host, done = per_call_us(run, args.calls, sync)
                 print(f"| {precision} | {label} | {host:.0f} | {done:.0f} |", flush=True)
