@@ -7,7 +7,7 @@ from armscope.arm_terms import GUARD_NONFINITE, GUARD_RANGE, GUARD_SIGN, arm_ter
 from armscope.information import ncmi, nmi
 from armscope.methods import build_method
 from armscope.methods.ogm import ogm_coefficients
-from armscope.models import ARMHead, ConcatHead, MultimodalModel
+from armscope.models import ARMHead, ConcatHead, MultimodalModel, build_encoder
 
 
 def test_ogm_slows_the_modality_whose_ratio_exceeds_one():
@@ -59,6 +59,31 @@ def test_ogm_ge_scales_encoder_gradients_and_adds_noise_only_when_modulating():
     assert torch.all(enc["a"].weight.grad == 0.5)
     assert torch.all(enc["a"].bias.grad == 1), "biases are not modulated"
     assert torch.all(enc["b"].weight.grad == 1)
+
+
+def test_ogm_ge_modulation_is_the_published_per_parameter_formula_bit_for_bit():
+    """grad = k * grad + N(0, 1) * (std(grad) + 1e-8), one parameter after another, as in the original code."""
+    torch.manual_seed(0)
+    method = build_method("ogm-ge", {"alpha": 1.0}, ["a", "b"], 3, 8)
+    model = MultimodalModel(
+        {m: build_encoder({"name": "mlp", "hidden": [32, 16]}, (6,), 8) for m in ("a", "b")}, ConcatHead(["a", "b"], 8, 3)
+    )
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    method.begin_epoch(1, 0, 1, torch.device("cpu"))
+    method.coeff = torch.tensor([0.3, 1.0])
+    expected = {}
+    torch.manual_seed(7)
+    for i, m in enumerate(["a", "b"]):
+        for name, p in model.encoders[m].named_parameters():
+            g = p.grad
+            if g.dim() >= 2:
+                expected[m, name] = g * method.coeff[i] + torch.randn_like(g) * (g.std() + 1e-8)
+    torch.manual_seed(7)
+    method.after_backward(model, 0)
+    assert len(expected) == 6
+    for (m, name), grad in expected.items():
+        assert torch.equal(dict(model.encoders[m].named_parameters())[name].grad, grad), (m, name)
 
 
 def test_arm_weights_for_two_modalities_equal_the_reference_formula():

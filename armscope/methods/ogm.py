@@ -53,6 +53,15 @@ def ogm_coefficients(scores: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     return ratio, coeff
 
 
+def gradient_noise(grads: list[Tensor]) -> list[Tensor]:
+    """OGM-GE's noise: N(0, 1) scaled by each gradient's standard deviation (+ 1e-8), drawn in list order."""
+    scales = [g.std() for g in grads]
+    torch._foreach_add_(scales, 1e-8)
+    noise = [torch.randn_like(g) for g in grads]
+    torch._foreach_mul_(noise, scales)
+    return noise
+
+
 class OGM(Method):
     options: OGMOptions
     with_noise = False
@@ -85,19 +94,23 @@ class OGM(Method):
         return F.cross_entropy(head(feats), labels)
 
     def after_backward(self, model: MultimodalModel, step: int) -> None:
+        """k_m * g (+ Gaussian noise of g's standard deviation) on every >= 2-D gradient of encoder m.
+
+        The same arithmetic, in the same order, as the published one statement
+        per parameter, with the scaling and the sums as list operations: about
+        two host calls per parameter instead of six, which shows on a GPU
+        whose step is bound by kernel launches.
+        """
         if not self.modulating:
             return
         for i, m in enumerate(self.modalities):
-            k = self.coeff[i]
-            for param in model.encoders[m].parameters():
-                g = param.grad
-                if g is None or g.dim() < 2:
-                    continue
-                if self.with_noise:
-                    noise = torch.randn_like(g) * (g.std() + 1e-8)
-                    param.grad = g * k + noise
-                else:
-                    param.grad = g * k
+            grads = [p.grad for p in model.encoders[m].parameters() if p.grad is not None and p.grad.dim() >= 2]
+            if not grads:
+                continue
+            noise = gradient_noise(grads) if self.with_noise else None
+            torch._foreach_mul_(grads, self.coeff[i])
+            if noise is not None:
+                torch._foreach_add_(grads, noise)
 
     def end_epoch(self) -> EpochSummary:
         count = max(self.steps, 1)
