@@ -173,7 +173,16 @@ def _step(
     return terms.weight.to(features[0].dtype), terms.guard
 
 
+# Compiled variants of _step one process may hold: a worker's runs differ in the number of
+# modalities, estimator, precision and bins, and each combination is one more (Dynamo's default of
+# 8, then failing under fullgraph, was reached by a worker serving a mixed sweep).
+COMPILED_VARIANTS = 64
+
+
 @functools.cache
 def _compiled_step() -> Callable[..., tuple[Tensor, Tensor]]:
     """Built on first use: importing the compiler costs seconds that eager runs never pay."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILED_VARIANTS)
     return torch.compile(_step, fullgraph=True)

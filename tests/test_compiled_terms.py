@@ -129,3 +129,10 @@ def test_a_run_with_compiled_terms_logs_the_weights_of_the_eager_run(tiny_config
     for eager, compiled in zip(logged["off"], logged["on"], strict=True):
         for key in ("arm_train_weight.audio", "arm_train_weight.visual", "val_acc", "train_loss"):
             assert compiled[key] == pytest.approx(eager[key], rel=1e-6), key
+
+
+def test_the_compiled_step_has_room_for_the_configurations_of_a_workers_many_runs():
+    # Each (modalities, estimator, precision, bins) is one variant of one function: Dynamo's default
+    # of 8 was reached by a worker serving a mixed sweep, and fullgraph then fails every new one.
+    one_step(post_relu_features(), "plugin", True)
+    assert torch._dynamo.config.recompile_limit >= 64
