@@ -1,4 +1,5 @@
-"""Nothing started is lost: worker deaths (SIGKILL), for real, with Redis and PostgreSQL."""
+"""Nothing started is lost: worker deaths (SIGKILL), for real, with Redis and PostgreSQL; and workers of
+several processes run what a single one runs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from armscope.rundir import RunDir
 from armscope.train import TIMING_KEYS, train
 from backend.api import create_app
 from backend.settings import Settings
+from tests.av_fixtures import make_cremad
 from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -32,9 +34,9 @@ def lab(tmp_path, postgres_database):
                       ARMSCOPE_HEARTBEAT_TIMEOUT=str(TIMEOUT))
     workers = []
 
-    def start_worker(name: str, **extra: str):
+    def start_worker(name: str, *args: str, **extra: str):
         log = tmp_path / f"{name}.log"
-        worker = start(["worker", "--queues", "cpu"], {**env, **extra}, log)
+        worker = start(["worker", "--queues", "cpu", *args], {**env, **extra}, log)
         workers.append(worker)
         wait_for_worker(log)
         return worker
@@ -155,3 +157,17 @@ def test_a_server_restarted_mid_run_loses_nothing(lab, restart):
     done = wait_for(lambda: (r := polled(api, after["id"])) and r["status"] in ("succeeded", "failed") and r, 120,
                     "the run submitted after the restart")
     assert done["status"] == "succeeded"
+
+
+def test_a_worker_with_several_processes_runs_data_sets_that_decode_in_loader_processes(lab, tmp_path):
+    api, start_worker = lab
+    start_worker("prefork", "--concurrency", "2")
+    fixture = make_cremad(tmp_path / "cremad", n_train=8, n_test=4, frames=1)
+    config = {
+        "dataset": "cremad", "epochs": 1, "batch_size": 4, "method": "baseline", "device": "cpu",
+        "dataset_options": {"root": str(fixture.root), "image_size": 16, "frames": 1, "num_workers": 2},
+        "model_options": {"feature_dim": 8, "encoder": {"name": "mlp", "hidden": [8]}},
+    }
+    run_id = api.post("/api/v1/runs", json=config).json()["id"]
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded", run.get("error")

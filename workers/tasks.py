@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import threading
@@ -9,7 +10,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from backend.publish import publish
 from backend.settings import get_settings
@@ -37,6 +38,18 @@ REAPERS: list[Reaper] = []
 
 def enqueue(run_id: int, queue: str) -> None:
     run_task.apply_async((run_id,), queue=queue)
+
+
+@worker_process_init.connect
+def _allow_data_loader_processes(**_: Any) -> None:
+    """Let a prefork child (``--concurrency`` above 1) start DataLoader worker processes.
+
+    Celery marks its pool processes daemonic, and Python refuses children to
+    those, so every run of an audio-visual data set (two loader processes by
+    default) would fail there. The only children a run starts are loader
+    workers, which end with their loader and exit when their parent dies.
+    """
+    multiprocessing.current_process().daemon = False
 
 
 @worker_ready.connect
