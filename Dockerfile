@@ -17,6 +17,12 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# A C/C++ compiler: Triton builds its kernel launchers with one when ARM's step is compiled on
+# a GPU, and Inductor's CPU backend needs one too; without it, compile: auto runs eagerly.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 # torch first and on its own layer: it is most of the image and changes far less often than
 # our code. A local build such as 2.13.0+cpu satisfies the ==2.13.0 pin, so the next step keeps it.
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"

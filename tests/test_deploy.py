@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from armscope.cli import app
 from armscope.data.paths import DATA_ROOT_VARIABLE
 from backend.settings import Settings
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 ARMSCOPE_SERVICES = sorted(name for name, service in SERVICES.items() if (service.get("command") or [""])[0] == "armscope")
 
@@ -38,3 +40,20 @@ def test_workers_wait_for_the_api_which_migrates_the_database_first():
     for worker in ("worker-cpu", "worker-gpu"):
         assert SERVICES[worker]["depends_on"]["api"]["condition"] == "service_healthy"
     assert SERVICES["worker-gpu"]["command"][-1].split(",")[0] == "gpu"
+
+
+def gibibytes(size: str) -> float:
+    """A Compose byte size such as 8gb, 512m or 64k, in GiB."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg])b?", size.lower()).groups()
+    return float(number) * {"k": 2**-20, "m": 2**-10, "g": 1.0}[unit]
+
+
+@pytest.mark.parametrize("worker", ["worker-cpu", "worker-gpu"])
+def test_workers_have_shared_memory_for_their_data_loader_processes(worker):
+    # Docker gives a container 64 MB of /dev/shm; loader processes pass whole batches through it.
+    assert gibibytes(SERVICES[worker]["shm_size"]) >= 1
+
+
+def test_the_image_has_the_compiler_that_compiled_arm_steps_need():
+    installs = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "apt-get install" in line]
+    assert any(" g++" in line for line in installs)
