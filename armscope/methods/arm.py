@@ -26,7 +26,7 @@ MAX_GUARD_EVENTS_PER_EPOCH = 10
 
 
 def compiles_on(choice: str, device: torch.device) -> bool:
-    """Whether ``compile: auto|on|off`` compiles the step's ARM terms on this device.
+    """Whether ``compile: auto|on|off`` compiles ARM's per-step work on this device.
 
     auto only where it pays and cannot fail for want of a toolchain: CUDA
     with Triton, which torch.compile generates its GPU kernels with, on a
