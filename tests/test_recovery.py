@@ -171,3 +171,18 @@ def test_a_worker_with_several_processes_runs_data_sets_that_decode_in_loader_pr
     run_id = api.post("/api/v1/runs", json=config).json()["id"]
     run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
     assert run["status"] == "succeeded", run.get("error")
+
+
+def test_stopping_a_worker_of_several_processes_hands_its_running_runs_back_at_once(lab):
+    api, start_worker = lab
+    worker = start_worker("prefork", "--concurrency", "2")
+    run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 30}).json()["id"]
+    wait_for(lambda: run_of(api, run_id)["progress"]["epoch"] >= 1, 60, "epoch 1")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(40) is not None
+    assert run_of(api, run_id)["status"] == "queued"
+    assert "requeued" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
+    start_worker("next")
+    wait_for(lambda: "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()], 60,
+             "the run to resume")
+    api.post(f"/api/v1/runs/{run_id}/cancel")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
 from functools import lru_cache
 from typing import Any
 
+import billiard
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from backend.publish import publish
@@ -33,6 +35,10 @@ def worker_name() -> str:
 
 
 STOPPING = threading.Event()
+# Sent by a shutting-down worker to its pool processes (--concurrency above 1), whose runs then
+# stop within a batch and go back to the queue, as a single-process worker's do. Celery itself
+# only waits for them, for as long as their runs take.
+STOP_SIGNAL = signal.SIGUSR2
 REAPERS: list[Reaper] = []
 
 
@@ -41,15 +47,17 @@ def enqueue(run_id: int, queue: str) -> None:
 
 
 @worker_process_init.connect
-def _allow_data_loader_processes(**_: Any) -> None:
-    """Let a prefork child (``--concurrency`` above 1) start DataLoader worker processes.
+def _prepare_pool_process(**_: Any) -> None:
+    """Make a prefork child (``--concurrency`` above 1) a place where a run can go as in the main process.
 
     Celery marks its pool processes daemonic, and Python refuses children to
     those, so every run of an audio-visual data set (two loader processes by
     default) would fail there. The only children a run starts are loader
     workers, which end with their loader and exit when their parent dies.
+    And a child learns of its worker's shutdown by STOP_SIGNAL.
     """
     multiprocessing.current_process().daemon = False
+    signal.signal(STOP_SIGNAL, lambda *_: STOPPING.set())
 
 
 @worker_ready.connect
@@ -67,6 +75,9 @@ def _start_reaper(sender: Any, **_: Any) -> None:
 @worker_shutting_down.connect
 def _stop_runs(**_: Any) -> None:
     STOPPING.set()
+    for child in billiard.process.active_children():
+        if child.pid is not None:
+            os.kill(child.pid, STOP_SIGNAL)
 
 
 @worker_shutdown.connect
