@@ -211,19 +211,40 @@ class _Loop:
 
     def run(self) -> RunResult:
         final = None
+        out_of_memory = None
         try:
             for epoch in range(self.state["epoch"] + 1, self.config.epochs + 1):
                 final = self._epoch(epoch)
         except RunCancelled:
             self.emit_event("cancelled", "info", "cancelled on request")
             return self._finish("cancelled", final, None)
+        except torch.cuda.OutOfMemoryError as exc:
+            out_of_memory = self._out_of_memory(exc)
         except (TrainingFailed, DataError) as exc:
             self.emit_event("failed", "error", str(exc))
             return self._finish("failed", final, str(exc))
         except BaseException as exc:
             self.sink.finish("failed", f"{type(exc).__name__}: {exc}")
             raise
-        return self._finish("succeeded", final, None)
+        if out_of_memory is None:
+            return self._finish("succeeded", final, None)
+        # The traceback, and the activations its frames held, are gone by now: hand the memory back
+        # to the card for the worker's next run (and anything else on the GPU).
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.emit_event("failed", "error", out_of_memory)
+        return self._finish("failed", final, out_of_memory)
+
+    def _out_of_memory(self, exc: torch.cuda.OutOfMemoryError) -> str:
+        """What ran out, where, and the settings that decide how much a step needs."""
+        config, lines = self.config, str(exc).strip().splitlines()
+        remedy = "lower batch_size (or the data set's image_size or frames)"
+        if config.precision == "fp32":
+            remedy += ", or use precision bf16"
+        return (
+            f"out of GPU memory in epoch {self.state['epoch'] + 1} (batch_size {config.batch_size}, precision "
+            f"{config.precision}); {remedy}. torch: {lines[0] if lines else 'out of memory'}"
+        )
 
     def _finish(self, status: str, final: dict[str, Any] | None, error: str | None) -> RunResult:
         self.sink.finish(status, error)

@@ -2,6 +2,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from armscope import train as train_module
 from armscope.methods import Method
@@ -142,6 +143,29 @@ def test_a_loss_that_is_not_finite_fails_the_run_with_a_reason(tiny_config, tmp_
     assert result.epochs_completed == 1
     assert sink.finished[0] == "failed"
     assert any(e["kind"] == "failed" for e in RunDir(tmp_path / "run").events())
+
+
+def test_running_out_of_gpu_memory_fails_the_run_saying_what_to_lower_and_keeps_what_was_done(
+    tiny_config, tmp_path, monkeypatch
+):
+    original = Method.loss
+
+    def loss_beyond_memory(self, model, feats, labels, step):
+        if step >= 12:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\n(details)")
+        return original(self, model, feats, labels, step)
+
+    monkeypatch.setattr(Method, "loss", loss_beyond_memory)
+    sink = Recorder()
+    result = train(tiny_config(method="baseline", epochs=3), tmp_path / "run", sink)
+    assert result.status == "failed" and sink.finished == ("failed", result.error)
+    assert result.error == (
+        "out of GPU memory in epoch 2 (batch_size 64, precision fp32); lower batch_size (or the data set's "
+        "image_size or frames), or use precision bf16. torch: CUDA out of memory. Tried to allocate 2.00 GiB."
+    )
+    assert any(e["kind"] == "failed" for e in RunDir(tmp_path / "run").events())
+    assert [r["epoch"] for r in RunDir(tmp_path / "run").metrics()] == [1]
+    assert RunDir(tmp_path / "run").load_checkpoint()["state"]["epoch"] == 1
 
 
 def test_progress_is_reported_every_batch_on_the_cpu(tiny_config, tmp_path):
