@@ -85,10 +85,10 @@ def test_auto_compiles_on_cuda_with_triton_on_a_card_triton_supports(monkeypatch
     assert not compiles_on("auto", cuda)
 
 
-def arm_with_failing_compiler(monkeypatch, choice):
+def arm_with_failing_compiler(monkeypatch, choice, error=RuntimeError("Triton cannot generate code for this card\n(long traceback)")):
     def failing_compiler():
         def compiled(*args):
-            raise RuntimeError("Triton cannot generate code for this card\n(long traceback)")
+            raise error
 
         return compiled
 
@@ -111,6 +111,14 @@ def test_an_automatic_compile_that_fails_runs_the_terms_eagerly_and_says_so(monk
     assert "RuntimeError: Triton cannot generate code for this card" in events[0]["message"]
     method.begin_epoch(2, 2, 2, torch.device("cpu"))
     assert not method.compiled and method.end_epoch().events == []  # said once; not tried again
+
+
+def test_running_out_of_memory_in_the_compiled_step_is_the_runs_failure_not_a_compile_fallback(monkeypatch):
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+    method, model, feats, labels = arm_with_failing_compiler(monkeypatch, "auto", oom)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        method.loss(model, feats, labels, step=0)
+    assert method.compiled and method.end_epoch().events == []
 
 
 def test_a_requested_compile_that_fails_stops_saying_how_to_turn_it_off(monkeypatch):

@@ -136,3 +136,16 @@ def test_a_run_with_a_cuda_graph_logs_the_weights_of_a_run_without(tiny_config, 
     for without, with_graph in zip(logged["off"], logged["on"], strict=True):
         for key in ("arm_train_weight.audio", "arm_train_weight.visual", "val_acc", "train_loss"):
             assert with_graph[key] == pytest.approx(without[key], rel=1e-5), key
+
+
+def test_running_out_of_memory_while_capturing_is_the_runs_failure_not_a_graph_fallback(monkeypatch):
+    method, model, feats, labels = arm_on_cpu()
+    method.graphing = True
+
+    def capture_beyond_memory(self, inputs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+
+    monkeypatch.setattr(graphed_module.GraphedCall, "_capture", capture_beyond_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        method.loss(model, feats, labels, step=0)
+    assert method.graphing and method.end_epoch().events == []

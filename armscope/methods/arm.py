@@ -158,7 +158,7 @@ class ARM(Method):
         if self.graphing:
             try:
                 return self._graph(head)(*[feats[m] for m in self.modalities], labels)
-            except AccelerationFailed:
+            except (AccelerationFailed, torch.cuda.OutOfMemoryError):
                 raise
             except Exception as exc:
                 self.graphing = False
@@ -183,6 +183,8 @@ class ARM(Method):
         if self.compiled:
             try:
                 return arm_step(feats, head, labels, self.weight_sum, compiled=True, **self._estimator_args())
+            except torch.cuda.OutOfMemoryError:
+                raise  # the run's failure, not the compiler's
             except Exception as exc:
                 if capturing():  # the CUDA graph failed, not the compiler: that fallback is the graph's
                     raise
