@@ -152,6 +152,8 @@ def test_a_server_restarted_mid_run_loses_nothing(lab, restart):
     run = wait_for(lambda: (r := polled(api, run_id)) and r["status"] in ("succeeded", "failed") and r, 120, "the run")
     assert run["status"] == "succeeded", run["error"]
     assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2, 3, 4]
+    # Its pool processes go down with it: the reaper takes the run back and the next worker resumes it.
+    assert run["attempt"] == 2 and "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
     after = wait_for(lambda: (r := api.post("/api/v1/runs", json={**SLOW, "epochs": 1})).status_code == 201 and r.json(),
                      30, "a submission after the restart")
     done = wait_for(lambda: (r := polled(api, after["id"])) and r["status"] in ("succeeded", "failed") and r, 120,
@@ -186,3 +188,17 @@ def test_stopping_a_worker_of_several_processes_hands_its_running_runs_back_at_o
     wait_for(lambda: "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()], 60,
              "the run to resume")
     api.post(f"/api/v1/runs/{run_id}/cancel")
+
+
+def test_a_run_on_a_worker_of_several_processes_killed_outright_still_ends_with_all_its_epochs(lab):
+    api, start_worker = lab
+    worker = start_worker("prefork", "--concurrency", "2")
+    run_id = api.post("/api/v1/runs", json=SLOW).json()["id"]
+    wait_for(lambda: run_of(api, run_id)["progress"]["epoch"] >= 1, 60, "epoch 1")
+    os.kill(worker.pid, signal.SIGKILL)
+    start_worker("next")
+    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    assert run["status"] == "succeeded"
+    assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2, 3, 4]
+    # Its pool processes go down with it: the reaper takes the run back and the next worker resumes it.
+    assert run["attempt"] == 2 and "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
