@@ -1,11 +1,11 @@
 # One image for the API and the workers (see docker-compose.yml).
 #
 #   CPU image (default):  docker build -t armscope:cpu .
-#   GPU image:            docker build -t armscope:gpu \
-#                           --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .
+#   GPU image:            docker build -t armscope:gpu --build-arg TORCH_INDEX=https://pypi.org/simple .
 #
-# A GPU image needs a CUDA index that carries the pinned torch version and a host driver
-# at least as new as that CUDA; the CUDA runtime itself comes inside the torch wheels.
+# A GPU image needs an index that carries a CUDA build of the pinned torch version (PyPI's Linux
+# build is one; download.pytorch.org/whl/cuXYZ offers others) and a host driver at least as new
+# as that CUDA; the CUDA runtime itself comes inside the torch wheels.
 # TORCH_SPEC must satisfy pyproject's torch pin, or `pip install .` replaces it from PyPI.
 FROM python:3.11-slim
 
