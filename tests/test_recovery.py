@@ -152,8 +152,6 @@ def test_a_server_restarted_mid_run_loses_nothing(lab, restart):
     run = wait_for(lambda: (r := polled(api, run_id)) and r["status"] in ("succeeded", "failed") and r, 120, "the run")
     assert run["status"] == "succeeded", run["error"]
     assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2, 3, 4]
-    # Its pool processes go down with it: the reaper takes the run back and the next worker resumes it.
-    assert run["attempt"] == 2 and "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
     after = wait_for(lambda: (r := api.post("/api/v1/runs", json={**SLOW, "epochs": 1})).status_code == 201 and r.json(),
                      30, "a submission after the restart")
     done = wait_for(lambda: (r := polled(api, after["id"])) and r["status"] in ("succeeded", "failed") and r, 120,
