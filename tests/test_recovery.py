@@ -54,6 +54,15 @@ def run_of(api, run_id):
     return api.get(f"/api/v1/runs/{run_id}").json()
 
 
+def finished(api, run_id):
+    """The run once it has succeeded or failed."""
+    return wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+
+
+def event_kinds(api, run_id):
+    return [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
+
+
 def without_timing(records):
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
@@ -67,7 +76,7 @@ def test_a_run_whose_worker_is_killed_is_resumed_by_another_worker(lab, tmp_path
     assert int(owner.rsplit(":", 1)[1]) == first.pid
     os.kill(first.pid, signal.SIGKILL)
     start_worker("second")
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded" and run["attempt"] == 2 and run["worker"] != owner
     stored = api.get(f"/api/v1/runs/{run_id}/metrics").json()
     assert [m["epoch"] for m in stored] == [1, 2, 3, 4]
@@ -86,7 +95,7 @@ def test_a_run_held_by_a_worker_killed_before_starting_it_is_run_by_another(lab)
     assert run_of(api, run_id)["status"] == "queued"
     os.kill(holder.pid, signal.SIGKILL)
     start_worker("rescuer")
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded" and run["attempt"] == 1
     events = api.get(f"/api/v1/runs/{run_id}/events").json()
     assert any(e["kind"] == "requeued" and "before starting it" in e["message"] for e in events)
@@ -98,7 +107,7 @@ def test_a_run_stored_but_never_sent_to_the_queue_is_sent_by_a_reaper(lab):
     config = RunConfig.model_validate({**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}})
     run_id = api.app.state.store.create_run(config.model_dump(mode="json"), queue="cpu")["id"]
     start_worker("worker")
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded" and run["attempt"] == 1
     events = api.get(f"/api/v1/runs/{run_id}/events").json()
     assert any(e["kind"] == "republished" for e in events)
@@ -109,7 +118,7 @@ def test_a_queued_run_whose_message_a_broker_restart_forgot_is_sent_again(lab):
     run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}}).json()["id"]
     redis.Redis.from_url(REDIS_URL).flushdb()  # what a Redis restart without persistence leaves: nothing
     start_worker("worker")
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded"
     events = api.get(f"/api/v1/runs/{run_id}/events").json()
     assert any(e["kind"] == "republished" and "broker restarted" in e["message"] for e in events)
@@ -169,7 +178,7 @@ def test_a_worker_with_several_processes_runs_data_sets_that_decode_in_loader_pr
         "model_options": {"feature_dim": 8, "encoder": {"name": "mlp", "hidden": [8]}},
     }
     run_id = api.post("/api/v1/runs", json=config).json()["id"]
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded", run.get("error")
 
 
@@ -181,10 +190,9 @@ def test_stopping_a_worker_of_several_processes_hands_its_running_runs_back_at_o
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(40) is not None
     assert run_of(api, run_id)["status"] == "queued"
-    assert "requeued" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
+    assert "requeued" in event_kinds(api, run_id)
     start_worker("next")
-    wait_for(lambda: "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()], 60,
-             "the run to resume")
+    wait_for(lambda: "resumed" in event_kinds(api, run_id), 60, "the run to resume")
     api.post(f"/api/v1/runs/{run_id}/cancel")
 
 
@@ -195,8 +203,8 @@ def test_a_run_on_a_worker_of_several_processes_killed_outright_still_ends_with_
     wait_for(lambda: run_of(api, run_id)["progress"]["epoch"] >= 1, 60, "epoch 1")
     os.kill(worker.pid, signal.SIGKILL)
     start_worker("next")
-    run = wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
+    run = finished(api, run_id)
     assert run["status"] == "succeeded"
     assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2, 3, 4]
     # Its pool processes go down with it: the reaper takes the run back and the next worker resumes it.
-    assert run["attempt"] == 2 and "resumed" in [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
+    assert run["attempt"] == 2 and "resumed" in event_kinds(api, run_id)
