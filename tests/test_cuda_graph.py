@@ -27,6 +27,11 @@ def test_cuda_graph_auto_graphs_on_cuda_only_and_off_never():
     assert not graphs_on("off", torch.device("cuda"))
 
 
+def test_arm_replays_its_step_from_a_cuda_graph_on_cuda_unless_told_otherwise():
+    defaults = build_method("arm", {}, ["audio", "visual"], 5, 16).options
+    assert defaults.cuda_graph == "auto" and graphs_on(defaults.cuda_graph, torch.device("cuda"))
+
+
 def test_a_run_asking_for_a_cuda_graph_on_the_cpu_fails_naming_the_option(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="method_options.cuda_graph 'on' needs a CUDA device; this run is on cpu"):
         train(tiny_config(epochs=1, method_options={"cuda_graph": "on"}), tmp_path / "run")

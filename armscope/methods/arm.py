@@ -93,7 +93,7 @@ class ARMOptions(BaseModel):
         "on: anywhere (the CPU needs a C++ compiler), failing the run if compiling fails; off: eager.",
     )
     cuda_graph: Literal["auto", "on", "off"] = Field(
-        "off",
+        "auto",
         description="Replay the per-step work (compiled or not) from a CUDA graph: one host call instead of "
         "dozens, which pays where the host is slower to queue a step than the GPU is to run it. auto: on "
         "CUDA, without it if capturing fails; on: CUDA only, failing the run if capturing fails; off.",
