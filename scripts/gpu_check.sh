@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything issue 5 checks and measures on a GPU, in one device call (about 6 minutes on an H100).
+# Everything issue 5 checks and measures on a GPU, in one device call (about 5 minutes on an H100).
 #
 # Here, once per session (the device image lacks pydantic; nothing can be fetched there):
 #     scripts/gpu_wheels.sh            # downloads Python 3.12 wheels into .whl/ (git-ignored)
