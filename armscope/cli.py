@@ -144,11 +144,14 @@ def serve(
     no_worker: bool = typer.Option(False, "--no-worker", help="Do not start the embedded worker."),
     queues: str = typer.Option("cpu,gpu", help="Queues the embedded worker takes runs from."),
     concurrency: int = typer.Option(1, min=1, help="Runs the embedded worker trains at once."),
+    processes: int = typer.Option(
+        1, min=1, max=64, help="Server processes answering HTTP (the API and the dashboard), one core's worth each."
+    ),
 ) -> None:
     """Serve the REST API (and dashboard) with an embedded worker; Ctrl-C stops both."""
     from backend.serve import serve as run_server
 
-    run_server(host, port, not no_worker, queues, concurrency)
+    run_server(host, port, not no_worker, queues, concurrency, processes)
 
 
 @app.command()

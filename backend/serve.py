@@ -11,8 +11,10 @@ import subprocess
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from backend.api import create_app
+from backend.queue import CeleryQueue
 from backend.settings import get_settings
 from backend.store import Store
 from workers.reaper import Reaper
@@ -56,20 +58,33 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
-def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int) -> None:
+def served_app() -> FastAPI:
+    """The app of one of several server processes (uvicorn calls this in each): the schema is
+    already migrated by the process that started them, and each keeps its own connections."""
+    settings = get_settings()
+    app = create_app(settings, Store(settings.resolved_database_url))
+    freeze_long_lived()
+    return app
+
+
+def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int, processes: int) -> None:
+    """Serve HTTP from ``processes`` processes; the reaper and the embedded worker are one each, beside them."""
     settings = get_settings()
     settings.ensure_home()
     store = Store(settings.resolved_database_url)
     store.upgrade()
-    app = create_app(settings, store)
+    queue = CeleryQueue(settings)
+    app = create_app(settings, store, queue) if processes == 1 else None
     freeze_long_lived()
-    reaper = Reaper(store, settings, app.state.queue.enqueue, waiting=app.state.queue.waiting)
+    reaper = Reaper(store, settings, queue.enqueue, waiting=queue.waiting)
     reaper.start()
     worker = start_worker(queues, concurrency) if with_worker else None
     print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)
     print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
     print(f"  runs in {settings.home / 'runs'}", flush=True)
     print(f"  embedded worker pid {worker.pid}" if worker else "  no embedded worker", flush=True)
+    if processes > 1:
+        print(f"  {processes} server processes", flush=True)
     if settings.api_token:
         read = " and a read-only token" if settings.read_token else ""
         print(f"  access needs ARMSCOPE_API_TOKEN{read} (browser: log in at /login)", flush=True)
@@ -77,7 +92,11 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
         print("  WARNING: ARMSCOPE_API_TOKEN is not set: anyone who can reach this port can start, "
               "stop and delete runs", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        if app is not None:
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+        else:
+            uvicorn.run("backend.serve:served_app", factory=True, workers=processes, host=host, port=port,
+                        log_level="warning")
     finally:
         reaper.stop()
         if worker is not None:

@@ -3,11 +3,12 @@
     python bench/api_load.py [--clients 50] [--seconds 30] [--db sqlite,postgres]
                              [--postgres postgresql+psycopg://postgres@127.0.0.1:5432]
                              [--mix list=40,metrics=30,compare=20,submit=10] [--think-ms 0]
-                             [--profile DIR] [--server-patch FILE.py:FUNC]
+                             [--server-processes 1] [--profile DIR] [--server-patch FILE.py:FUNC]
 
 For each database the store is seeded (default 1,000 runs, 50 of them with 100 epochs of
 metrics), then a real uvicorn server is started in a separate process (spawned, so it does not
-share the load generator's GIL) on a free port of 127.0.0.1 with a no-op queue. First each
+share the load generator's GIL) on a free port of 127.0.0.1 with a no-op queue; --server-processes N
+starts N of them sharing that port, as `armscope serve --processes N` does. First each
 request kind is sent alone, one at a time (--cost-seconds each), to measure its server CPU cost.
 Then N asyncio users, each with its own httpx.AsyncClient (one keep-alive connection), start
 spread over --ramp-seconds (not counted) and send requests back to back (closed loop; --think-ms
@@ -219,8 +220,9 @@ def call_patch(spec: str) -> None:
     getattr(module, name)()
 
 
-def server_main(url: str, home: str, conn: Any, patches: list[str]) -> None:
-    """Child process: the API app over Store(url), served by uvicorn on a port it picks and reports."""
+def server_main(url: str, home: str, conn: Any, patches: list[str], shared_port: int) -> None:
+    """Child process: the API app over Store(url), served by uvicorn on ``shared_port`` (0: one it picks),
+    which other server processes may share, and on a port of its own for reading its timings; reports both."""
     for spec in patches:
         call_patch(spec)
     import uvicorn
@@ -233,55 +235,90 @@ def server_main(url: str, home: str, conn: Any, patches: list[str]) -> None:
     store = Store(url)
     app = create_app(Settings(home=Path(home), database_url=url), store, NoQueue())
     freeze_long_lived()  # as armscope serve does
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    conn.send(sock.getsockname()[1])
+    shared, own = socket.socket(socket.AF_INET, socket.SOCK_STREAM), socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # the kernel spreads connections over the processes
+    shared.bind(("127.0.0.1", shared_port))
+    own.bind(("127.0.0.1", 0))
+    conn.send((shared.getsockname()[1], own.getsockname()[1]))
     conn.close()
     server = uvicorn.Server(uvicorn.Config(ServerTimings(app), log_level="warning", backlog=1024))
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=[shared, own])
     finally:
         store.dispose()
 
 
 class Server:
-    def __init__(self, url: str, home: str, patches: list[str]) -> None:
+    """``count`` server processes sharing one port (as `armscope serve --processes` shares one socket)."""
+
+    def __init__(self, url: str, home: str, patches: list[str], count: int) -> None:
         ctx = mp.get_context("spawn")
+        self.processes: list[Any] = []
+        self.own_bases: list[str] = []
+        self.port = 0
+        try:
+            for _ in range(count):
+                self.port = self._start(ctx, url, home, patches)
+            self.base = f"http://127.0.0.1:{self.port}"
+            for process, own in zip(self.processes, self.own_bases, strict=True):
+                self._wait_healthy(process, own)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, ctx: Any, url: str, home: str, patches: list[str]) -> int:
         parent, child = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=server_main, args=(url, home, child, patches), name="api-load-server", daemon=True)
-        self.process.start()
+        process = ctx.Process(target=server_main, args=(url, home, child, patches, self.port),
+                              name="api-load-server", daemon=True)
+        process.start()
+        self.processes.append(process)
         child.close()
         if not parent.poll(180):
-            self.stop()
-            raise RuntimeError("the server process did not report a port within 180 s")
-        self.port = parent.recv()
-        self.base = f"http://127.0.0.1:{self.port}"
+            raise RuntimeError("a server process did not report its ports within 180 s")
+        shared, own = parent.recv()
+        self.own_bases.append(f"http://127.0.0.1:{own}")
+        return shared
+
+    @staticmethod
+    def _wait_healthy(process: Any, base: str) -> None:
         deadline = time.monotonic() + 180
         while True:
-            if not self.process.is_alive():
-                raise RuntimeError(f"the server process exited with code {self.process.exitcode}")
+            if not process.is_alive():
+                raise RuntimeError(f"a server process exited with code {process.exitcode}")
             try:
-                if httpx.get(f"{self.base}{API}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
+                if httpx.get(f"{base}{API}/health", timeout=2, trust_env=False).status_code == 200:
+                    return
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the server did not answer /health within 180 s")
+                raise RuntimeError("a server process did not answer /health within 180 s")
             time.sleep(0.1)
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def timings(self) -> dict[str, Any]:
+        """Every process's timings since the last call, merged (and each process's started afresh)."""
+        merged: dict[str, Any] = {"wait": defaultdict(list), "start": defaultdict(list), "gc": defaultdict(list),
+                                  "max_in_flight": []}
+        for base in self.own_bases:
+            part = httpx.get(f"{base}{TIMINGS_PATH}", timeout=30, trust_env=False).json()
+            for name in ("wait", "start", "gc"):
+                for key, values in part[name].items():
+                    merged[name][key].extend(values)
+            merged["max_in_flight"].append(part["max_in_flight"])
+        return merged
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(15)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(15)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
 
 # -- the load -----------------------------------------------------------------------------
@@ -385,7 +422,7 @@ class User:
                     await asyncio.sleep(self.rng.expovariate(1 / self.load.think_ms) / 1000)
 
 
-def request_costs(base: str, server_pid: int, load: Load, seconds: float) -> dict[str, tuple[float, float, int]]:
+def request_costs(server: Server, load: Load, seconds: float) -> dict[str, tuple[float, float, int]]:
     """Each kind alone, one request at a time: server CPU ms and wall ms per request, and how many were sent.
 
     Independent of other processes on the machine (CPU time, not wall time), so it says what a request
@@ -393,9 +430,9 @@ def request_costs(base: str, server_pid: int, load: Load, seconds: float) -> dic
     """
     user = User(-1, load)
     costs = {}
-    with httpx.Client(base_url=f"{base}{API}", timeout=60, trust_env=False) as client:
+    with httpx.Client(base_url=f"{server.base}{API}", timeout=60, trust_env=False) as client:
         for kind in KINDS:
-            count, cpu0, start = 0, cpu_ticks(server_pid), time.perf_counter()
+            count, cpu0, start = 0, cpu_ticks(server.pids), time.perf_counter()
             while time.perf_counter() - start < seconds:
                 method, path, params, body = user.request(kind)
                 response = client.request(method, path, params=params, json=body)
@@ -403,8 +440,8 @@ def request_costs(base: str, server_pid: int, load: Load, seconds: float) -> dic
                 user.note(kind, params, response)
                 count += 1
             wall = time.perf_counter() - start
-            costs[kind] = ((cpu_ticks(server_pid) - cpu0) * 1000 / count, wall * 1000 / count, count)
-        client.get(f"{base}{TIMINGS_PATH}")  # start the server's garbage-collection counts afresh
+            costs[kind] = ((cpu_ticks(server.pids) - cpu0) * 1000 / count, wall * 1000 / count, count)
+    server.timings()  # start the server's garbage-collection counts afresh
     return costs
 
 
@@ -417,14 +454,14 @@ async def loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
 
 
 class Usage:
-    """CPU seconds used so far by the server process, this process, PostgreSQL and the whole machine."""
+    """CPU seconds used so far by the server processes, this process, PostgreSQL and the whole machine."""
 
-    def __init__(self, server_pid: int) -> None:
-        self.pid = server_pid
+    def __init__(self, server_pids: list[int]) -> None:
+        self.pids = server_pids
 
     def take(self) -> dict[str, Any]:
-        return {"wall": time.perf_counter(), "client": time.process_time(), "server": cpu_ticks(self.pid),
-                "kernel": cpu_ticks(self.pid, system_only=True), "machine": cpu_ticks(), "postgres": postgres_ticks()}
+        return {"wall": time.perf_counter(), "client": time.process_time(), "server": cpu_ticks(self.pids),
+                "kernel": cpu_ticks(self.pids, system_only=True), "machine": cpu_ticks(), "postgres": postgres_ticks()}
 
     @staticmethod
     def cores(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
@@ -462,14 +499,14 @@ async def drive(base: str, load: Load, clients: int, timeout: float, usage: Usag
     return lags, Usage.cores(*snapshots)
 
 
-def warm_up(base: str, metric_ids: list[int]) -> None:
-    with httpx.Client(base_url=f"{base}{API}", timeout=60, trust_env=False) as client:
+def warm_up(server: Server, metric_ids: list[int]) -> None:
+    with httpx.Client(base_url=f"{server.base}{API}", timeout=60, trust_env=False) as client:
         for _ in range(3):
             client.get("/runs", params={"limit": 50}).raise_for_status()
             client.get(f"/runs/{metric_ids[0]}/metrics").raise_for_status()
             client.get("/compare", params={"runs": ",".join(map(str, metric_ids[:10])), "points": 100}).raise_for_status()
             client.post("/runs", json={"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 300}}).raise_for_status()
-        client.get(f"{base}{TIMINGS_PATH}")  # start the server's garbage-collection counts afresh
+    server.timings()  # start the server's garbage-collection counts afresh
 
 
 # -- measuring ----------------------------------------------------------------------------
@@ -483,14 +520,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def cpu_ticks(pid: int | None = None, system_only: bool = False) -> float:
-    """CPU seconds used by a process (all its threads), or busy CPU seconds of the machine when pid is None."""
+def cpu_ticks(pids: list[int] | None = None, system_only: bool = False) -> float:
+    """CPU seconds used by processes (all their threads), or busy CPU seconds of the machine when pids is None."""
     tick = os.sysconf("SC_CLK_TCK")
-    if pid is None:
+    if pids is None:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[12]) if system_only else int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    used = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += int(fields[12]) if system_only else int(fields[11]) + int(fields[12])  # utime, stime
+    return used / tick
 
 
 def postgres_ticks() -> dict[int, float]:
@@ -500,7 +540,7 @@ def postgres_ticks() -> dict[int, float]:
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == "postgres":
-                    found[int(entry.name)] = cpu_ticks(int(entry.name))
+                    found[int(entry.name)] = cpu_ticks([int(entry.name)])
             except (OSError, IndexError, ValueError):
                 continue
     return found
@@ -570,25 +610,25 @@ def measure(label: str, url: str, args: argparse.Namespace, weights: dict[str, f
     ids, metric_ids = seed_store(url, args.runs, args.metric_runs, args.epochs)
     print(f"[{label}] seeded in {time.perf_counter() - started:.1f} s; starting the server ...", flush=True)
     with tempfile.TemporaryDirectory() as home:
-        server = Server(url, home, args.server_patch)
+        server = Server(url, home, args.server_patch, args.server_processes)
         try:
-            warm_up(server.base, metric_ids)
+            warm_up(server, metric_ids)
             costs: dict[str, tuple[float, float, int]] = {}
             if args.cost_seconds > 0:
                 print(f"[{label}] server cost of each kind alone, {args.cost_seconds:g} s each ...", flush=True)
                 probe = Load(ids, metric_ids, weights, math.inf, math.inf, args.max_requests, 0)
-                costs = request_costs(server.base, server.pid, probe, args.cost_seconds)
-            print(f"[{label}] server pid {server.pid} at {server.base}; {args.clients} clients for "
+                costs = request_costs(server, probe, args.cost_seconds)
+            print(f"[{label}] server pids {', '.join(map(str, server.pids))} at {server.base}; {args.clients} clients for "
                   f"{args.seconds:g} s ...", flush=True)
             profiler = None
             if args.profile:
-                profile_path = Path(args.profile) / f"api_load-{label.lower()}.txt"
-                profiler = start_profile(server.pid, args.ramp_seconds + args.seconds, profile_path)
+                profile_path = Path(args.profile) / f"api_load-{label.split(',')[0].lower()}.txt"
+                profiler = start_profile(server.pids[0], args.ramp_seconds + args.seconds, profile_path)
             now = time.perf_counter()
             load = Load(ids, metric_ids, weights, now + args.ramp_seconds, now + args.ramp_seconds + args.seconds,
                         args.max_requests, args.think_ms)
-            lags, cores = asyncio.run(drive(server.base, load, args.clients, args.timeout, Usage(server.pid)))
-            timings = httpx.get(f"{server.base}{TIMINGS_PATH}", timeout=30, trust_env=False).json()
+            lags, cores = asyncio.run(drive(server.base, load, args.clients, args.timeout, Usage(server.pids)))
+            timings = server.timings()
             if profiler is not None:
                 profiler.wait(60 + args.seconds)
         finally:
@@ -634,13 +674,14 @@ def measure(label: str, url: str, args: argparse.Namespace, weights: dict[str, f
     if elapsed < 0.5:
         print("  (CPU use not shown: under half a second was counted)")
     else:
-        print(f"  CPU (cores busy): server process {cores['server']:.2f} ({cores['kernel']:.2f} of it in the kernel), "
+        print(f"  CPU (cores busy): server {cores['server']:.2f} ({cores['kernel']:.2f} of it in the kernel), "
               f"load generator {cores['client']:.2f}, PostgreSQL {cores['postgres']:.2f}, other processes "
               f"{cores['other']:.2f}; whole machine {cores['machine']:.2f} of {os.cpu_count()}")
-    print(f"  server: at most {timings['max_in_flight']} requests in the app at once; "
+    print(f"  server: at most {' and '.join(map(str, timings['max_in_flight']))} requests in the app at once "
+          f"(per process); "
           f"client event-loop lag p50 {percentile(lags, 50):.1f} ms, p99 {percentile(lags, 99):.1f} ms")
     pauses = {int(g): v for g, v in timings["gc"].items()}
-    print("  server garbage collections since the ramp-up began (each pauses all its threads): " + ", ".join(
+    print("  server garbage collections since the ramp-up began (each pauses all its process's threads): " + ", ".join(
         f"generation {g}: {len(v)}, p50 {percentile(v, 50):.1f} ms, max {max(v):.1f} ms, total {sum(v):.0f} ms"
         for g, v in sorted(pauses.items()) if v))
     errors = Counter(r.error for r in results if r.error)
@@ -667,6 +708,10 @@ def parse_mix(text: str) -> dict[str, float]:
     return {k: v for k, v in weights.items() if v > 0}
 
 
+def database_label(database: str, args: argparse.Namespace) -> str:
+    return database if args.server_processes == 1 else f"{database}, {args.server_processes} server processes"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50, help="concurrent simulated users")
@@ -686,12 +731,16 @@ def main() -> None:
     parser.add_argument("--profile", metavar="DIR", help="sample the server with py-spy into DIR")
     parser.add_argument("--cost-seconds", type=float, default=3.0,
                         help="before the load, send each kind alone for this long to measure its server CPU cost")
+    parser.add_argument("--server-processes", type=int, default=1,
+                        help="server processes sharing the port, as `armscope serve --processes` runs")
     parser.add_argument("--server-patch", action="append", default=[], metavar="FILE.py:FUNC",
                         help="call FUNC in the server process before the app is built (to try a change)")
     args = parser.parse_args()
     databases = [d.strip() for d in args.db.split(",") if d.strip()]
     if not databases or set(databases) - {"sqlite", "postgres"}:
         parser.error("--db: choose sqlite, postgres or both")
+    if not 1 <= args.server_processes <= 64:
+        parser.error("--server-processes: between 1 and 64")
     if args.metric_runs < 5 or args.metric_runs > args.runs:
         parser.error("--metric-runs: between 5 and --runs")
     if "127.0.0.1" not in args.postgres and "localhost" not in args.postgres and "postgres" in databases:
@@ -702,7 +751,7 @@ def main() -> None:
     rows: list[Row] = []
     if "sqlite" in databases:
         with tempfile.TemporaryDirectory() as tmp:
-            rows += measure("SQLite", f"sqlite:///{tmp}/load.db", args, args.mix)
+            rows += measure(database_label("SQLite", args), f"sqlite:///{tmp}/load.db", args, args.mix)
     if "postgres" in databases:
         from sqlalchemy import create_engine, text
 
@@ -711,7 +760,7 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            rows += measure("PostgreSQL", f"{args.postgres}/{name}", args, args.mix)
+            rows += measure(database_label("PostgreSQL", args), f"{args.postgres}/{name}", args, args.mix)
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

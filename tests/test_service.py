@@ -168,6 +168,41 @@ def test_a_terminated_server_takes_its_worker_down(laptop):
     wait_for(lambda: not Path(f"/proc/{worker_pid}").exists(), 40, "the worker to exit")
 
 
+def children_of(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid``, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue  # the process ended while being read
+    return found
+
+
+def test_serve_with_several_processes_answers_from_each_trains_runs_and_stops_them_all(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start(["serve", "--port", str(port), "--processes", "2"], service_env(tmp_path), tmp_path / "serve.log")
+    try:
+        wait_for_server(url)
+        servers = wait_for(lambda: len(s := [p for p, c in children_of(server.pid).items() if "spawn_main" in c]) == 2
+                           and s, 30, "two server processes")
+        with Client(url) as client:
+            run = client.submit(TINY)
+            assert client.wait(run["id"], timeout=90, progress=False)["status"] == "succeeded"
+            assert len(client.metrics(run["id"])) == 2
+        log = (tmp_path / "serve.log").read_text()
+        worker_pid = int(re.search(r"embedded worker pid (\d+)", log).group(1))
+        server.terminate()
+        assert server.wait(40) == 0
+        assert not [p for p in [*servers, worker_pid] if Path(f"/proc/{p}").exists()]
+        assert "2 server processes" in log
+    finally:
+        stop(server)
+
+
 def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
     url, server, home = laptop
     with Client(url) as client:
