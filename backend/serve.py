@@ -1,4 +1,4 @@
-"""`armscope serve`: the API (and, later, the dashboard) plus an embedded worker process."""
+"""`armscope serve`: the API and the dashboard (from one process or several), the reaper and an embedded worker."""
 
 from __future__ import annotations
 
