@@ -74,7 +74,8 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     store = Store(settings.resolved_database_url)
     store.upgrade()
     queue = CeleryQueue(settings)
-    app = create_app(settings, store, queue) if processes == 1 else None
+    # Several processes each build their app (uvicorn imports it by name in each); one serves this one.
+    app: FastAPI | str = create_app(settings, store, queue) if processes == 1 else "backend.serve:served_app"
     freeze_long_lived()
     reaper = Reaper(store, settings, queue.enqueue, waiting=queue.waiting)
     reaper.start()
@@ -92,11 +93,7 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
         print("  WARNING: ARMSCOPE_API_TOKEN is not set: anyone who can reach this port can start, "
               "stop and delete runs", flush=True)
     try:
-        if app is not None:
-            uvicorn.run(app, host=host, port=port, log_level="warning")
-        else:
-            uvicorn.run("backend.serve:served_app", factory=True, workers=processes, host=host, port=port,
-                        log_level="warning")
+        uvicorn.run(app, factory=processes > 1, workers=processes, host=host, port=port, log_level="warning")
     finally:
         reaper.stop()
         if worker is not None:

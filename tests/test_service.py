@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -115,17 +116,31 @@ def test_two_workers_never_own_one_run_even_when_a_task_is_delivered_twice(lab):
         assert [m["epoch"] for m in api.get(f"/api/v1/runs/{run_id}/metrics").json()] == [1, 2]
 
 
-@pytest.fixture
-def laptop(tmp_path):
+@contextmanager
+def serving(home: Path, *options: str):
     """`armscope serve` with nothing but a home folder: SQLite, embedded broker, embedded worker."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start(["serve", "--port", str(port)], service_env(tmp_path), tmp_path / "serve.log")
+    server = start(["serve", "--port", str(port), *options], service_env(home), home / "serve.log")
     try:
         wait_for_server(url)
-        yield url, server, tmp_path
+        yield url, server
     finally:
         stop(server)
+
+
+@pytest.fixture
+def laptop(tmp_path):
+    with serving(tmp_path) as (url, server):
+        yield url, server, tmp_path
+
+
+def embedded_worker_pid(log: Path) -> int:
+    return int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def test_serve_runs_submitted_jobs_with_nothing_else_installed(laptop):
@@ -151,10 +166,10 @@ def test_ctrl_c_stops_server_and_worker(laptop):
     url, server, home = laptop
     log = home / "serve.log"
     wait_for_worker(log)
-    worker_pid = int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+    worker_pid = embedded_worker_pid(log)
     server.send_signal(signal.SIGINT)
     assert server.wait(40) == 0
-    assert not Path(f"/proc/{worker_pid}").exists()
+    assert not alive(worker_pid)
     assert "Warm shutdown" in log.read_text()
 
 
@@ -162,10 +177,10 @@ def test_a_terminated_server_takes_its_worker_down(laptop):
     url, server, home = laptop
     log = home / "serve.log"
     wait_for_worker(log)
-    worker_pid = int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+    worker_pid = embedded_worker_pid(log)
     server.terminate()
     server.wait(40)
-    wait_for(lambda: not Path(f"/proc/{worker_pid}").exists(), 40, "the worker to exit")
+    wait_for(lambda: not alive(worker_pid), 40, "the worker to exit")
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -181,26 +196,19 @@ def children_of(pid: int) -> dict[int, str]:
     return found
 
 
-def test_serve_with_several_processes_answers_from_each_trains_runs_and_stops_them_all(tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start(["serve", "--port", str(port), "--processes", "2"], service_env(tmp_path), tmp_path / "serve.log")
-    try:
-        wait_for_server(url)
+def test_serve_with_two_processes_starts_two_server_processes_trains_runs_and_stops_them_all(tmp_path):
+    with serving(tmp_path, "--processes", "2") as (url, server):
         servers = wait_for(lambda: len(s := [p for p, c in children_of(server.pid).items() if "spawn_main" in c]) == 2
                            and s, 30, "two server processes")
         with Client(url) as client:
             run = client.submit(TINY)
             assert client.wait(run["id"], timeout=90, progress=False)["status"] == "succeeded"
             assert len(client.metrics(run["id"])) == 2
-        log = (tmp_path / "serve.log").read_text()
-        worker_pid = int(re.search(r"embedded worker pid (\d+)", log).group(1))
+        worker_pid = embedded_worker_pid(tmp_path / "serve.log")
         server.terminate()
         assert server.wait(40) == 0
-        assert not [p for p in [*servers, worker_pid] if Path(f"/proc/{p}").exists()]
-        assert "2 server processes" in log
-    finally:
-        stop(server)
+        assert not [p for p in [*servers, worker_pid] if alive(p)]
+        assert "2 server processes" in (tmp_path / "serve.log").read_text()
 
 
 def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
