@@ -8,7 +8,7 @@
 For each database the store is seeded (default 1,000 runs, 50 of them with 100 epochs of
 metrics), then a real uvicorn server is started in a separate process (spawned, so it does not
 share the load generator's GIL) on a free port of 127.0.0.1 with a no-op queue; --server-processes N
-starts N of them sharing that port, as `armscope serve --processes N` does. First each
+starts N of them accepting from that one listening socket, as `armscope serve --processes N` does. First each
 request kind is sent alone, one at a time (--cost-seconds each), to measure its server CPU cost.
 Then N asyncio users, each with its own httpx.AsyncClient (one keep-alive connection), start
 spread over --ramp-seconds (not counted) and send requests back to back (closed loop; --think-ms
@@ -220,9 +220,9 @@ def call_patch(spec: str) -> None:
     getattr(module, name)()
 
 
-def server_main(url: str, home: str, conn: Any, patches: list[str], shared_port: int) -> None:
-    """Child process: the API app over Store(url), served by uvicorn on ``shared_port`` (0: one it picks),
-    which other server processes may share, and on a port of its own for reading its timings; reports both."""
+def server_main(url: str, home: str, conn: Any, patches: list[str], shared: socket.socket) -> None:
+    """Child process: the API app over Store(url), served by uvicorn on the ``shared`` socket, which every
+    server process accepts from, and on a port of its own for reading its timings, which it reports."""
     for spec in patches:
         call_patch(spec)
     import uvicorn
@@ -235,12 +235,9 @@ def server_main(url: str, home: str, conn: Any, patches: list[str], shared_port:
     store = Store(url)
     app = create_app(Settings(home=Path(home), database_url=url), store, NoQueue())
     freeze_long_lived()  # as armscope serve does
-    shared, own = socket.socket(socket.AF_INET, socket.SOCK_STREAM), socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # the kernel spreads connections over the processes
-    shared.bind(("127.0.0.1", shared_port))
+    own = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     own.bind(("127.0.0.1", 0))
-    conn.send((shared.getsockname()[1], own.getsockname()[1]))
+    conn.send(own.getsockname()[1])
     conn.close()
     server = uvicorn.Server(uvicorn.Config(ServerTimings(app), log_level="warning", backlog=1024))
     try:
@@ -250,35 +247,35 @@ def server_main(url: str, home: str, conn: Any, patches: list[str], shared_port:
 
 
 class Server:
-    """``count`` server processes sharing one port (as `armscope serve --processes` shares one socket)."""
+    """``count`` server processes accepting from one listening socket, as `armscope serve --processes` runs."""
 
     def __init__(self, url: str, home: str, patches: list[str], count: int) -> None:
         ctx = mp.get_context("spawn")
         self.processes: list[Any] = []
         self.own_bases: list[str] = []
-        self.port = 0
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         try:
             for _ in range(count):
-                self.port = self._start(ctx, url, home, patches)
-            self.base = f"http://127.0.0.1:{self.port}"
+                self._start(ctx, url, home, patches)
             for process, own in zip(self.processes, self.own_bases, strict=True):
                 self._wait_healthy(process, own)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, ctx: Any, url: str, home: str, patches: list[str]) -> int:
+    def _start(self, ctx: Any, url: str, home: str, patches: list[str]) -> None:
         parent, child = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=server_main, args=(url, home, child, patches, self.port),
+        process = ctx.Process(target=server_main, args=(url, home, child, patches, self.socket),
                               name="api-load-server", daemon=True)
         process.start()
         self.processes.append(process)
         child.close()
         if not parent.poll(180):
-            raise RuntimeError("a server process did not report its ports within 180 s")
-        shared, own = parent.recv()
-        self.own_bases.append(f"http://127.0.0.1:{own}")
-        return shared
+            raise RuntimeError("a server process did not report its port within 180 s")
+        self.own_bases.append(f"http://127.0.0.1:{parent.recv()}")
 
     @staticmethod
     def _wait_healthy(process: Any, base: str) -> None:
@@ -319,6 +316,7 @@ class Server:
             if process.is_alive():
                 process.kill()
                 process.join(5)
+        self.socket.close()
 
 
 # -- the load -----------------------------------------------------------------------------
