@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 CHECKPOINT = "last.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read back safely: the run fails instead of running its code."""
 
 
 class RunDir:
@@ -69,9 +74,35 @@ class RunDir:
         os.replace(tmp, self.checkpoint_path)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint, read with torch's weights-only unpickler.
+
+        Run folders sit on shared storage in a lab, so a checkpoint is untrusted input: it may
+        hold tensors and plain values only (all a checkpoint written here contains), never a
+        reference to code that unpickling would call.
+        """
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        name = f"checkpoints/{CHECKPOINT} of run folder {self.path.name}"
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(
+                f"{name} was not loaded: {_refusal(exc)}; a checkpoint may hold only tensors and plain "
+                "values. Delete the file to restart the run from epoch 0"
+            ) from None
+        except (RuntimeError, EOFError, OSError) as exc:
+            raise CheckpointError(f"{name} is not a readable checkpoint ({type(exc).__name__})") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{name} is not a checkpoint written by armscope (not a dictionary)")
+        return state
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    """The line of torch's refusal that names what was refused, without its advice to unpickle
+    anyway with ``weights_only=False``, which is exactly what must not happen here."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")]
+    return named[0].rstrip(".") if named else "it is not a torch checkpoint"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

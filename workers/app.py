@@ -15,6 +15,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings.ensure_home()
     app = Celery("armscope", broker=settings.resolved_broker_url, include=["workers.tasks"])
     app.conf.update(
+        # A message is data, never code: pickled messages on a shared broker are refused unread.
+        task_serializer="json",
+        accept_content=["json"],
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
