@@ -174,3 +174,14 @@ def make_av_folder(
         writer.writerow(["clip", "label", "split"])
         writer.writerows(rows)
     return fixture
+
+
+def link(path: Path, target: Path) -> None:
+    """Replace ``path`` (a file or a folder) with a symbolic link to ``target``."""
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    path.symlink_to(target)

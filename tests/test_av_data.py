@@ -121,7 +121,7 @@ def test_bad_spectrogram_files_are_named_in_the_error(tmp_path):
         read_spectrogram(tmp_path / "bad.npy")
     with open(tmp_path / "code.pkl", "wb") as handle:
         pickle.dump(print, handle)
-    with pytest.raises(DataError, match=r"code\.pkl: .*refusing to load builtins\.print"):
+    with pytest.raises(DataError, match=r"code\.pkl: holds an object other than a numpy array \(refused"):
         read_spectrogram(tmp_path / "code.pkl")
     corrupt(tmp_path / "x.wav")
     with pytest.raises(DataError, match=r"x\.wav: cannot read as a WAV file"):
@@ -215,13 +215,13 @@ def test_cremad_errors_name_the_file_and_line(tmp_path):
     root = fixture.root
     with open(root / "train.csv", "a") as handle:
         handle.write("1009_DFA_XXX_XX,CALM\n")
-    with pytest.raises(DataError, match=r"train\.csv, line 4: label 'CALM' is not a CREMA-D class"):
+    with pytest.raises(DataError, match=r"train\.csv, line 4: the label is not a CREMA-D class \(NEU HAP"):
         build("cremad", root)
     (root / "train.csv").write_text("1001_DFA_NEU_XX\n")
     with pytest.raises(DataError, match=r"train\.csv, line 1: expected '<clip>,<LABEL>'"):
         build("cremad", root)
     (root / "train.csv").write_text("../../etc,NEU\n")
-    with pytest.raises(DataError, match=r"train\.csv, line 1: '../../etc' is not a usable clip name"):
+    with pytest.raises(DataError, match=r"train\.csv, line 1: the clip name is not usable"):
         build("cremad", root)
     (root / "train.csv").write_text("9999_DFA_NEU_XX,NEU\n")
     with pytest.raises(DataError, match=r"cremad: the training split under .*cremad is empty \(1 clips"):
@@ -308,7 +308,7 @@ def test_kinetics_sounds_errors_name_the_file(tmp_path):
     assert message == f"{nan_file}: spectrogram holds 720 non-finite values (NaN or inf)"
     with open(root / "val_list.txt", "a") as handle:
         handle.write("ks_val_0009 31\n")
-    with pytest.raises(DataError, match=r"val_list\.txt, line 4: label index 31 is out of range \(0\.\.30"):
+    with pytest.raises(DataError, match=r"val_list\.txt, line 4: the label index is out of range \(0\.\.30"):
         build("kinetics-sounds", root)
     with pytest.raises(DataError, match=r"image/test: folder not found"):
         build("kinetics-sounds", root, val_split="test")
@@ -351,7 +351,7 @@ def test_av_folder_errors_name_the_file_and_line(tmp_path):
     manifest = root / "manifest.csv"
     rows = manifest.read_text()
     manifest.write_text(rows + "extra-000,dog,holdout\n")
-    with pytest.raises(DataError, match=r"manifest\.csv, line 7: split 'holdout' is not one of"):
+    with pytest.raises(DataError, match=r"manifest\.csv, line 7: the split is not one of train, val, test"):
         build("av-folder", root)
     manifest.write_text("name,label,split\n" + rows.split("\n", 1)[1])
     with pytest.raises(DataError, match=r"manifest\.csv, line 1: the header must name .* missing clip"):

@@ -498,7 +498,7 @@ def test_features_unknown_modality_option_lists_the_arrays(feature_root):
             "val",
             6,
             {"labels": np.array([0, 1, -1, 0, 1, 2])},
-            r"val\.npz: negative label -1 at row 2",
+            r"val\.npz: negative label at row 2",
         ),
         (
             "val",
@@ -520,7 +520,7 @@ def test_features_bad_file_names_the_file_and_problem(feature_root, split, n, ov
 
 def test_features_label_outside_classes_txt_is_rejected(feature_root):
     (feature_root / "classes.txt").write_text("cat\ndog\n")  # labels go up to 2
-    with pytest.raises(DataError, match=r"train\.npz: label 2 at row 2 is outside the class list"):
+    with pytest.raises(DataError, match=r"train\.npz: the label at row 2 is outside the class list"):
         build_dataset("features", {"root": str(feature_root)}, seed=0)
 
 

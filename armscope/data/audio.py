@@ -4,7 +4,9 @@ Raw audio follows the OGM-GE / ARM CREMA-D recipe so numbers stay comparable wit
 papers: mono at 22,050 Hz, tiled to 3 s, clipped to [-1, 1], STFT (n_fft 512, hop 353,
 periodic Hann window, ``center=True`` with reflect padding as librosa < 0.10 did), then
 log(|S| + 1e-7), giving one 257 x 188 "image" per clip. Stored spectrograms (.npy / .pkl)
-are taken as they are. Every failure is a ``DataError`` naming the file.
+are taken as they are. Every failure is a ``DataError`` naming the file; a reader's own
+message can quote the file's first bytes (scipy prints an unknown header), so only the kind
+of failure is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from armscope.data.base import DataError
+from armscope.data.paths import open_data_file, shown
 
 LOG_FLOOR = 1e-7
 SPECTROGRAM_SUFFIXES = (".npy", ".pkl")
@@ -96,24 +99,23 @@ class WavSpectrogram:
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples in [-1, 1] (full scale) and the file's sample rate."""
-    try:
-        with warnings.catch_warnings():
-            # Unknown chunks (LIST, cue, ...) are skipped by scipy; not worth a warning per clip.
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)
-            rate, data = wavfile.read(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # scipy raises ValueError, EOFError, struct.error, OSError ...
-        raise DataError(f"{path}: cannot read as a WAV file ({type(exc).__name__}: {exc})") from None
+    with open_data_file(path) as handle:
+        try:
+            with warnings.catch_warnings():
+                # Unknown chunks (LIST, cue, ...) are skipped by scipy; not worth a warning per clip.
+                warnings.simplefilter("ignore", wavfile.WavFileWarning)
+                rate, data = wavfile.read(handle)
+        except MemoryError:
+            raise
+        except Exception as exc:  # scipy raises ValueError, EOFError, struct.error, OSError ...
+            raise DataError(f"{shown(path)}: cannot read as a WAV file ({type(exc).__name__})") from None
     samples = _to_float(data, path)
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
     if samples.size == 0:
-        raise DataError(f"{path}: the WAV file holds no samples")
+        raise DataError(f"{shown(path)}: the WAV file holds no samples")
     if not np.isfinite(samples).all():
-        raise DataError(f"{path}: the WAV file holds NaN or infinite samples")
+        raise DataError(f"{shown(path)}: the WAV file holds NaN or infinite samples")
     return samples.astype(np.float32, copy=False), int(rate)
 
 
@@ -125,7 +127,7 @@ def _to_float(data: np.ndarray, path: Path) -> np.ndarray:
         return (data.astype(np.float32) - 128.0) / 128.0
     if data.dtype.kind == "i":
         return data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
-    raise DataError(f"{path}: unsupported WAV sample type {data.dtype}")
+    raise DataError(f"{shown(path)}: unsupported WAV sample type {data.dtype}")
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -156,45 +158,49 @@ def log_spectrogram(samples: torch.Tensor, n_fft: int, hop_length: int) -> torch
     return torch.log(spec.abs() + LOG_FLOOR).unsqueeze(0)
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle naming something besides numpy array parts; its message quotes nothing of the file."""
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _PICKLE_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are read)")
+            raise _RefusedGlobal("holds an object other than a numpy array (refused: only those are read)")
         return super().find_class(module, name)
 
 
 def read_spectrogram(path: Path) -> torch.Tensor:
     """A stored 2-D spectrogram (.npy, or a pickled numpy array in .pkl) as float32 (1, F, T)."""
-    try:
-        with open(path, "rb") as handle:
+    with open_data_file(path) as handle:
+        try:
             if path.suffix == ".pkl":
                 values = _ArrayUnpickler(handle).load()
             else:
                 values = np.lib.format.read_array(handle, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # damaged header, truncated data, pickle of something else ...
-        kind = "a pickled numpy array" if path.suffix == ".pkl" else "a .npy array"
-        raise DataError(f"{path}: cannot read as {kind} ({type(exc).__name__}: {exc})") from None
+        except _RefusedGlobal as exc:
+            raise DataError(f"{shown(path)}: {exc}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # damaged header, truncated data, pickle of something else ...
+            kind = "a pickled numpy array" if path.suffix == ".pkl" else "a .npy array"
+            raise DataError(f"{shown(path)}: cannot read as {kind} ({type(exc).__name__})") from None
     return check_spectrogram(values, path)
 
 
 def check_spectrogram(values: object, path: Path) -> torch.Tensor:
     if not isinstance(values, np.ndarray):
-        raise DataError(f"{path}: holds a {type(values).__name__}, not a numpy array")
+        raise DataError(f"{shown(path)}: holds a {type(values).__name__}, not a numpy array")
     if values.dtype == np.bool_ or values.dtype.kind not in "iuf":
-        raise DataError(f"{path}: spectrogram must hold real numbers, got dtype {values.dtype}")
+        raise DataError(f"{shown(path)}: spectrogram must hold real numbers, got dtype {values.dtype}")
     if values.ndim != 2:
         raise DataError(
-            f"{path}: spectrogram must be 2-D (frequency x time), got shape {values.shape}"
+            f"{shown(path)}: spectrogram must be 2-D (frequency x time), got shape {values.shape}"
         )
     if values.size == 0:
-        raise DataError(f"{path}: spectrogram is empty (shape {values.shape})")
+        raise DataError(f"{shown(path)}: spectrogram is empty (shape {values.shape})")
     with np.errstate(over="ignore", invalid="ignore"):
         out = values.astype(np.float32)
     bad = int((~np.isfinite(out)).sum())
     if bad:
-        raise DataError(f"{path}: spectrogram holds {bad} non-finite values (NaN or inf)")
+        raise DataError(f"{shown(path)}: spectrogram holds {bad} non-finite values (NaN or inf)")
     return torch.from_numpy(np.ascontiguousarray(out)).unsqueeze(0)

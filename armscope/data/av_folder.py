@@ -34,7 +34,7 @@ from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOption
 from armscope.data.features import resolve_root
 from armscope.data.frames import FrameTransform, list_frames
 from armscope.data.loader_split import LoaderSplit, LoadFailure, Sample, SampleKey
-from armscope.data.paths import check_data_path
+from armscope.data.paths import check_data_path, read_data_text, shown
 
 MODALITIES = ["audio", "visual"]
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
@@ -142,7 +142,7 @@ class ClipDataset(Dataset):
             audio = self.read_audio(clip.audio)
             if tuple(audio.shape) != self.audio_shape:
                 raise DataError(
-                    f"{clip.audio}: spectrogram has shape {_shape(audio.shape)} but "
+                    f"{shown(clip.audio)}: spectrogram has shape {_shape(audio.shape)} but "
                     f"{self.audio_shape_from} has {_shape(self.audio_shape)}; all clips need one shape"
                 )
             visual = self.visual(clip.frames, rng)
@@ -158,24 +158,25 @@ def _shape(shape: tuple[int, ...] | torch.Size) -> str:
 def find_root(root: str) -> Path:
     path = resolve_root(root)
     if not path.is_dir():
-        raise DataError(f"root: folder {path} not found")
+        raise DataError(f"root: folder {shown(path)} not found")
     return path
 
 
 def require_folders(root: Path, names: list[str], name: str) -> None:
     for folder in names:
         if not (root / folder).is_dir():
-            raise DataError(f"{root / folder}: folder not found (the {name} layout needs it)")
+            raise DataError(f"{shown(root / folder)}: folder not found (the {name} layout needs it)")
 
 
 def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers; a BOM is dropped."""
+    """Non-blank lines with their 1-based numbers; a BOM is dropped.
+
+    Messages about a list's lines give the line number and the rule broken, never the
+    line itself: what a file holds is not for error messages (which read-only users see).
+    """
     if not path.is_file():
-        raise DataError(f"{path}: file not found (the {what})")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+        raise DataError(f"{shown(path)}: file not found (the {what})")
+    text = read_data_text(path)
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
@@ -185,7 +186,7 @@ def read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
         try:
             fields = next(csv.reader(io.StringIO(line)))
         except csv.Error as exc:
-            raise DataError(f"{path}, line {number}: cannot parse as CSV ({exc})") from None
+            raise DataError(f"{shown(path)}, line {number}: cannot parse as CSV ({exc})") from None
         rows.append((number, [f.strip() for f in fields]))
     return rows
 
@@ -193,7 +194,10 @@ def read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
 def check_clip_name(name: str, path: Path, number: int) -> None:
     """Clip names become file names: refuse ones that would leave their folder."""
     if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise DataError(f"{path}, line {number}: {name!r} is not a usable clip name")
+        raise DataError(
+            f"{shown(path)}, line {number}: the clip name is not usable (empty, '.', '..', or holding "
+            "a slash, backslash or NUL)"
+        )
 
 
 def find_clips(
@@ -223,8 +227,8 @@ def require_clips(name: str, root: Path, listings: dict[str, Listing]) -> None:
     for split, listing in listings.items():
         if not listing.clips:
             raise DataError(
-                f"{name}: the {SPLIT_WORDS[split]} split under {root} is empty "
-                f"({listing.listed} clips listed in {listing.source}"
+                f"{name}: the {SPLIT_WORDS[split]} split under {shown(root)} is empty "
+                f"({listing.listed} clips listed in {shown(listing.source)}"
                 + (", all missing their audio or frames)" if listing.listed else ")")
             )
 
@@ -323,29 +327,27 @@ def read_manifest(path: Path) -> list[tuple[str, str, str]]:
     """(clip, label, split) for every row of manifest.csv."""
     rows = read_csv_rows(path, "manifest of the av-folder layout")
     if not rows:
-        raise DataError(f"{path}: empty (expected the header {','.join(MANIFEST_COLUMNS)} and rows)")
+        raise DataError(f"{shown(path)}: empty (expected the header {','.join(MANIFEST_COLUMNS)} and rows)")
     header_line, header = rows[0]
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
         raise DataError(
-            f"{path}, line {header_line}: the header must name the columns "
-            f"{','.join(MANIFEST_COLUMNS)}; missing {', '.join(missing)} (got {','.join(header)})"
+            f"{shown(path)}, line {header_line}: the header must name the columns "
+            f"{','.join(MANIFEST_COLUMNS)}; missing {', '.join(missing)}"
         )
     where = {c: header.index(c) for c in MANIFEST_COLUMNS}
     out = []
     for number, fields in rows[1:]:
         if len(fields) != len(header):
             raise DataError(
-                f"{path}, line {number}: {len(fields)} fields, but the header has {len(header)}"
+                f"{shown(path)}, line {number}: {len(fields)} fields, but the header has {len(header)}"
             )
         clip, label, split = (fields[where[c]] for c in MANIFEST_COLUMNS)
         check_clip_name(clip, path, number)
         if not label:
-            raise DataError(f"{path}, line {number}: empty label")
+            raise DataError(f"{shown(path)}, line {number}: empty label")
         if split not in SPLIT_WORDS:
-            raise DataError(
-                f"{path}, line {number}: split {split!r} is not one of train, val, test"
-            )
+            raise DataError(f"{shown(path)}, line {number}: the split is not one of train, val, test")
         out.append((clip, label, split))
     return out
 
@@ -379,7 +381,7 @@ def build_av_folder(options: AVFolderOptions, seed: int) -> DatasetBundle:
         val_source = "val" if by_split["val"] else "test"
     for split in ("train", val_source):
         if not by_split[split]:
-            raise DataError(f"{manifest}: no rows with split {split!r}")
+            raise DataError(f"{shown(manifest)}: no rows with split {split!r}")
     wanted = {"train": "train", "val": val_source}
     if val_source == "val" and by_split["test"]:
         wanted["test"] = "test"
@@ -399,7 +401,7 @@ def build_av_folder(options: AVFolderOptions, seed: int) -> DatasetBundle:
         raw = next(c.audio for c in clips if c.audio.suffix == ".wav")
         stored = next(c.audio for c in clips if c.audio.suffix != ".wav")
         raise DataError(
-            f"{root / 'audio'}: mixes raw audio and spectrograms (e.g. {raw.name} and "
+            f"{shown(root / 'audio')}: mixes raw audio and spectrograms (e.g. {raw.name} and "
             f"{stored.name}); use one kind for every clip"
         )
     read_audio: AudioReader
@@ -412,7 +414,7 @@ def build_av_folder(options: AVFolderOptions, seed: int) -> DatasetBundle:
         first = listings["train"].clips[0].audio
         read_audio = read_spectrogram
         audio_shape = tuple(read_spectrogram(first).shape)
-        shape_from, audio_info = f"the first spectrogram ({first})", "stored spectrograms, as they are"
+        shape_from, audio_info = f"the first spectrogram ({shown(first)})", "stored spectrograms, as they are"
     val_name = val_source if options.val_split != "auto" else f"{val_source} (auto)"
     return build_bundle(
         "av-folder",

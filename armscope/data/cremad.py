@@ -32,6 +32,7 @@ from armscope.data.av_folder import (
     wav_info,
 )
 from armscope.data.base import DATASETS, DataError, DatasetBundle
+from armscope.data.paths import shown
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 AUDIO_DIR = "AudioWAV"
@@ -56,14 +57,13 @@ def read_split_csv(path: Path) -> list[tuple[str, int]]:
     for number, fields in read_csv_rows(path, "CREMA-D split list"):
         if len(fields) != 2:
             raise DataError(
-                f"{path}, line {number}: expected '<clip>,<LABEL>', got {len(fields)} fields"
+                f"{shown(path)}, line {number}: expected '<clip>,<LABEL>', got {len(fields)} fields"
             )
         clip, label = fields
         check_clip_name(clip, path, number)
         if label not in CLASSES:
             raise DataError(
-                f"{path}, line {number}: label {label!r} is not a CREMA-D class "
-                f"({' '.join(CLASSES)})"
+                f"{shown(path)}, line {number}: the label is not a CREMA-D class ({' '.join(CLASSES)})"
             )
         entries.append((clip, CLASSES.index(label)))
     return entries

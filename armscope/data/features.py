@@ -22,7 +22,7 @@ import torch
 from pydantic import ConfigDict, Field, field_validator
 
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
-from armscope.data.paths import check_data_path, resolve_data_path
+from armscope.data.paths import check_data_path, open_data_file, read_data_text, resolve_data_path, shown
 
 SPLIT_FILES = {"train": "train.npz", "val": "val.npz", "test": "test.npz"}
 LABELS = "labels"
@@ -79,25 +79,28 @@ def resolve_root(root: str) -> Path:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an npz file, or a DataError naming the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except MemoryError:
-        raise
-    except Exception as exc:  # numpy/zipfile raise many kinds for a damaged file
-        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: not an .npz archive (it holds a single .npy array)")
-    try:
-        return {name: loaded[name] for name in loaded.files}
-    except MemoryError:
-        raise
-    except Exception as exc:  # e.g. zlib.error, BadZipFile (CRC), ValueError (bad header)
-        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
-    finally:
-        loaded.close()
+    """Every array of an npz file, or a DataError naming the file.
+
+    A reader's own message can quote the file (numpy prints a bad header), so only the
+    kind of failure is reported.
+    """
+    with open_data_file(path) as handle:
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+        except MemoryError:
+            raise
+        except Exception as exc:  # numpy/zipfile raise many kinds for a damaged file
+            raise DataError(f"{shown(path)}: cannot read as .npz ({type(exc).__name__})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{shown(path)}: not an .npz archive (it holds a single .npy array)")
+        try:
+            return {name: loaded[name] for name in loaded.files}
+        except MemoryError:
+            raise
+        except Exception as exc:  # e.g. zlib.error, BadZipFile (CRC), ValueError (bad header)
+            raise DataError(f"{shown(path)}: cannot read as .npz ({type(exc).__name__})") from None
+        finally:
+            loaded.close()
 
 
 def check_labels(values: np.ndarray, where: str) -> np.ndarray:
@@ -112,14 +115,13 @@ def check_labels(values: np.ndarray, where: str) -> np.ndarray:
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(
-                f"{where}: 'labels' must be whole numbers; row {row} is {values[row].item()!r}"
-            )
+            raise DataError(f"{where}: 'labels' must be whole numbers; row {row} is not")
     if values.size and values.min() < 0:
         row = int(np.argmin(values))
-        raise DataError(f"{where}: negative label {values[row].item()!r} at row {row}")
+        raise DataError(f"{where}: negative label at row {row}")
     if values.size and values.max() > np.iinfo(np.int64).max // 2:
-        raise DataError(f"{where}: label {values.max().item()!r} is too large")
+        row = int(np.argmax(values))
+        raise DataError(f"{where}: the label at row {row} is too large")
     return values.astype(np.int64)
 
 
@@ -167,17 +169,20 @@ def standardize_splits(
 
 
 def read_classes(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise DataError(f"{path}: no class names (expected one per line)")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(f"{path}: class names repeated: {', '.join(duplicates)}")
-    return names
+    """One class name per non-blank line; errors give line numbers, not the names."""
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_data_text(path).splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in first_line:
+            raise DataError(
+                f"{shown(path)}, line {number}: repeats the class name of line {first_line[name]}"
+            )
+        first_line[name] = number
+    if not first_line:
+        raise DataError(f"{shown(path)}: no class names (expected one per line)")
+    return list(first_line)
 
 
 @DATASETS.register(
@@ -188,7 +193,7 @@ def read_classes(path: Path) -> list[str]:
 def build_features(options: FeaturesOptions, seed: int) -> DatasetBundle:
     root = resolve_root(options.root)
     if not root.is_dir():
-        raise DataError(f"root: folder {root} not found")
+        raise DataError(f"root: folder {shown(root)} not found")
 
     raw: dict[str, dict[str, np.ndarray]] = {}
     paths: dict[str, Path] = {}
@@ -197,7 +202,7 @@ def build_features(options: FeaturesOptions, seed: int) -> DatasetBundle:
         if split == "test" and not path.exists():
             continue
         if not path.is_file():
-            raise DataError(f"{path}: file not found (the {split} split is required)")
+            raise DataError(f"{shown(path)}: file not found (the {split} split is required)")
         paths[split] = path
         raw[split] = read_npz(path)
 
@@ -209,13 +214,13 @@ def build_features(options: FeaturesOptions, seed: int) -> DatasetBundle:
         missing = [m for m in options.modalities if m not in raw["train"]]
         if missing:
             raise DataError(
-                f"{train_path}: no array for modality {', '.join(map(repr, missing))}; "
+                f"{shown(train_path)}: no array for modality {', '.join(map(repr, missing))}; "
                 f"arrays there: {', '.join(available) or '(none)'}"
             )
         modalities = list(options.modalities)
     if len(modalities) < 2:
         raise DataError(
-            f"{train_path}: needs at least two modality arrays besides 'labels', found "
+            f"{shown(train_path)}: needs at least two modality arrays besides 'labels', found "
             f"{len(modalities)} ({', '.join(modalities) or 'none'})"
         )
 
@@ -225,23 +230,23 @@ def build_features(options: FeaturesOptions, seed: int) -> DatasetBundle:
         path = paths[split]
         if LABELS not in arrays:
             raise DataError(
-                f"{path}: no 'labels' array (arrays there: {', '.join(sorted(arrays)) or 'none'})"
+                f"{shown(path)}: no 'labels' array (arrays there: {', '.join(sorted(arrays)) or 'none'})"
             )
-        y = check_labels(arrays[LABELS], str(path))
+        y = check_labels(arrays[LABELS], shown(path))
         if y.shape[0] == 0:
-            raise DataError(f"{path}: empty split (0 rows)")
+            raise DataError(f"{shown(path)}: empty split (0 rows)")
         labels[split] = y
         features[split] = {}
         for m in modalities:
             if m not in arrays:
                 raise DataError(
-                    f"{path}: no array {m!r} ({train_path.name} has it); arrays there: "
+                    f"{shown(path)}: no array {m!r} ({train_path.name} has it); arrays there: "
                     f"{', '.join(sorted(arrays))}"
                 )
-            x = check_features(arrays[m], m, y.shape[0], str(path))
+            x = check_features(arrays[m], m, y.shape[0], shown(path))
             if split != "train" and x.shape[1] != features["train"][m].shape[1]:
                 raise DataError(
-                    f"{path}: {m!r} has {x.shape[1]} features per row but {train_path.name} "
+                    f"{shown(path)}: {m!r} has {x.shape[1]} features per row but {train_path.name} "
                     f"has {features['train'][m].shape[1]}"
                 )
             features[split][m] = x
@@ -253,19 +258,19 @@ def build_features(options: FeaturesOptions, seed: int) -> DatasetBundle:
             if y.max() >= len(class_names):
                 row = int(np.argmax(y >= len(class_names)))
                 raise DataError(
-                    f"{paths[split]}: label {int(y[row])} at row {row} is outside the class list "
-                    f"({classes_path} names {len(class_names)} classes, labels 0..{len(class_names) - 1})"
+                    f"{shown(paths[split])}: the label at row {row} is outside the class list "
+                    f"({classes_path.name} names {len(class_names)} classes, labels 0..{len(class_names) - 1})"
                 )
         classes_from = str(classes_path)
     else:
         k = max(int(y.max()) for y in labels.values()) + 1
         if k < 2:
             raise DataError(
-                f"{train_path}: all labels are 0; at least two classes are needed "
+                f"{shown(train_path)}: all labels are 0; at least two classes are needed "
                 "(or name the classes in classes.txt)"
             )
         if k > 100_000:
-            raise DataError(f"{train_path}: largest label {k - 1} implies {k} classes; too many")
+            raise DataError(f"{shown(train_path)}: the largest label implies more than 100,000 classes")
         class_names = [str(i) for i in range(k)]
         classes_from = "labels (no classes.txt)"
 

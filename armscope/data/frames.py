@@ -27,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from armscope.data.base import DataError
+from armscope.data.paths import confine, open_data_file, shown
 
 FRAME_SUFFIXES = (".jpg", ".jpeg")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -40,10 +41,12 @@ def list_frames(folder: Path) -> tuple[Path, ...]:
     """The clip's jpg frames in name order; empty when the folder is missing.
 
     Called once per clip when a data set is built (tens of thousands of folders), so it
-    uses ``scandir``, whose entries know their type without a ``stat`` per file.
+    uses ``scandir``, whose entries know their type without a ``stat`` per file. The folder
+    is confined to the data root (each frame is again when it is opened).
     """
+    real = confine(folder)
     try:
-        with os.scandir(folder) as entries:
+        with os.scandir(real) as entries:
             names = [
                 e.name
                 for e in entries
@@ -52,7 +55,7 @@ def list_frames(folder: Path) -> tuple[Path, ...]:
     except (FileNotFoundError, NotADirectoryError):
         return ()
     except OSError as exc:
-        raise DataError(f"{folder}: cannot list the frames ({exc.strerror or exc})") from None
+        raise DataError(f"{shown(folder)}: cannot list the frames ({exc.strerror or type(exc).__name__})") from None
     return tuple(folder / name for name in sorted(names))
 
 
@@ -96,18 +99,20 @@ def random_crop_box(
 
 
 def load_image(path: Path) -> Image.Image:
-    """The image decoded as RGB, or a DataError naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: cannot read as an image (not a JPEG or other known format)") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # truncated or damaged data surfaces as OSError/SyntaxError/...
-        raise DataError(f"{path}: cannot read as an image ({type(exc).__name__}: {exc})") from None
+    """The image decoded as RGB, or a DataError naming the file.
+
+    Decoders' messages can quote the file's header, so only the kind of failure is reported.
+    """
+    with open_data_file(path) as handle:
+        try:
+            with Image.open(handle) as image:
+                return image.convert("RGB")
+        except UnidentifiedImageError:
+            raise DataError(f"{shown(path)}: cannot read as an image (not a JPEG or other known format)") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # truncated or damaged data surfaces as OSError/SyntaxError/...
+            raise DataError(f"{shown(path)}: cannot read as an image ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from armscope.data.av_folder import (
     require_folders,
 )
 from armscope.data.base import DATASETS, DataError, DatasetBundle
+from armscope.data.paths import shown
 
 CLASSES = [
     "blowing_nose",
@@ -94,16 +95,16 @@ def read_list(path: Path) -> list[tuple[str, int]]:
     for number, line in read_lines(path, "Kinetics-Sounds split list"):
         fields = line.rsplit(maxsplit=1)
         if len(fields) != 2:
-            raise DataError(f"{path}, line {number}: expected '<clip> <label_index>', got {line!r}")
+            raise DataError(f"{shown(path)}, line {number}: expected '<clip> <label_index>'")
         clip, label = fields[0].strip(), fields[1]
         check_clip_name(clip, path, number)
         try:
             index = int(label)
         except ValueError:
-            raise DataError(f"{path}, line {number}: label {label!r} is not an integer") from None
+            raise DataError(f"{shown(path)}, line {number}: the label index is not an integer") from None
         if not 0 <= index < len(CLASSES):
             raise DataError(
-                f"{path}, line {number}: label index {index} is out of range "
+                f"{shown(path)}, line {number}: the label index is out of range "
                 f"(0..{len(CLASSES) - 1}, {len(CLASSES)} classes)"
             )
         entries.append((clip, index))
@@ -140,6 +141,6 @@ def build_kinetics_sounds(options: KineticsSoundsOptions, seed: int) -> DatasetB
         listings,
         read_spectrogram,
         tuple(read_spectrogram(first).shape),
-        f"the first spectrogram ({first})",
+        f"the first spectrogram ({shown(first)})",
         {"val_split": options.val_split, "audio": "stored spectrograms (.npy), as they are"},
     )
