@@ -18,9 +18,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from armscope.budget import Budget, run_overruns
 from armscope.data import DATASETS
 from armscope.methods import METHODS
-from armscope.models import ModelOptions
+from armscope.models import ConcatHead, ModelOptions
 from armscope.registry import prefixed_validation_error
 
 
@@ -87,10 +88,28 @@ class RunConfig(BaseModel):
             problem = check(modalities)
             if problem:
                 raise _field_error(("method_options", *problem[0]), problem[1], self.method_options)
+        self._check_budget(dataset_opts, model_opts)
         self.dataset_options = dataset_opts.model_dump(mode="json")
         self.method_options = method_opts.model_dump(mode="json")
         self.model_options = model_opts.model_dump(mode="json")
         return self
+
+    def _check_budget(self, dataset_opts: Any, model_opts: ModelOptions) -> None:
+        """Refuse a run whose model or data would not fit this machine's budget (see armscope.budget)."""
+        head = getattr(METHODS.get(self.method).factory, "head_type", ConcatHead)
+        overruns = run_overruns(dataset_opts, model_opts, head, self.batch_size, Budget.from_environment())
+        if overruns:
+            raise ValidationError.from_exception_data(
+                "RunConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("over_budget", "{problem}", {"problem": o.message}),
+                        loc=o.field,
+                        input=getattr(self, o.field[0]),
+                    )
+                    for o in overruns
+                ],
+            )
 
     def display_name(self) -> str:
         return self.name or f"{self.method}-{self.dataset}-s{self.seed}"

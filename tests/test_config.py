@@ -62,6 +62,20 @@ def test_encoder_options_are_validated_per_modality():
     assert err.errors()[0]["loc"] == ("model_options", "encoders.audio", "hiden")
 
 
+@pytest.mark.parametrize(
+    ("hidden", "limit"),
+    [([10**12], "less than or equal to 65536"), ([-5], "greater than or equal to 1"), ([0], "greater than or equal to 1")],
+)
+def test_every_hidden_size_is_positive_and_capped(hidden, limit):
+    (detail,) = error_of(model_options={"encoder": {"name": "mlp", "hidden": hidden}}).errors()
+    assert detail["loc"] == ("model_options", "encoder", "hidden", 0) and limit in detail["msg"]
+
+
+def test_the_number_of_hidden_layers_is_capped():
+    (detail,) = error_of(model_options={"encoder": {"name": "mlp", "hidden": [1] * 100_000}}).errors()
+    assert detail["loc"] == ("model_options", "encoder", "hidden") and "at most 64 items" in detail["msg"]
+
+
 def test_unknown_encoder_lists_the_choices():
     with pytest.raises(Exception) as info:
         RunConfig.model_validate({"model_options": {"encoder": {"name": "transformer"}}})

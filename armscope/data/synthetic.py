@@ -49,6 +49,7 @@ from pydantic import (
 )
 
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
+from armscope.data.footprint import FLOAT_BYTES, LABEL_BYTES, DataFootprint, furthest_above_default
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 PRESETS = ("shift", "balanced", "static")
@@ -59,6 +60,9 @@ STRONG_LINEAR = 3.0
 STRONG_NONLINEAR = 5.0
 WEAK = 2.5
 BALANCED = 3.0
+
+DEFAULT_N_SAMPLES = 4000
+DEFAULT_DIMS = 32
 
 
 class Environment(BaseModel):
@@ -116,7 +120,10 @@ class SyntheticShiftOptions(DatasetOptions):
     model_config = ConfigDict(extra="forbid")
 
     n_samples: int = Field(
-        default=4000, ge=10, le=2_000_000, description="Total number of samples over all splits."
+        default=DEFAULT_N_SAMPLES,
+        ge=10,
+        le=2_000_000,
+        description="Total number of samples over all splits.",
     )
     n_classes: int = Field(default=10, ge=2, le=1000, description="Number of classes.")
     modalities: list[str] = Field(
@@ -126,7 +133,7 @@ class SyntheticShiftOptions(DatasetOptions):
         description="Modality names (2 to 8, unique; letters, digits, '_' or '-').",
     )
     dims: int | list[int] = Field(
-        default=32,
+        default=DEFAULT_DIMS,
         description="Feature size per modality: one int for all, or a list with one per modality (1..65536).",
     )
     schedule: Schedule = Field(
@@ -256,6 +263,31 @@ class SyntheticShiftOptions(DatasetOptions):
     def dims_by_modality(self) -> dict[str, int]:
         dims = self.dims if isinstance(self.dims, list) else [self.dims] * len(self.modalities)
         return dict(zip(self.modalities, dims, strict=True))
+
+    def footprint(self, batch_size: int) -> DataFootprint:
+        """Every sample is generated into memory: float32 features, int64 labels and environment ids.
+
+        Generating them needs more for a moment: float64 working arrays and the split copies.
+        """
+        dims = self.dims_by_modality()
+        features = sum(dims.values())
+        field = furthest_above_default(
+            {
+                ("dataset_options", "n_samples"): self.n_samples / DEFAULT_N_SAMPLES,
+                ("dataset_options", "dims"): max(dims.values()) / DEFAULT_DIMS,
+            }
+        )
+        return DataFootprint(
+            modalities=list(self.modalities),
+            input_shapes={m: (d,) for m, d in dims.items()},
+            n_classes=self.n_classes,
+            memory_bytes=self.n_samples * (FLOAT_BYTES * features + 2 * LABEL_BYTES),
+            memory_formula=(
+                f"n_samples {self.n_samples:,} x ({features:,} features x {FLOAT_BYTES} bytes "
+                f"+ {2 * LABEL_BYTES} bytes of label and environment)"
+            ),
+            memory_field=field,
+        )
 
     def environments(self) -> list[Environment]:
         """The schedule as a list of environments (a preset expanded)."""

@@ -25,10 +25,12 @@ from pydantic import ConfigDict, Field, field_validator
 
 from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
 from armscope.data.features import read_npz, standardize_splits
+from armscope.data.footprint import FLOAT_BYTES, LABEL_BYTES, DataFootprint
 from armscope.data.paths import check_data_path, resolve_data_path
 
 VIEW_DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 N_CLASSES = 10
+SHIPPED_ROWS = 2000
 DEFAULT_FILE = Path(__file__).resolve().parent / "files" / "uci_mfeat.npz"
 ATTRIBUTION = (
     "UCI Multiple Features (van Breukelen et al., Kybernetika 34(4), 1998), "
@@ -79,6 +81,24 @@ class UciMfeatOptions(DatasetOptions):
 
     def modality_names(self) -> list[str]:
         return list(self.views)
+
+    def footprint(self, batch_size: int) -> DataFootprint:
+        """The chosen views of every row as float32, and the labels, held in memory."""
+        features = sum(VIEW_DIMS[v] for v in self.views)
+        notes: tuple[str, ...] = ()
+        if self.file:
+            notes = (f"dataset_options.file: its row count is only known from the file; counted as {SHIPPED_ROWS:,}",)
+        return DataFootprint(
+            modalities=list(self.views),
+            input_shapes={v: (VIEW_DIMS[v],) for v in self.views},
+            n_classes=N_CLASSES,
+            memory_bytes=SHIPPED_ROWS * (FLOAT_BYTES * features + LABEL_BYTES),
+            memory_formula=(
+                f"{SHIPPED_ROWS:,} rows x ({features:,} features x {FLOAT_BYTES} bytes + {LABEL_BYTES} bytes of label)"
+            ),
+            memory_field=("dataset_options", "views"),
+            notes=notes,
+        )
 
 
 def load_arrays(path: Path, views: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:

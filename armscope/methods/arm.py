@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from armscope.arm_terms import GUARD_REASONS, arm_step
 from armscope.graphed import GraphedCall
 from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
-from armscope.models.heads import ARMHead, FusionHead, MultimodalModel
+from armscope.models.heads import ARMHead, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
 
@@ -113,6 +113,7 @@ class ARMOptions(BaseModel):
 )
 class ARM(Method):
     options: ARMOptions
+    head_type = ARMHead
 
     def __init__(self, options: BaseModel, modalities: list[str], n_classes: int, feature_dim: int) -> None:
         super().__init__(options, modalities, n_classes, feature_dim)
@@ -126,9 +127,6 @@ class ARM(Method):
     def lens_settings(self) -> LensSettings:
         o = self.options
         return LensSettings(o.estimator, o.nmi_bins, o.ncmi_bins, o.w_min, o.w_max)
-
-    def build_head(self) -> FusionHead:
-        return ARMHead(self.modalities, self.feature_dim, self.n_classes)
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)

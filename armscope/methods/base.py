@@ -38,8 +38,12 @@ class Method:
 
     A method may choose the fusion head, which modalities are encoded, the
     loss, and what happens to gradients after backward. It never touches the
-    data pipeline, the optimiser or the measures.
+    data pipeline, the optimiser or the measures. ``head_type`` is the head
+    ``build_head`` makes, declared on the class so that a config's model can be
+    sized before the method is built.
     """
+
+    head_type: type[FusionHead] = ConcatHead
 
     def __init__(
         self, options: BaseModel, modalities: list[str], n_classes: int, feature_dim: int
@@ -54,7 +58,7 @@ class Method:
         return LensSettings()
 
     def build_head(self) -> FusionHead:
-        return ConcatHead(self.modalities, self.feature_dim, self.n_classes)
+        return self.head_type(self.modalities, self.feature_dim, self.n_classes)
 
     def encoded_modalities(self) -> list[str]:
         return self.modalities

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from armscope.models.base import ModuleSize, linear_size
+
 
 @dataclass
 class Lens:
@@ -80,6 +82,11 @@ class FusionHead(nn.Module):
     def lens(self, feats: dict[str, Tensor]) -> Lens:
         raise NotImplementedError
 
+    @classmethod
+    def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
+        """What the head would hold, so a config can be sized before it is built."""
+        raise NotImplementedError
+
 
 class ConcatHead(FusionHead):
     """Linear classifier on the concatenated features (the baseline/OGM fusion)."""
@@ -95,6 +102,11 @@ class ConcatHead(FusionHead):
         bound = 1.0 / math.sqrt(width)
         probe = (torch.rand(feature_dim, width, generator=gen) * 2 - 1) * bound
         self.register_buffer("lens_probe", probe)
+
+    @classmethod
+    def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
+        width = n_modalities * feature_dim
+        return linear_size(width, n_classes) + ModuleSize(buffers=feature_dim * width)
 
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
         return self.fc(_concat(self.modalities, feats))
@@ -134,6 +146,12 @@ class ARMHead(FusionHead):
         self.reinforced = nn.Linear(width, feature_dim)
         self.classifier = nn.Linear(feature_dim, n_classes)
         self.register_buffer("eval_weights", torch.ones(len(modalities)))
+
+    @classmethod
+    def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
+        width = n_modalities * feature_dim
+        fusion = linear_size(width, feature_dim) + linear_size(width, feature_dim)
+        return fusion + linear_size(feature_dim, n_classes) + ModuleSize(buffers=n_modalities)
 
     def fuse(self, feats: dict[str, Tensor], weights: Tensor) -> Tensor:
         scaled = torch.cat([w * feats[m] for w, m in zip(weights, self.modalities)], dim=1)

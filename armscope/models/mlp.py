@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from armscope.models.base import ENCODERS
+from armscope.models.base import ENCODERS, ModuleSize, linear_size, sizes_encoder
+
+MAX_LAYERS = 64
+MAX_WIDTH = 65_536
 
 
 class MLPOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    hidden: list[int] = Field(default_factory=lambda: [128], description="Hidden layer sizes.")
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(
+        default_factory=lambda: [128],
+        max_length=MAX_LAYERS,
+        description=f"Hidden layer sizes (at most {MAX_LAYERS} layers of 1..{MAX_WIDTH} units).",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -28,3 +36,9 @@ def build_mlp(options: MLPOptions, input_shape: tuple[int, ...], feature_dim: in
         width = size
     layers += [nn.Linear(width, feature_dim), nn.ReLU()]
     return nn.Sequential(*layers)
+
+
+@sizes_encoder("mlp", size_option="hidden")
+def mlp_size(options: MLPOptions, input_shape: tuple[int, ...], feature_dim: int) -> ModuleSize:
+    widths = [math.prod(input_shape), *options.hidden, feature_dim]
+    return sum((linear_size(a, b) for a, b in zip(widths, widths[1:])), ModuleSize())

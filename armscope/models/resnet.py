@@ -12,10 +12,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from armscope.data.paths import check_data_path, resolve_data_path
-from armscope.models.base import ENCODERS
+from armscope.data.paths import check_data_path, open_data_file, resolve_data_path, shown
+from armscope.models.base import ENCODERS, ModuleSize, linear_size, sizes_encoder
 
 RESNET18_WIDTH = 512
+STAGE_WIDTHS = (64, 128, 256, 512)
 
 
 class ResNetOptions(BaseModel):
@@ -58,9 +59,8 @@ class ResNet18(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = [64, 128, 256, 512]
         inplanes = 64
-        for index, width in enumerate(widths, start=1):
+        for index, width in enumerate(STAGE_WIDTHS, start=1):
             stride = 1 if index == 1 else 2
             layer = nn.Sequential(BasicBlock(inplanes, width, stride), BasicBlock(width, width, 1))
             self.add_module(f"layer{index}", layer)
@@ -78,12 +78,27 @@ class ResNet18(nn.Module):
 
 def load_weights(trunk: ResNet18, path: str) -> None:
     """Load a local state dict; a classifier head is ignored and RGB kernels are summed
-    for a one-channel input, so ImageNet weights can start a spectrogram encoder."""
+    for a one-channel input, so ImageNet weights can start a spectrogram encoder.
+
+    The file is opened as the data loaders open theirs (confined to the data root), and
+    messages quote nothing it holds, not even its keys."""
     file = resolve_data_path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"encoder weights: {file} does not exist")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"encoder weights: {shown(file)} does not exist")
+    with open_data_file(file) as handle:
+        try:
+            state = torch.load(handle, map_location="cpu", weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as exc:  # not a torch file, damaged, or refused by weights_only
+            raise ValueError(
+                f"encoder weights {shown(file)}: cannot read as a state dict ({type(exc).__name__})"
+            ) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(f"encoder weights {shown(file)}: not a state dict (parameter names to tensors)")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
     expected = trunk.conv1.weight
     given = state.get("conv1.weight")
@@ -92,7 +107,8 @@ def load_weights(trunk: ResNet18, path: str) -> None:
     missing, unexpected = trunk.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"encoder weights {file} do not fit ResNet-18: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"encoder weights {shown(file)} do not fit ResNet-18: missing {missing[:5]}, "
+            f"{len(unexpected)} unexpected entries"
         )
 
 
@@ -130,3 +146,35 @@ def build_resnet18(options: ResNetOptions, input_shape: tuple[int, ...], feature
     if options.weights:
         load_weights(trunk, options.weights)
     return FrameEncoder(trunk, feature_dim)
+
+
+def conv_size(inputs: int, outputs: int, kernel: int) -> ModuleSize:
+    """An ``nn.Conv2d`` without bias."""
+    return ModuleSize(parameters=outputs * inputs * kernel * kernel)
+
+
+def batch_norm_size(channels: int) -> ModuleSize:
+    """An ``nn.BatchNorm2d``: weight and bias; running mean, variance and the batch count."""
+    return ModuleSize(parameters=2 * channels, buffers=2 * channels + 1)
+
+
+def block_size(inplanes: int, planes: int, stride: int) -> ModuleSize:
+    size = conv_size(inplanes, planes, 3) + batch_norm_size(planes)
+    size += conv_size(planes, planes, 3) + batch_norm_size(planes)
+    if stride != 1 or inplanes != planes:
+        size += conv_size(inplanes, planes, 1) + batch_norm_size(planes)
+    return size
+
+
+@sizes_encoder("resnet18")
+def resnet18_size(options: ResNetOptions, input_shape: tuple[int, ...], feature_dim: int) -> ModuleSize:
+    """Depends only on the input channels and the projection, not on the image size."""
+    channels = input_shape[-3] if len(input_shape) >= 3 else 1
+    size = conv_size(channels, 64, 7) + batch_norm_size(64)
+    inplanes = 64
+    for index, width in enumerate(STAGE_WIDTHS, start=1):
+        size += block_size(inplanes, width, 1 if index == 1 else 2) + block_size(width, width, 1)
+        inplanes = width
+    if feature_dim != RESNET18_WIDTH:
+        size += linear_size(RESNET18_WIDTH, feature_dim)
+    return size
