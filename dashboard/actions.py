@@ -13,6 +13,7 @@ from backend.routes.sweeps import submit_sweep
 from backend.schemas import SweepIn
 from backend.store import IllegalTransition, RunNotFound
 from dashboard.context import Context
+from dashboard.inputs import MAX_IDS, BadInput, TooManyRuns
 
 DEMO_SWEEP = SweepIn(
     config={"dataset": "synthetic-shift", "epochs": 10},
@@ -114,9 +115,17 @@ PAST = {"cancel": "Cancelled", "retry": "Re-queued", "delete": "Deleted"}
 
 
 def perform(ctx: Context, action: str, ids: Sequence[int]) -> tuple[str, str]:
-    """Run ``action`` on every id; returns (Bootstrap colour, message) for an alert."""
+    """Run ``action`` on every id; returns (Bootstrap colour, message) for an alert.
+
+    At most MAX_IDS runs at once: each is a transaction, so a longer list is refused whole, before
+    any is touched, rather than holding a server thread for minutes.
+    """
+    if action not in ACTIONS:
+        raise BadInput(f"action: unknown action {action[:40]!r}; expected one of {', '.join(ACTIONS)}")
     if not may_write(ctx):
         return "danger", READ_ONLY
+    if len(ids) > MAX_IDS:
+        return "danger", str(TooManyRuns(len(ids), MAX_IDS, "per action"))
     done, problems = ACTIONS[action](ctx, ids)
     parts = []
     if done:

@@ -9,15 +9,17 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
-from flask import Flask
+from flask import Flask, Response, request
 
-from dashboard import actions
+from dashboard import actions, guard
 from dashboard import components as ui
 from dashboard.context import Context
+from dashboard.inputs import checked, id_from_text
 from dashboard.pages import compare, launch, run_detail, runs
 
 ASSETS = Path(__file__).parent / "assets"
 NAV = [("Runs", "/"), ("Launch", "/launch"), ("Compare", "/compare")]
+PAGES = re.compile(r"/|/launch|/compare|/runs/(\d+)")
 
 
 def shell() -> html.Div:
@@ -70,6 +72,12 @@ def shell() -> html.Div:
     )
 
 
+def is_page(pathname: str) -> bool:
+    """Whether the dashboard has a page at ``pathname`` (a run's page only for an id a run can have)."""
+    match = PAGES.fullmatch(pathname.rstrip("/") or "/")
+    return match is not None and (match[1] is None or id_from_text(match[1]) is not None)
+
+
 def route(ctx: Context, pathname: str | None, search: str | None, mode: str | None) -> Any:
     path = (pathname or "/").rstrip("/") or "/"
     if path == "/":
@@ -78,9 +86,10 @@ def route(ctx: Context, pathname: str | None, search: str | None, mode: str | No
         return launch.layout(ctx, search)
     if path == "/compare":
         return compare.layout(ctx, search, mode)
-    match = re.fullmatch(r"/runs/(\d+)", path)
-    if match:
-        return run_detail.layout(ctx, int(match[1]), mode)
+    match = PAGES.fullmatch(path)
+    run_id = id_from_text(match[1]) if match and match[1] else None
+    if run_id is not None:
+        return run_detail.layout(ctx, run_id, mode)
     return ui.empty_state(
         "Page not found",
         f"Nothing lives at {pathname}.",
@@ -90,9 +99,11 @@ def route(ctx: Context, pathname: str | None, search: str | None, mode: str | No
 
 
 def create_dash(ctx: Context) -> Dash:
+    # No static folder: Flask's default would serve <working directory>/static at /static. The
+    # product's own files are Dash's assets (/assets) and component bundles.
     app = Dash(
         __name__,
-        server=Flask("armscope-dashboard"),
+        server=Flask("armscope-dashboard", static_folder=None),
         assets_folder=str(ASSETS),
         title="armscope",
         update_title=None,
@@ -101,6 +112,14 @@ def create_dash(ctx: Context) -> Dash:
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.layout = shell()
+    guard.install(app)
+
+    @app.server.after_request
+    def not_found_status(response: Response) -> Response:
+        """The page shell for any path (the page itself says 'Page not found'), with the status to match."""
+        if response.status_code == 200 and response.mimetype == "text/html" and not is_page(request.path):
+            response.status_code = 404
+        return response
 
     @app.callback(
         Output("page", "children"),
@@ -109,6 +128,7 @@ def create_dash(ctx: Context) -> Dash:
         Input("url", "search"),
         State("theme", "data"),
     )
+    @checked
     def router(pathname: str | None, search: str | None, mode: str | None) -> Any:
         path = (pathname or "/").rstrip("/") or "/"
         active = [path == "/" or path.startswith("/runs"), path == "/launch", path == "/compare"]
@@ -135,6 +155,7 @@ def create_dash(ctx: Context) -> Dash:
         Input("demo-sweep", "n_clicks"),
         prevent_initial_call=True,
     )
+    @checked
     def demo(n_clicks: int | None) -> Any:
         if not n_clicks:
             raise PreventUpdate

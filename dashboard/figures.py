@@ -5,6 +5,7 @@ Nothing here touches the store or Dash, so every chart can be unit tested with h
 
 from __future__ import annotations
 
+import html
 from typing import Any, Iterable, Sequence
 
 import plotly.graph_objects as go
@@ -125,11 +126,24 @@ def switches(records: Sequence[Record]) -> list[tuple[int, str, str]]:
 # -- shared pieces -------------------------------------------------------------------
 
 
+def plain(text: Any) -> str:
+    """Text as plotly should show it: literally.
+
+    Plotly reads a subset of HTML in every label it draws (legend names, titles, hover text,
+    annotations): a run named ``<a href=...>`` would become a link. Escaped, the entities are shown
+    as the characters they stand for. Every label built from data (run names, modality names, seed
+    set labels, event messages, a metric named in the URL) goes through here, once, as it enters a
+    figure; hover templates name their trace with ``%{fullData.name}`` instead of pasting text in, so
+    a ``%{...}`` in a name is not read as a template either.
+    """
+    return html.escape(str(text), quote=False)
+
+
 def _figure(mode: str | None, title: str, y_title: str = "", x_title: str = "epoch", height: int = 300) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(template=th.template(mode), title=title, height=height, uirevision="keep")
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title)
+    fig.update_layout(template=th.template(mode), title=plain(title), height=height, uirevision="keep")
+    fig.update_xaxes(title=plain(x_title))
+    fig.update_yaxes(title=plain(y_title))
     return fig
 
 
@@ -145,7 +159,13 @@ def empty_figure(message: str, mode: str | None = None, title: str = "", height:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.add_annotation(
-        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13, color="#6c757d")
+        text=plain(message),
+        showarrow=False,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        font=dict(size=13, color="#6c757d"),
     )
     return fig
 
@@ -156,7 +176,7 @@ def _line(x: Sequence[Any], y: Sequence[Any], name: str, color: str, **kwargs: A
     return go.Scatter(
         x=list(x),
         y=list(y),
-        name=name,
+        name=plain(name),
         mode="lines+markers" if len(x) < 30 else "lines",
         line=dict(color=color, dash=dash, width=width),
         marker=dict(size=5),
@@ -217,7 +237,7 @@ def contribution_figure(records: Sequence[Record], mode: str | None = None) -> g
             go.Scatter(
                 x=x,
                 y=values[m],
-                name=m,
+                name=plain(m),
                 stackgroup="shapley",
                 mode="lines",
                 customdata=share,
@@ -243,8 +263,9 @@ def _per_modality_panels(
     present = [(f, t) for f, t in panels if has_family(records, f)]
     if not present:
         return empty_figure("Not recorded for this run.", mode, title, height)
-    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[t for _, t in present], horizontal_spacing=0.12)
-    fig.update_layout(template=th.template(mode), title=title, height=height, uirevision="keep")
+    titles = [plain(t) for _, t in present]
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=titles, horizontal_spacing=0.12)
+    fig.update_layout(template=th.template(mode), title=plain(title), height=height, uirevision="keep")
     x, mods = epochs(records), modalities(records)
     for col, (family, _) in enumerate(present, start=1):
         for i, m in enumerate(mods):
@@ -349,13 +370,17 @@ def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), m
                 go.Bar(
                     x=xs,
                     y=[1] * len(xs),
-                    name=m,
+                    name=plain(m),
                     marker=dict(color=th.modality_color(i), line_width=0),
                     width=1.0,
-                    hovertemplate=f"epoch %{{x}}: {m} dominates<extra></extra>",
+                    hovertemplate="epoch %{x}: %{fullData.name} dominates<extra></extra>",
                 )
             )
-    messages = {int(e["epoch"]): e.get("message") or "" for e in events if e.get("kind") == "dominance_switch"}
+    messages = {
+        int(e["epoch"]): e.get("message") or ""
+        for e in events
+        if e.get("kind") == "dominance_switch" and e.get("epoch") is not None
+    }
     marks = switches(records)
     if marks:
         fig.add_trace(
@@ -365,7 +390,9 @@ def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), m
                 mode="markers",
                 name="switch",
                 marker=dict(symbol="triangle-down", size=11, color=th.fused_color(mode)),
-                hovertext=[messages.get(e) or f"dominance switched from {a} to {b} at epoch {e}" for e, a, b in marks],
+                hovertext=[
+                    plain(messages.get(e) or f"dominance switched from {a} to {b} at epoch {e}") for e, a, b in marks
+                ],
                 hoverinfo="text",
             )
         )
@@ -470,24 +497,25 @@ def compare_figure(
                     {
                         "type": "scatter",
                         "mode": "lines",
-                        "name": name,
+                        "name": plain(name),
                         "x": [a for a, _ in pairs],
                         "y": [b for _, b in pairs],
                         "line": {"color": color, "dash": dash, "width": 2},
                         "legendgroup": str(run["id"]),
                         "meta": [run["id"], modality],
-                        "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}}<extra>{run.get('method', '')}</extra>",
+                        "hovertemplate": "%{fullData.name}<br>%{x}: %{y:.4g}"
+                        + f"<extra>{plain(run.get('method', ''))}</extra>",
                     }
                 )
     xaxis: dict[str, Any] = {"title": {"text": X_AXES.get(x_axis, "epoch")}}
     if x_key == "epoch" and max(len(run.get("records") or []) for run in runs) <= 12:
         xaxis.update(dtick=1, tick0=0)
-    yaxis: dict[str, Any] = {"title": {"text": Y_TITLES.get(metric, metric_label(metric))}}
+    yaxis: dict[str, Any] = {"title": {"text": plain(Y_TITLES.get(metric, metric_label(metric)))}}
     if (family or metric) in PERCENT:
         yaxis["tickformat"] = ".1~%"
     layout = {
         "template": th.template_json(mode),
-        "title": {"text": title + (": mean ± std over seeds" if group == "seeds" else "")},
+        "title": {"text": plain(title + (": mean ± std over seeds" if group == "seeds" else ""))},
         "height": 480,
         "uirevision": "keep",
         "hovermode": "closest",
@@ -570,14 +598,15 @@ def band_traces(
         {
             "type": "scatter",
             "mode": "lines",
-            "name": name,
+            "name": plain(name),
             "x": x,
             "y": mean,
             "customdata": [[s, n] for s, n in zip(std, counts)],
             "line": {"color": color, "dash": dash, "width": 2},
             "legendgroup": group,
             "meta": ["seeds", label, modality],
-            "hovertemplate": f"{name}<br>%{{x}}: %{{y:.4g}} ± %{{customdata[0]:.2g}} (n=%{{customdata[1]}})<extra></extra>",
+            "hovertemplate": "%{fullData.name}<br>%{x}: %{y:.4g} ± %{customdata[0]:.2g} (n=%{customdata[1]})"
+            "<extra></extra>",
         },
     ]
 

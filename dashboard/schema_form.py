@@ -9,11 +9,14 @@ that is read as JSON when it parses (so ``shift`` and ``[{"strength": {...}}]`` 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
 from dash import html
+
+from dashboard.inputs import strict_loads
 
 OMIT = object()  # an empty input: the option keeps its default
 SCALARS = {"integer", "number", "string", "boolean"}
@@ -166,7 +169,10 @@ def _scalar(text: str, item_type: str) -> Any:
     if item_type == "integer":
         return int(text)
     if item_type == "number":
-        return float(text)
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
     if item_type == "boolean":
         if text.lower() in ("true", "yes", "1"):
             return True
@@ -195,13 +201,13 @@ def parse(f: Field, value: Any) -> tuple[Any, str | None]:
         except ValueError:
             return OMIT, f"Write {f.item_type}s separated by commas."
     try:
-        return json.loads(text), None
-    except json.JSONDecodeError:
+        return strict_loads(text), None
+    except ValueError:  # also NaN, 1e400 and nesting past MAX_DEPTH: the options could not hold them
         pass
     if "," in text and not text.startswith(("[", "{")):
         try:
-            return [json.loads(p.strip()) for p in text.split(",") if p.strip()], None
-        except json.JSONDecodeError:
+            return [strict_loads(p.strip()) for p in text.split(",") if p.strip()], None
+        except ValueError:
             pass
     if text.startswith(("[", "{")):
         return OMIT, "Not valid JSON."

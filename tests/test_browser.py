@@ -228,3 +228,35 @@ def test_clicking_a_column_header_sorts_the_runs_table_by_it(server, browser):
     wait.until(lambda d: seeds(d) == sorted(ascending, reverse=True) and order(d) == "descending")
     screenshot(browser, "test_runs_sorted_by_seed")
     assert severe_errors(browser) == []
+
+
+def test_a_run_named_with_html_shows_as_text_in_the_compare_legend_and_hover(server, browser):
+    evil = '<a href="http://evil">x</a>'
+    run_id = server.submit({**TINY, "name": evil, "seed": 21})
+    server.wait_finished(run_id)
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{server.url}/compare?runs={run_id}")  # one line per modality: a legend is drawn
+    wait.until(lambda d: plotted_runs(d) == [run_id, run_id])
+    links = "return document.querySelectorAll(arguments[0]).length"
+    assert evil in browser.find_element(By.CSS_SELECTOR, "#compare-graph .legend").text
+    assert browser.execute_script(links, "#compare-graph .legend a") == 0
+
+    browser.execute_script(
+        "Plotly.Fx.hover(document.querySelector('#compare-graph .js-plotly-plot'), [{curveNumber: 0, pointNumber: 0}])"
+    )
+    wait.until(lambda d: evil in d.find_element(By.CSS_SELECTOR, "#compare-graph .hoverlayer").text)
+    assert browser.execute_script(links, "#compare-graph .hoverlayer a") == 0
+    screenshot(browser, "test_compare_html_name_as_text")
+    assert severe_errors(browser) == []
+
+
+def test_a_compare_link_naming_too_many_runs_says_so_on_the_page(server, browser):
+    from backend.routes.compare import MAX_COMPARED
+
+    count = MAX_COMPARED + 401
+    browser.get(f"{server.url}/compare?runs={','.join(map(str, range(1, count + 1)))}")
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "compare-refused"))
+    refused = browser.find_element(By.ID, "compare-refused").text
+    assert f"Too many runs (at most {MAX_COMPARED} compared at once): {count} given." in refused
+    screenshot(browser, "test_compare_too_many_runs")
+    assert severe_errors(browser) == []

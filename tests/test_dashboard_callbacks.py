@@ -432,10 +432,11 @@ def test_run_detail_layout_draws_every_chart_and_handles_missing_runs(ctx):
 def test_compare_url_round_trips_the_view():
     view = compare.parse_view("?runs=3,1,3,x&metric=val_acc&smooth=0.6&x=wall&color=method&group=seeds")
     assert view == {"runs": [3, 1], "metric": "val_acc", "smooth": 0.6, "x": "wall", "color": "method",
-                    "group": "seeds"}
+                    "group": "seeds", "refused": None}
     assert compare.parse_view(compare.view_query(view)) == view
     defaults = compare.parse_view("?runs=1&smooth=lots&x=nope&group=all")
-    assert defaults == {"runs": [1], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"}
+    assert defaults == {"runs": [1], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run",
+                        "refused": None}
 
 
 def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx):

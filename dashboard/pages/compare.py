@@ -9,19 +9,22 @@ and redraws only when one of them moved.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Annotated, Any, Sequence
 from urllib.parse import parse_qs
 
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
+from pydantic import Field
 
 from backend import seed_sets as ss
 from backend.routes.compare import MAX_COMPARED
 from backend.store import TERMINAL, RunNotFound
 from dashboard import components as ui
 from dashboard import figures as fx
+from dashboard.inputs import MAX_IDS, Option, RunId, Text, TooManyRuns, checked, ids_from_csv
 
 X_OPTIONS = [
     {"label": "epoch", "value": "epoch"},
@@ -29,33 +32,57 @@ X_OPTIONS = [
     {"label": "samples seen", "value": "samples"},
 ]
 COLOR_OPTIONS = [{"label": "run", "value": "run"}, {"label": "method", "value": "method"}]
+COMPARED = "compared at once"
+Chosen = Annotated[list[RunId], Field(max_length=MAX_IDS)]
+Options = Annotated[list[Option], Field(max_length=MAX_IDS)]
 GROUP_OPTIONS = [{"label": "each run", "value": "run"}, {"label": "mean ± std over seeds", "value": "seeds"}]
 
 
 def parse_view(search: str | None) -> dict[str, Any]:
-    """The view a URL asks for, with defaults for whatever it leaves out or gets wrong."""
+    """The view a URL asks for, with defaults for whatever it leaves out or gets wrong.
+
+    More than MAX_COMPARED runs are refused, not cut short: the view then holds no runs and
+    ``refused`` says why, for the page to show.
+    """
     query = parse_qs((search or "").lstrip("?"))
     first = lambda key, default="": (query.get(key) or [default])[0]  # noqa: E731
-    ids = []
-    for part in first("runs").split(","):
-        part = part.strip()
-        if part.isdigit() and int(part) not in ids:
-            ids.append(int(part))
+    return make_view(
+        first("runs"),
+        first("metric", fx.DEFAULT_METRIC),
+        first("smooth", "0"),
+        first("x", "epoch"),
+        first("color", "run"),
+        first("group", "run"),
+    )
+
+
+def make_view(runs: str | list[int], metric: str, smooth: Any, x: str, color: str, group: str) -> dict[str, Any]:
+    """A view from a URL's values or the controls' (``runs`` as ``1,2,3`` or as ids), made valid."""
+    ids, refused = compared_ids(runs)
     try:
-        smooth = min(max(float(first("smooth", "0")), 0.0), 0.99)
+        smoothing = min(max(float(smooth or 0), 0.0), 0.99)
     except ValueError:
-        smooth = 0.0
-    x = first("x", "epoch")
-    color = first("color", "run")
-    group = first("group", "run")
+        smoothing = 0.0
     return {
-        "runs": ids[:MAX_COMPARED],
-        "metric": first("metric", fx.DEFAULT_METRIC) or fx.DEFAULT_METRIC,
-        "smooth": smooth,
+        "runs": ids,
+        "metric": metric or fx.DEFAULT_METRIC,
+        "smooth": 0.0 if math.isnan(smoothing) else smoothing,
         "x": x if x in fx.X_KEYS else "epoch",
         "color": color if color in ("run", "method") else "run",
         "group": group if group in ("run", "seeds") else "run",
+        "refused": refused,
     }
+
+
+def compared_ids(runs: str | list[int]) -> tuple[list[int], str | None]:
+    """The distinct ids to compare, or none and why when there are more than MAX_COMPARED."""
+    try:
+        ids = ids_from_csv(runs, MAX_COMPARED, COMPARED) if isinstance(runs, str) else list(dict.fromkeys(runs))
+        if len(ids) > MAX_COMPARED:
+            raise TooManyRuns(len(ids), MAX_COMPARED, COMPARED)
+    except TooManyRuns as exc:
+        return [], str(exc)
+    return ids, None
 
 
 def view_query(view: dict[str, Any]) -> str:
@@ -67,9 +94,19 @@ def view_query(view: dict[str, Any]) -> str:
 
 
 def load(ctx: Any, ids: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The runs' curves, thinned by the store; ids that no longer exist are reported, not fatal."""
+    """The runs' curves, thinned by the store; ids that no longer exist are reported, not fatal.
+
+    One query finds which runs exist; a run deleted between it and the curves' query is left out
+    the same way, one retry per such race.
+    """
     ids = list(ids)
-    missing: list[str] = []
+    if ids:
+        found, _ = ctx.store.list_runs(ids=ids, limit=len(ids))
+        present = {run["id"] for run in found}
+        missing = [str(RunNotFound(i)) for i in ids if i not in present]
+        ids = [i for i in ids if i in present]
+    else:
+        missing = []
     while ids:
         try:
             return ctx.store.compare(ids, points=ctx.compare_points), missing
@@ -161,6 +198,8 @@ def render(ctx: Any, view: dict[str, Any], mode: str | None, moved: dict[str, An
         options.append({"label": fx.metric_label(view["metric"]), "value": view["metric"]})
     figure = fx.compare_figure(runs, view["metric"], view["smooth"], view["x"], view["color"], mode, view["group"])
     notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2") for m in missing]
+    if view.get("refused"):
+        notes.insert(0, dbc.Alert(view["refused"], color="danger", class_name="py-2 mb-2", id="compare-refused"))
     return {
         "progress": moved or progress(ctx, [run["id"] for run in runs]),
         "figure": figure,
@@ -277,18 +316,12 @@ def register(app: Dash, ctx: Any) -> None:
         State("compare-signature", "data"),
         prevent_initial_call=True,
     )
+    @checked
     def redraw(
-        runs: list[int], metric: str, smooth: float, x: str, color: str, group: str, mode: str, _n: int,
-        last: list[Any],
+        runs: list[RunId] | None, metric: Text | None, smooth: float | None, x: str | None, color: str | None,
+        group: str | None, mode: str | None, _n: Any, last: Any,
     ) -> Any:
-        view = {
-            "runs": [int(r) for r in runs or []][:MAX_COMPARED],
-            "metric": metric or fx.DEFAULT_METRIC,
-            "smooth": smooth or 0.0,
-            "x": x or "epoch",
-            "color": color or "run",
-            "group": group or "run",
-        }
+        view = make_view(runs or [], metric or "", smooth, x or "", color or "", group or "")
         shown = poll(ctx, view, mode, dash_ctx.triggered_id == "compare-interval", last)
         if shown is None:
             raise PreventUpdate
@@ -305,11 +338,13 @@ def register(app: Dash, ctx: Any) -> None:
         State("compare-runs", "options"),
         prevent_initial_call=True,
     )
-    def search(text: str, chosen: list[int], options: list[dict[str, Any]]) -> Any:
+    @checked
+    def search(text: Text | None, chosen: Chosen | None, options: Options | None) -> Any:
         """Suggest runs by name from the store (20 at a time): never a list of every run."""
         if not text:
             raise PreventUpdate
-        keep = [o for o in options or [] if o["value"] in set(chosen or [])]
+        wanted = set(chosen or [])
+        keep = [o for o in options or [] if o["value"] in wanted]
         found, _ = ctx.store.list_runs(text=text, limit=20)
         seen = {o["value"] for o in keep}
         return keep + [

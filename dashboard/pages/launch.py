@@ -24,6 +24,7 @@ from dashboard import actions
 from dashboard import components as ui
 from dashboard import schema_form as sf
 from dashboard.context import Context, catalog, model_schema
+from dashboard.inputs import Text, checked, id_from_text
 
 COMPARE_METHODS = ("arm", "baseline", "ogm-ge")
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
@@ -53,17 +54,17 @@ def section_fields(section: str, dataset: str, method: str, encoder: str) -> lis
 def parse_seeds(text: str | None) -> tuple[list[int], str | None]:
     """``0``, ``0, 1, 2``, ``0-4`` or ``0..4`` (inclusive) -> seeds; a readable error otherwise."""
     seeds: list[int] = []
-    for part in (text or "").replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = re.fullmatch(r"(\d+)\s*(?:-|\.\.)\s*(\d+)", part)
+    parts = [p.strip() for p in (text or "").replace(";", ",").split(",") if p.strip()]
+    if len(parts) > MAX_SEEDS:  # each part is at least one seed: no need to expand any range
+        return [], f"At most {MAX_SEEDS} seeds at once."
+    for part in parts:
+        match = re.fullmatch(r"([0-9]{1,18})\s*(?:-|\.\.)\s*([0-9]{1,18})", part)
         if match:
             low, high = int(match[1]), int(match[2])
             if high < low or high - low >= MAX_SEEDS:
                 return [], f"The range {part} is empty or longer than {MAX_SEEDS} seeds."
             seeds.extend(range(low, high + 1))
-        elif part.isdigit():
+        elif re.fullmatch(r"[0-9]{1,18}", part):
             seeds.append(int(part))
         else:
             return [], "Write seeds like 0, 1, 2 or a range like 0-4."
@@ -227,11 +228,11 @@ def summary_text(the_plan: Plan, compare: bool) -> str:
 
 def _prefill(ctx: Context, search: str | None) -> dict[str, Any]:
     """``/launch?from=<run id>``: start from a stored run's config."""
-    run_id = (parse_qs((search or "").lstrip("?")).get("from") or [""])[0]
-    if not run_id.isdigit():
+    run_id = id_from_text((parse_qs((search or "").lstrip("?")).get("from") or [""])[0])
+    if run_id is None:
         return {}
     try:
-        return ctx.store.get_run(int(run_id))["config"]
+        return ctx.store.get_run(run_id)["config"]
     except RunNotFound:
         return {}
 
@@ -413,7 +414,8 @@ def register(app: Dash, ctx: Context) -> None:
         Input("launch-dataset", "value"),
         prevent_initial_call=True,
     )
-    def dataset_changed(dataset: str) -> Any:
+    @checked
+    def dataset_changed(dataset: Text | None) -> Any:
         entry = catalog()["datasets"].get(dataset) or {}
         return sf.render("dataset", section_fields("dataset", dataset, "", "")), entry.get("summary", "")
 
@@ -423,7 +425,8 @@ def register(app: Dash, ctx: Context) -> None:
         Input("launch-method", "value"),
         prevent_initial_call=True,
     )
-    def method_changed(method: str) -> Any:
+    @checked
+    def method_changed(method: Text | None) -> Any:
         entry = catalog()["methods"].get(method) or {}
         return sf.render("method", section_fields("method", "", method, "")), entry.get("summary", "")
 
@@ -433,7 +436,8 @@ def register(app: Dash, ctx: Context) -> None:
         Input("launch-encoder", "value"),
         prevent_initial_call=True,
     )
-    def encoder_changed(encoder: str) -> Any:
+    @checked
+    def encoder_changed(encoder: Text | None) -> Any:
         entry = catalog()["encoders"].get(encoder) or {}
         return sf.render("encoder", section_fields("encoder", "", "", encoder)), entry.get("summary", "")
 
@@ -458,16 +462,17 @@ def register(app: Dash, ctx: Context) -> None:
         Input(OPTB, "value"),
         *form_inputs,
     )
+    @checked
     def validate(
         _values: Any,
         _bools: Any,
-        dataset: str,
-        method: str,
-        encoder: str,
-        seeds: str,
-        compare: bool,
-        name: str,
-        tags: str,
+        dataset: Text | None,
+        method: Text | None,
+        encoder: Text | None,
+        seeds: str | None,
+        compare: bool | None,
+        name: str | None,
+        tags: str | None,
     ) -> Any:
         items = [(i["id"], i.get("value")) for group in dash_ctx.inputs_list[:2] for i in group]
         the_plan = plan(dataset, method, encoder, seeds, bool(compare), name, tags, items)
@@ -489,17 +494,18 @@ def register(app: Dash, ctx: Context) -> None:
         *[State(i.component_id, i.component_property) for i in form_inputs],
         prevent_initial_call=True,
     )
+    @checked
     def submit(
-        n_clicks: int,
+        n_clicks: int | None,
         _values: Any,
         _bools: Any,
-        dataset: str,
-        method: str,
-        encoder: str,
-        seeds: str,
-        compare: bool,
-        name: str,
-        tags: str,
+        dataset: Text | None,
+        method: Text | None,
+        encoder: Text | None,
+        seeds: str | None,
+        compare: bool | None,
+        name: str | None,
+        tags: str | None,
     ) -> Any:
         if not n_clicks:
             return no_update, no_update

@@ -15,6 +15,7 @@ from backend.store import TERMINAL, RunNotFound
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import figures as fx
+from dashboard.inputs import Cursor, Event, Pending, Record, RunId, checked
 
 GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss", "ogm"]
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}
@@ -372,7 +373,8 @@ def register(app: Dash, ctx: Any) -> None:
         State("run-cursor", "data"),
         prevent_initial_call=True,
     )
-    def tick(_n: int, run_id: int, cursor: dict[str, Any]) -> Any:
+    @checked
+    def tick(_n: Any, run_id: RunId, cursor: Cursor | None) -> Any:
         try:
             result = poll(ctx, run_id, cursor or {})
         except RunNotFound:
@@ -425,7 +427,8 @@ def register(app: Dash, ctx: Any) -> None:
         State("run-id", "data"),
         prevent_initial_call=True,
     )
-    def redraw(records: list[dict[str, Any]], events: list[dict[str, Any]], mode: str, run_id: int) -> Any:
+    @checked
+    def redraw(records: list[Record] | None, events: list[Event] | None, mode: str | None, run_id: RunId) -> Any:
         figs = build_figures(records or [], events or [], mode)
         try:
             run = ctx.store.get_run(run_id)
@@ -444,9 +447,10 @@ def register(app: Dash, ctx: Any) -> None:
         State("run-id", "data"),
         prevent_initial_call=True,
     )
-    def ask(_c: int, _r: int, _d: int, _no: int, run_id: int) -> Any:
+    @checked
+    def ask(_c: Any, _r: Any, _d: Any, _no: Any, run_id: RunId) -> Any:
         trigger = dash_ctx.triggered_id
-        if trigger == "run-confirm-no" or not dash_ctx.triggered[0].get("value"):
+        if trigger not in ("run-cancel", "run-retry", "run-delete") or not dash_ctx.triggered[0].get("value"):
             return False, no_update, None
         action = trigger.split("-", 1)[1]
         text = {
@@ -465,7 +469,8 @@ def register(app: Dash, ctx: Any) -> None:
         State("run-pending", "data"),
         prevent_initial_call=True,
     )
-    def confirmed(n: int, pending: dict[str, Any] | None) -> Any:
+    @checked
+    def confirmed(n: int | None, pending: Pending | None) -> Any:
         if not n or not pending:
             raise PreventUpdate
         color, message = actions.perform(ctx, pending["action"], pending["ids"])

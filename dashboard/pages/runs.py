@@ -5,20 +5,36 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 from urllib.parse import parse_qs
 
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
+from pydantic import Field
 
+from backend.routes.compare import MAX_COMPARED
 from backend.routes.runs import STATUSES
 from dashboard import actions
 from dashboard import components as ui
 from dashboard.context import Context, catalog
+from dashboard.inputs import (
+    MAX_IDS,
+    RUN_IDS,
+    BadInput,
+    Paging,
+    Pending,
+    RunId,
+    Selection,
+    Text,
+    check,
+    checked,
+    id_from_text,
+)
 
 CHECK = {"type": "run-check", "index": ALL}
+Statuses = Annotated[list[str], Field(max_length=len(STATUSES))]
 SORT_BY = {"type": "runs-sort-by", "field": ALL}
 DEFAULT_SORT = "-created_at"
 # Column header and the store field it sorts by (None: not sortable).
@@ -39,8 +55,7 @@ DESCENDING_FIRST = {"created_at", "best_val_acc"}
 
 
 def sweep_from(search: str | None) -> int | None:
-    value = (parse_qs((search or "").lstrip("?")).get("sweep") or [""])[0]
-    return int(value) if value.isdigit() else None
+    return id_from_text((parse_qs((search or "").lstrip("?")).get("sweep") or [""])[0])
 
 
 def filters(
@@ -62,8 +77,15 @@ def filters(
 
 
 def fetch(ctx: Context, flt: dict[str, Any], sort: str, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """One page from the store (LIMIT page_size, keyset cursor): never all runs."""
-    return ctx.store.list_runs(**flt, sort=sort or DEFAULT_SORT, cursor=cursor, limit=ctx.page_size)
+    """One page from the store (LIMIT page_size, keyset cursor): never all runs.
+
+    The sort and the cursor come back from the browser; the store's refusal of either (a ValueError
+    naming it) is the request's fault.
+    """
+    try:
+        return ctx.store.list_runs(**flt, sort=sort or DEFAULT_SORT, cursor=cursor, limit=ctx.page_size)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def signature(items: Sequence[dict[str, Any]], next_cursor: str | None, now: datetime) -> str:
@@ -163,6 +185,8 @@ def view(
     """The table's next state; None when nothing changed since ``last_signature`` (the poll then sends nothing)."""
     now = now or datetime.now(timezone.utc)
     paging = dict(paging or {"cursors": [None], "index": 0, "next": None})
+    if paging["index"] >= len(paging["cursors"]):
+        raise BadInput("paging.index: past the pages seen")
     if trigger == "runs-next" and paging.get("next"):
         paging["cursors"] = paging["cursors"][: paging["index"] + 1] + [paging["next"]]
         paging["index"] += 1
@@ -208,6 +232,14 @@ def selection(visible: Sequence[int], checked: Sequence[bool], selected: Sequenc
     seen = set(visible)
     keep = [i for i in (selected or []) if i not in seen]
     return keep + [i for i, on in zip(visible, checked) if on]
+
+
+def selection_label(chosen: Sequence[int]) -> str:
+    if not chosen:
+        return "Select runs to compare or act on them."
+    shown = ", ".join(f"#{i}" for i in sorted(chosen)[:12]) + ("…" if len(chosen) > 12 else "")
+    note = f" (compare takes at most {MAX_COMPARED})" if len(chosen) > MAX_COMPARED else ""
+    return f"{len(chosen)} selected: {shown}{note}"
 
 
 def compare_href(selected: Sequence[int], over_seeds: bool = False) -> str:
@@ -346,25 +378,25 @@ def register(app: Dash, ctx: Context) -> None:
         State("runs-signature", "data"),
         prevent_initial_call=True,
     )
+    @checked
     def refresh(
         _n: Any,
         _p: Any,
         _x: Any,
         _r: Any,
-        text: str,
-        status: list[str],
-        method: str,
-        dataset: str,
-        tag: str,
-        sort: str,
-        sweep: int | None,
-        paging: dict[str, Any],
-        selected: list[int],
-        sig: str,
+        text: Text | None,
+        status: Statuses | None,
+        method: Text | None,
+        dataset: Text | None,
+        tag: Text | None,
+        sort: Text | None,
+        sweep: RunId | None,
+        paging: Paging | None,
+        selected: Selection | None,
+        sig: str | None,
     ) -> Any:
-        state = view(
-            ctx, dash_ctx.triggered_id, filters(status, method, dataset, tag, text, sweep), sort, paging, selected, sig
-        )
+        flt = filters(status, method, dataset, tag, text, sweep)
+        state = view(ctx, dash_ctx.triggered_id, flt, sort or DEFAULT_SORT, paging, selected or [], sig)
         if state is None:
             raise PreventUpdate
         return (
@@ -382,17 +414,20 @@ def register(app: Dash, ctx: Context) -> None:
     @app.callback(
         Output("runs-sort", "data"), Input(SORT_BY, "n_clicks"), State("runs-sort", "data"), prevent_initial_call=True
     )
-    def sort_by_header(_clicks: list[int], sort: str) -> Any:
+    @checked
+    def sort_by_header(_clicks: Any, sort: Text | None) -> Any:
         # A re-drawn header (every poll that changed the table) arrives with n_clicks 0: not a click.
-        if not dash_ctx.triggered_id or not dash_ctx.triggered[0].get("value"):
+        trigger = dash_ctx.triggered_id
+        if not isinstance(trigger, dict) or not dash_ctx.triggered[0].get("value"):
             raise PreventUpdate
-        return next_sort(sort or DEFAULT_SORT, dash_ctx.triggered_id["field"])
+        return next_sort(sort or DEFAULT_SORT, str(trigger["field"]))
 
     @app.callback(
         Output(CHECK, "value"), Input("runs-check-all", "value"), State(CHECK, "value"), prevent_initial_call=True
     )
-    def check_all(on: bool, values: list[bool]) -> Any:
-        return [bool(on)] * len(values)
+    @checked
+    def check_all(on: bool | None, _values: Any) -> Any:
+        return [bool(on)] * len(dash_ctx.outputs_list)
 
     @app.callback(
         Output("runs-selected", "data"),
@@ -405,20 +440,16 @@ def register(app: Dash, ctx: Context) -> None:
         Input(CHECK, "value"),
         State("runs-selected", "data"),
     )
-    def selected_changed(checked: list[bool], selected: list[int]) -> Any:
-        visible = [item["id"]["index"] for item in dash_ctx.inputs_list[0]]
-        chosen = selection(visible, checked or [], selected or [])
+    @checked
+    def selected_changed(ticks: list[bool | None] | None, selected: Selection | None) -> Any:
+        visible = check(RUN_IDS, [item["id"]["index"] for item in dash_ctx.inputs_list[0]], "run-check index")
+        chosen = selection(visible, ticks or [], selected or [])
+        if len(chosen) > MAX_IDS:
+            refused = f"At most {MAX_IDS} runs can be selected at once: untick some before ticking more."
+            return no_update, no_update, no_update, no_update, no_update, no_update, refused
         none = not chosen
-        label = (
-            (
-                f"{len(chosen)} selected: "
-                + ", ".join(f"#{i}" for i in sorted(chosen)[:12])
-                + ("…" if len(chosen) > 12 else "")
-            )
-            if chosen
-            else "Select runs to compare or act on them."
-        )
-        return chosen, compare_href(chosen), none, none, none, none, label
+        href = compare_href(chosen) if len(chosen) <= MAX_COMPARED else no_update
+        return chosen, href, none or len(chosen) > MAX_COMPARED, none, none, none, selection_label(chosen)
 
     @app.callback(
         Output("runs-confirm", "is_open"),
@@ -431,9 +462,10 @@ def register(app: Dash, ctx: Context) -> None:
         State("runs-selected", "data"),
         prevent_initial_call=True,
     )
-    def ask(_c: int, _r: int, _d: int, _no: int, selected: list[int]) -> Any:
+    @checked
+    def ask(_c: Any, _r: Any, _d: Any, _no: Any, selected: Selection | None) -> Any:
         trigger = dash_ctx.triggered_id
-        if trigger == "runs-confirm-no" or not selected:
+        if trigger not in ("runs-cancel", "runs-retry", "runs-delete") or not selected:
             return False, no_update, None
         action = trigger.split("-", 1)[1]
         ids = ", ".join(f"#{i}" for i in sorted(selected))
@@ -455,11 +487,13 @@ def register(app: Dash, ctx: Context) -> None:
         State("runs-selected", "data"),
         prevent_initial_call=True,
     )
-    def confirmed(n: int, pending: dict[str, Any] | None, token: int, selected: list[int]) -> Any:
+    @checked
+    def confirmed(n: int | None, pending: Pending | None, token: int | None, selected: Selection | None) -> Any:
         if not n or not pending:
             raise PreventUpdate
         color, message = actions.perform(ctx, pending["action"], pending["ids"])
-        if pending["action"] == "delete":
-            selected = [i for i in selected or [] if i not in pending["ids"]]
+        if pending["action"] == "delete" and color != "danger":
+            gone = set(pending["ids"])
+            selected = [i for i in selected or [] if i not in gone]
         alert = dbc.Alert(message, color=color, dismissable=True, duration=8000, class_name="py-2")
         return alert, (token or 0) + 1, False, selected
