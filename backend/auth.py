@@ -1,35 +1,64 @@
-"""Bearer tokens for the API and a signed session cookie for the browser.
+"""Bearer tokens for the API and a session cookie for the browser.
 
 ARMSCOPE_API_TOKEN may do everything, ARMSCOPE_READ_TOKEN only read. Unset
-means open (a laptop). Tokens are compared in constant time and never logged;
-the cookie carries only a role and an expiry, signed with a key derived from
-the API token, so changing the token logs every browser out.
+means open (a laptop). Tokens are compared in constant time, never logged, and
+wrong ones are rate-limited per client address. The cookie names a server-side
+session and is signed with a key derived from the installation secret and both
+tokens (backend.sessions), so it reveals nothing about a token, and changing a
+token logs every browser out.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import time
-from typing import Literal
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
-Role = Literal["write", "read"]
+from backend.rate_limit import FailureLimiter, TooManyFailures
+from backend.secret_key import installation_secret
+from backend.sessions import BrowserSessions, Role, session_key
+from backend.settings import Settings
+
 COOKIE = "armscope_session"
-SESSION_SECONDS = 14 * 24 * 3600
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class TokenAuth:
-    def __init__(self, api_token: str | None, read_token: str | None = None) -> None:
+    def __init__(
+        self,
+        api_token: str | None,
+        read_token: str | None = None,
+        *,
+        sessions: BrowserSessions | None = None,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
         self.api_token = api_token or None
         self.read_token = read_token or None
-        secret = (self.api_token or "").encode()
-        self.key = hashlib.sha256(b"armscope-session:" + secret).digest()
+        if self.api_token is not None and (sessions is None or limiter is None):
+            raise ValueError("token authentication needs browser sessions and a failure limiter")
+        self.sessions, self.limiter = sessions, limiter
+
+    @classmethod
+    def for_settings(cls, settings: Settings, engine: Engine) -> TokenAuth:
+        """Reads (or makes) the installation secret only when a token turns authentication on."""
+        if not settings.api_token:
+            return cls(None)
+        key = session_key(installation_secret(settings), settings.api_token, settings.read_token)
+        return cls(
+            settings.api_token,
+            settings.read_token,
+            sessions=BrowserSessions(key, engine),
+            limiter=FailureLimiter(engine, settings.auth_failures_per_minute),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -43,34 +72,37 @@ class TokenAuth:
         is_read = self.read_token is not None and hmac.compare_digest(given, self.read_token.encode())
         return "write" if is_write else "read" if is_read else None
 
+    def limited_role_of_token(self, presented: str | None, client: str) -> Role | None:
+        """role_of_token, counted against ``client``'s failures; raises TooManyFailures past the limit."""
+        return self.limiter.attempt(client, lambda: self.role_of_token(presented))  # type: ignore[union-attr]
+
     def session_cookie(self, role: Role, now: float | None = None) -> str:
-        payload = f"{role}.{int((now or time.time()) + SESSION_SECONDS)}".encode()
-        signature = hmac.new(self.key, payload, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(payload).decode() + "." + base64.urlsafe_b64encode(signature).decode()
+        return self.sessions.open(role, now)  # type: ignore[union-attr]
 
     def role_of_cookie(self, cookie: str | None, now: float | None = None) -> Role | None:
-        if not self.enabled or not cookie or cookie.count(".") != 1:
+        if not self.enabled:
             return None
-        encoded_payload, encoded_signature = cookie.split(".")
-        try:
-            payload = base64.urlsafe_b64decode(encoded_payload.encode())
-            signature = base64.urlsafe_b64decode(encoded_signature.encode())
-        except (ValueError, TypeError):
-            return None
-        expected = hmac.new(self.key, payload, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
-            return None
-        role, _, expires = payload.decode().partition(".")
-        if role not in ("write", "read") or not expires.isdigit() or int(expires) < (now or time.time()):
-            return None
-        return role  # type: ignore[return-value]
+        return self.sessions.role_of(cookie, now)  # type: ignore[union-attr]
 
-    def role_of_request(self, request: Request) -> Role | None:
+    def end_session(self, cookie: str | None) -> None:
+        if self.enabled:
+            self.sessions.close(cookie)  # type: ignore[union-attr]
+
+    def authenticate(self, request: Request) -> Role | None:
+        """The role of a bearer token or session cookie; raises TooManyFailures for a client past the limit."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token:
-            return self.role_of_token(token.strip())
+            return self.limited_role_of_token(token.strip(), client_address(request))
         return self.role_of_cookie(request.cookies.get(COOKIE))
+
+    def role_of_request(self, request: Request) -> Role | None:
+        """As authenticate, for routes open to all that show more to those who may read: a client
+        past the limit, or a database that does not answer, gets the least."""
+        try:
+            return self.authenticate(request)
+        except (TooManyFailures, SQLAlchemyError):
+            return None
 
 
 def require_access(request: Request) -> None:
@@ -78,7 +110,10 @@ def require_access(request: Request) -> None:
     auth: TokenAuth = request.app.state.auth
     if not auth.enabled:
         return
-    role = auth.role_of_request(request)
+    try:
+        role = auth.authenticate(request)
+    except TooManyFailures as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     if role is None:
         raise HTTPException(
             401, "missing or invalid token: send 'Authorization: Bearer <token>'",
@@ -88,7 +123,14 @@ def require_access(request: Request) -> None:
         raise HTTPException(403, "this token may only read; changing runs needs ARMSCOPE_API_TOKEN")
 
 
-OPEN_PREFIXES = ("/api/", "/docs", "/openapi.json", "/login", "/logout")
+OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/login", "/logout"})
+API_PATHS = "/api/"
+
+
+def is_open(path: str) -> bool:
+    """Pages anyone may fetch, by exact path; /api/ paths check their own access (and stay
+    inside the API: no `..` segment may step out of it)."""
+    return path in OPEN_PATHS or (path.startswith(API_PATHS) and ".." not in path.split("/"))
 
 
 class BrowserGate:
@@ -102,11 +144,12 @@ class BrowserGate:
         self.app, self.auth = app, auth
 
     async def __call__(self, scope: dict, receive: object, send: object) -> None:
-        if scope["type"] != "http" or not self.auth.enabled or scope["path"].startswith(OPEN_PREFIXES):
+        if scope["type"] != "http" or not self.auth.enabled or is_open(scope["path"]):
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
         request = Request(scope)
-        if self.auth.role_of_cookie(request.cookies.get(COOKIE)) is not None:
+        cookie = request.cookies.get(COOKIE)
+        if cookie and await run_in_threadpool(self.auth.role_of_cookie, cookie) is not None:
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
         if request.method == "GET":

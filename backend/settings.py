@@ -17,6 +17,13 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     api_token: str | None = Field(None, repr=False, description="Bearer token for every API route but /health.")
     read_token: str | None = Field(None, repr=False, description="A token that may only read.")
+    secret_key: str | None = Field(
+        None, repr=False, min_length=32,
+        description="Signs browser sessions; unset, a random key is kept in ARMSCOPE_HOME/secret_key.",
+    )
+    auth_failures_per_minute: int = Field(
+        10, gt=0, description="Failed logins or bearer tokens per client address a minute before 429."
+    )
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body accepted.")
     heartbeat_seconds: float = Field(1.0, gt=0, description="Heartbeat, progress and cancel-check interval.")
     heartbeat_timeout: float = Field(

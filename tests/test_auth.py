@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import flask
 import httpx
 import pytest
@@ -11,16 +16,18 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from backend.api import create_app
-from backend.auth import COOKIE, TokenAuth
+from backend.auth import COOKIE
+from backend.rate_limit import FailureLimiter, TooManyFailures
 from backend.settings import Settings
 from dashboard.actions import may_write
 from tests.browser_support import Server, chromium, quit_browser, screenshot
 from tests.fakes import RecordingQueue
+from tests.service_support import wait_for
 
 WRITE, READ = "w-secret-0123456789", "r-secret-9876543210"
 TINY = {"method": "arm", "epochs": 1, "dataset_options": {"n_samples": 300}}
-
-
+# The login form as a browser posts it: the page's own origin comes along (see test_csrf.py).
+FORM = {"content-type": "application/x-www-form-urlencoded", "origin": "http://testserver"}
 
 
 @pytest.fixture
@@ -78,9 +85,9 @@ def test_pages_need_a_login_and_the_login_sets_a_signed_cookie(client):
     response = client.get("/compare?runs=1")
     assert response.status_code == 303 and response.headers["location"] == "/login?next=/compare%3Fruns%3D1"
     assert client.post("/_dash-update-component", json={}).status_code == 401
-    wrong = client.post("/login", content="token=nope&next=/", headers={"content-type": "application/x-www-form-urlencoded"})
+    wrong = client.post("/login", content="token=nope&next=/", headers=FORM)
     assert wrong.status_code == 401 and "not right" in wrong.text
-    right = client.post("/login", content=f"token={WRITE}&next=/compare", headers={"content-type": "application/x-www-form-urlencoded"})
+    right = client.post("/login", content=f"token={WRITE}&next=/compare", headers=FORM)
     assert right.status_code == 303 and right.headers["location"] == "/compare"
     assert WRITE not in right.headers["set-cookie"]
     assert client.get("/").status_code == 200
@@ -88,21 +95,34 @@ def test_pages_need_a_login_and_the_login_sets_a_signed_cookie(client):
 
 
 def test_a_login_never_redirects_to_another_site(client):
-    form = {"content-type": "application/x-www-form-urlencoded"}
     for target in ("https://evil.example", "//evil.example", "/\\evil.example"):
-        response = client.post("/login", content=f"token={WRITE}&next={target}", headers=form)
+        response = client.post("/login", content=f"token={WRITE}&next={target}", headers=FORM)
         assert response.headers["location"] == "/"
 
 
-def test_session_cookies_are_signed_and_expire():
-    auth = TokenAuth(WRITE, READ)
+def test_session_cookies_are_signed_and_expire(app):
+    auth = app.state.auth
     cookie = auth.session_cookie("read", now=1000.0)
     assert auth.role_of_cookie(cookie, now=1001.0) == "read"
     assert auth.role_of_cookie(cookie, now=1000.0 + 15 * 24 * 3600) is None
     payload, signature = cookie.split(".")
     forged = auth.session_cookie("write", now=1000.0).split(".")[0] + "." + signature
     assert auth.role_of_cookie(forged, now=1001.0) is None
-    assert TokenAuth("another-token").role_of_cookie(cookie, now=1001.0) is None
+
+
+@pytest.mark.parametrize("path", ["/loginx", "/docsx", "/logout2", "/openapi.jsonx",
+                                  "/login/%2e%2e/_dash-layout", "/docs/%2e%2e/_dash-layout",
+                                  "/api/%2e%2e/_dash-layout", "/api"])
+def test_the_gate_opens_only_exact_paths(client, path):
+    response = client.get(path)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login?next=")
+
+
+def test_the_open_pages_stay_open(client):
+    for path in ("/login", "/docs", "/openapi.json"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/nothing-here").status_code == 404
 
 
 def test_a_read_session_may_not_act_from_the_dashboard(app):
@@ -148,3 +168,90 @@ def test_tokens_never_reach_the_logs_and_the_browser_logs_in_once(tmp_path):
     log = (tmp_path / "serve.log").read_text(errors="replace")
     assert "access needs ARMSCOPE_API_TOKEN" in log
     assert WRITE not in log and READ not in log
+
+
+# -- wrong tokens: limited per client address, counted in the database ------------------------
+
+
+@pytest.fixture
+def limited_app(tmp_path, store):
+    return create_app(Settings(home=tmp_path, api_token=WRITE, read_token=READ), store=store, queue=RecordingQueue())
+
+
+def an_address() -> str:
+    """A client address of its own, so failures counted in the shared PostgreSQL test database stay apart."""
+    return str(ipaddress.IPv4Address(0x0A000000 | (uuid.uuid4().int & 0xFFFFFF)))
+
+
+def client_at(app, address: str | None = None) -> TestClient:
+    return TestClient(app, follow_redirects=False, client=(address or an_address(), 40000))
+
+
+def test_after_ten_wrong_tokens_a_minute_even_the_right_one_waits(limited_app):
+    with client_at(limited_app) as guesser, client_at(limited_app) as colleague:
+        for i in range(10):
+            assert guesser.get("/api/v1/runs", headers=bearer(f"guess-{i}")).status_code == 401
+        refused = guesser.get("/api/v1/runs", headers=bearer("guess-10"))
+        assert refused.status_code == 429 and "too many wrong tokens" in refused.json()["detail"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # Were the right token let through now, the answers would tell the guesser which guess was right.
+        assert guesser.get("/api/v1/runs", headers=bearer(WRITE)).status_code == 429
+        assert colleague.get("/api/v1/runs", headers=bearer(WRITE)).status_code == 200
+
+
+def test_right_tokens_never_count_toward_the_limit(limited_app):
+    with client_at(limited_app) as client:
+        for _ in range(30):
+            assert client.get("/api/v1/runs", headers=bearer(READ)).status_code == 200
+        assert [client.get("/api/v1/runs", headers=bearer("nope")).status_code for _ in range(10)] == [401] * 10
+
+
+def test_wrong_logins_and_wrong_bearer_tokens_share_one_count(limited_app):
+    with client_at(limited_app) as client:
+        for i in range(5):
+            assert client.post("/login", content=f"token=guess-{i}&next=/", headers=FORM).status_code == 401
+            assert client.get("/api/v1/runs", headers=bearer(f"guess-{i}")).status_code == 401
+        page = client.post("/login", content=f"token={WRITE}&next=/", headers=FORM)
+        assert page.status_code == 429 and "Too many wrong tokens" in page.text
+        assert int(page.headers["retry-after"]) >= 1 and COOKIE not in page.cookies
+
+
+def test_guesses_sent_to_health_count_too(limited_app):
+    with client_at(limited_app) as client:
+        for i in range(10):
+            client.get("/api/v1/health", headers=bearer(f"guess-{i}"))
+        assert client.get("/api/v1/runs", headers=bearer(WRITE)).status_code == 429
+        assert client.get("/api/v1/health", headers=bearer(WRITE)).status_code == 200
+
+
+def test_simultaneous_guesses_are_compared_no_more_than_the_limit(limited_app):
+    with client_at(limited_app) as client, ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(
+            lambda i: client.get("/api/v1/runs", headers=bearer(f"guess-{i}")).status_code, range(40)
+        ))
+    assert Counter(statuses) == {401: 10, 429: 30}
+
+
+def test_failures_counted_by_one_process_hold_in_another(store):
+    one, other, address = FailureLimiter(store.engine, 10), FailureLimiter(store.engine, 10), an_address()
+    for limiter in (one, other) * 5:
+        assert limiter.attempt(address, lambda: None) is None
+    for limiter in (one, other):
+        with pytest.raises(TooManyFailures):
+            limiter.attempt(address, lambda: "write")
+
+
+def test_failures_older_than_the_window_no_longer_count(store):
+    limiter, address = FailureLimiter(store.engine, 2, window=1.0), an_address()
+    limiter.attempt(address, lambda: None)
+    limiter.attempt(address, lambda: None)
+    with pytest.raises(TooManyFailures):
+        limiter.attempt(address, lambda: "write")
+
+    def let_in() -> bool:
+        try:
+            return limiter.attempt(address, lambda: "write") == "write"
+        except TooManyFailures:
+            return False
+
+    wait_for(let_in, 10, "the failures to leave the window")

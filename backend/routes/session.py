@@ -1,4 +1,4 @@
-"""The browser's login: one token typed once, kept in a signed cookie."""
+"""The browser's login: one token typed once, kept as a signed cookie naming a server-side session."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from backend.auth import COOKIE, SESSION_SECONDS, TokenAuth
+from backend.auth import COOKIE, TokenAuth, client_address
+from backend.rate_limit import TooManyFailures
+from backend.sessions import SESSION_SECONDS
 
 router = APIRouter(tags=["session"], include_in_schema=False)
 MAX_FORM_BYTES = 8192
@@ -66,17 +69,27 @@ async def log_in(request: Request) -> Response:
     next_path = safe_next((form.get("next") or ["/"])[0])
     if not auth.enabled:
         return RedirectResponse(next_path, status_code=303)
-    role = auth.role_of_token((form.get("token") or [""])[0])
+    token = (form.get("token") or [""])[0]
+    try:
+        role = await run_in_threadpool(auth.limited_role_of_token, token, client_address(request))
+    except TooManyFailures as exc:
+        refused = login_page(next_path, f"Too many wrong tokens: try again in {exc.retry_after} s.", 429)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     if role is None:
         return login_page(next_path, "That token is not right.", 401)
+    cookie = await run_in_threadpool(auth.session_cookie, role)
     response = RedirectResponse(next_path, status_code=303)
-    response.set_cookie(COOKIE, auth.session_cookie(role), max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+    response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")
     return response
 
 
-@router.get("/logout")
-def log_out() -> Response:
+@router.api_route("/logout", methods=["GET", "POST"])
+def log_out(request: Request) -> Response:
+    """Ends the session in the database too: a copy of the cookie kept elsewhere stops working."""
+    auth: TokenAuth = request.app.state.auth
+    auth.end_session(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
