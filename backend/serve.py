@@ -1,14 +1,9 @@
-"""`armscope serve`: the API and the dashboard (from one process or several), the reaper and an embedded worker."""
+"""`armscope serve`: the API and the dashboard (from one process or several), the reaper and an embedded worker
+that is restarted whenever it dies."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
-import os
-import signal
-import subprocess
-import sys
 
 import uvicorn
 from fastapi import FastAPI
@@ -17,38 +12,8 @@ from backend.api import create_app
 from backend.queue import CeleryQueue
 from backend.settings import get_settings
 from backend.store import Store
+from backend.supervisor import WorkerSupervisor, start_worker
 from workers.reaper import Reaper
-
-WORKER_STOP_SECONDS = 30
-PR_SET_PDEATHSIG = 1
-
-
-def _stop_with_parent() -> None:
-    """Ask Linux to send SIGTERM (a warm shutdown) to the worker if the server dies first."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def start_worker(queues: str, concurrency: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "armscope", "worker", "--queues", queues, "--concurrency", str(concurrency)]
-    # Its own process group: Ctrl-C reaches the server only, which then stops the worker in order.
-    # uvicorn ends the process on SIGTERM without unwinding, so the kernel stops the worker then.
-    return subprocess.Popen(command, start_new_session=True, preexec_fn=_stop_with_parent)
-
-
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown: a running run is re-queued at its next batch and resumes on the next start."""
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(WORKER_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
 
 
 def freeze_long_lived() -> None:
@@ -79,11 +44,14 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     freeze_long_lived()
     reaper = Reaper(store, settings, queue.enqueue, waiting=queue.waiting)
     reaper.start()
-    worker = start_worker(queues, concurrency) if with_worker else None
+    supervisor = WorkerSupervisor(lambda: start_worker(queues, concurrency)) if with_worker else None
+    if supervisor is not None:
+        supervisor.start()
     print(f"armscope serving at http://{host}:{port}  (API http://{host}:{port}/api/v1, docs /docs)", flush=True)
     print(f"  database {store.engine.url.render_as_string(hide_password=True)}", flush=True)
     print(f"  runs in {settings.home / 'runs'}", flush=True)
-    print(f"  embedded worker pid {worker.pid}" if worker else "  no embedded worker", flush=True)
+    print(f"  embedded worker pid {supervisor.pid}, restarted if it dies" if supervisor else "  no embedded worker",
+          flush=True)
     if processes > 1:
         print(f"  {processes} server processes", flush=True)
     if settings.api_token:
@@ -96,6 +64,6 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
         uvicorn.run(app, factory=processes > 1, workers=processes, host=host, port=port, log_level="warning")
     finally:
         reaper.stop()
-        if worker is not None:
-            stop_worker(worker)
+        if supervisor is not None:
+            supervisor.stop()
         store.dispose()

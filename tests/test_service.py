@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+import yaml
 from fastapi.testclient import TestClient
 
 from armscope.client import Client
@@ -117,11 +120,11 @@ def test_two_workers_never_own_one_run_even_when_a_task_is_delivered_twice(lab):
 
 
 @contextmanager
-def serving(home: Path, *options: str):
+def serving(home: Path, *options: str, **env: str):
     """`armscope serve` with nothing but a home folder: SQLite, embedded broker, embedded worker."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start(["serve", "--port", str(port), *options], service_env(home), home / "serve.log")
+    server = start(["serve", "--port", str(port), *options], service_env(home, **env), home / "serve.log")
     try:
         wait_for_server(url)
         yield url, server
@@ -136,7 +139,8 @@ def laptop(tmp_path):
 
 
 def embedded_worker_pid(log: Path) -> int:
-    return int(re.search(r"embedded worker pid (\d+)", log.read_text()).group(1))
+    """The pid of the embedded worker serve started last (first at startup, then at each restart)."""
+    return int(re.findall(r"embedded worker pid (\d+)", log.read_text())[-1])
 
 
 def alive(pid: int) -> bool:
@@ -170,7 +174,7 @@ def test_ctrl_c_stops_server_and_worker(laptop):
     server.send_signal(signal.SIGINT)
     assert server.wait(40) == 0
     assert not alive(worker_pid)
-    assert "Warm shutdown" in log.read_text()
+    assert "Warm shutdown" in log.read_text() and "starting another" not in log.read_text()
 
 
 def test_a_terminated_server_takes_its_worker_down(laptop):
@@ -231,3 +235,61 @@ def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
             client.cancel(run_id)
     finally:
         stop(restarted)
+
+
+def test_a_killed_embedded_worker_is_reaped_and_restarted_and_the_new_one_finishes_its_run(tmp_path):
+    with serving(tmp_path, ARMSCOPE_HEARTBEAT_TIMEOUT="3") as (url, server):
+        log = tmp_path / "serve.log"
+        killed = embedded_worker_pid(log)
+        with Client(url) as client:
+            run_id = client.submit({**SLOW, "epochs": 3})["id"]
+            wait_for(lambda: client.get(run_id)["progress"]["epoch"] >= 1, 90, "epoch 1")
+            os.kill(killed, signal.SIGKILL)
+            restarted = wait_for(lambda: (pid := embedded_worker_pid(log)) != killed and pid, 60, "another worker")
+            assert killed not in children_of(server.pid) and restarted in children_of(server.pid)  # reaped
+            assert f"the embedded worker (pid {killed}) was killed by SIGKILL" in log.read_text()
+            final = client.wait(run_id, timeout=240, progress=False)
+            assert final["status"] == "succeeded", final["error"]
+            assert [m["epoch"] for m in client.metrics(run_id)] == [1, 2, 3]
+            events = client.events(run_id)
+        assert any(e["kind"] == "requeued" and f"armscope-{killed}@" in e["message"] for e in events)
+        assert "resumed" in [e["kind"] for e in events]
+
+
+def test_health_lists_the_embedded_worker_alive_with_the_run_it_trains(laptop):
+    url, _, home = laptop
+    wait_for_worker(home / "serve.log")
+    pid = embedded_worker_pid(home / "serve.log")
+    with Client(url) as client:
+        run_id = client.submit({**SLOW, "epochs": 50})["id"]
+        wait_for(lambda: client.get(run_id)["status"] == "running", 60, "the run to start")
+        health = client.health()
+        client.cancel(run_id)
+    (worker,) = health["workers"]
+    assert worker["name"].startswith(f"armscope-{pid}@") and sorted(worker["queues"]) == ["cpu", "gpu"]
+    assert worker["alive"] and worker["heartbeat_at"] and worker["runs"] == [run_id]
+    assert health["status"] == "ok"
+
+
+def compose_healthcheck_passes(url: str) -> bool:
+    """docker-compose.yml's healthcheck of the API, pointed at ``url``."""
+    root = Path(__file__).resolve().parents[1]
+    command = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["api"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"]
+    code = command[3].replace("http://127.0.0.1:8000", url)
+    return subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
+
+
+def test_health_is_503_while_runs_wait_with_no_worker_and_200_once_one_is_up(tmp_path):
+    with serving(tmp_path, "--no-worker") as (url, _):
+        with Client(url) as client:
+            run_id = client.submit(TINY)["id"]
+            waiting = httpx.get(f"{url}/api/v1/health")
+            assert waiting.status_code == 503 and waiting.json()["unserved_queues"] == ["cpu"]
+            assert compose_healthcheck_passes(url)  # so compose still starts the workers that fix it
+            worker = start(["worker", "--queues", "cpu"], service_env(tmp_path), tmp_path / "worker.log")
+            try:
+                wait_for(lambda: httpx.get(f"{url}/api/v1/health").status_code == 200, 60, "health 200")
+                assert client.wait(run_id, timeout=90, progress=False)["status"] == "succeeded"
+            finally:
+                stop(worker)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 import time
 from functools import lru_cache
@@ -30,8 +29,10 @@ def _store() -> Store:
     return store
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_name(node: str) -> str:
+    """The process that trains a run: its worker's node name and its own pid, so the runs of a
+    worker's pool processes are known to be that worker's (/health lists them with it)."""
+    return f"{node}:{os.getpid()}"
 
 
 STOPPING = threading.Event()
@@ -89,7 +90,7 @@ def _stop_reaper(**_: Any) -> None:
 @app.task(name=RUN_TASK, bind=True)
 def run_task(self: Any, run_id: int) -> str:
     store, settings = _store(), get_settings()
-    name = worker_name()
+    name = worker_name(self.request.hostname)
     if STOPPING.is_set():
         # Delivered while this worker shuts down: hand the message on untouched.
         store.mark_unpublished(run_id)
