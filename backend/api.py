@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from armscope import __version__
-from backend.auth import BrowserGate, TokenAuth, require_access
+from backend.auth import COOKIE, BrowserGate, TokenAuth, require_access
+from backend.csrf import SameOriginGuard
 from backend.deps import Queue
 from backend.errors import described, invalid
 from backend.limits import BodyLimit
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
         openapi_url="/openapi.json",
     )
     app.state.settings, app.state.store, app.state.queue = settings, store, queue
-    app.state.auth = auth = TokenAuth(settings.api_token, settings.read_token)
+    app.state.auth = auth = TokenAuth.for_settings(settings, store.engine)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(catalog.health_router)
     guarded = APIRouter(dependencies=[Depends(require_access)], responses=described(400, 401, 403, 413))
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
     _error_handlers(app)
     mount_dashboard(app)  # the Dash dashboard at `/`, after the API routes so they win
     app.add_middleware(BrowserGate, auth=auth)
+    app.add_middleware(SameOriginGuard, session_cookie=COOKIE if auth.enabled else None)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException, Response
@@ -21,7 +22,12 @@ def fast_json(payload: Any) -> Response:
 
 def invalid(location: str, field: str, message: str) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors, naming where the bad value was."""
-    return HTTPException(422, [{"loc": [location, field], "msg": message, "type": "value_error"}])
+    return rejected((location, field), message)
+
+
+def rejected(loc: Sequence[str | int], message: str, kind: str = "value_error") -> HTTPException:
+    """A 422 like :func:`invalid`, for a value anywhere in a body: ``loc`` is its path, e.g. ``("body", "tags", 0)``."""
+    return HTTPException(422, [{"loc": list(loc), "msg": message, "type": kind}])
 
 
 def described(*codes: int) -> dict[int | str, dict[str, Any]]:

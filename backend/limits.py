@@ -1,14 +1,38 @@
-"""A cap on request bodies, so one request cannot exhaust the server's memory."""
+"""Caps on what one request may carry, so it cannot exhaust the server's memory or CPU: body size and list length."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
+from backend.errors import invalid
 
-class BodyTooLarge(Exception):
-    pass
+MAX_LIST_ITEMS = 500
+
+
+def csv_items(value: str | None, field: str, limit: int = MAX_LIST_ITEMS) -> list[str] | None:
+    """The comma-separated items of a query parameter, or None when it is empty; a 422 naming the
+    parameter and the limit beyond ``limit`` items. Linear in the text's length."""
+    if not value:
+        return None
+    items = [part.strip() for part in value.split(",") if part.strip()]
+    if len(items) > limit:
+        raise invalid("query", field, f"at most {limit} comma-separated items, got {len(items)}")
+    return items or None
+
+
+def too_large_detail(max_bytes: int) -> str:
+    return f"request body larger than {max_bytes} bytes (ARMSCOPE_MAX_BODY_BYTES)"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` as the body streams past the limit. An HTTPException, because FastAPI
+    turns any other exception raised while it reads a body into a 400 "error parsing the body"."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, too_large_detail(max_bytes))
 
 
 class BodyLimit:
@@ -34,7 +58,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -49,8 +73,5 @@ class BodyLimit:
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        response = JSONResponse(
-            {"detail": f"request body larger than {self.max_bytes} bytes (ARMSCOPE_MAX_BODY_BYTES)"},
-            status_code=413,
-        )
+        response = JSONResponse({"detail": too_large_detail(self.max_bytes)}, status_code=413)
         await response(scope, receive, send)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -55,7 +55,7 @@ class RunPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] | None = Field(None, max_length=50)
+    tags: list[Annotated[str, StringConstraints(max_length=100)]] | None = Field(None, max_length=50)
     notes: str | None = Field(None, max_length=10_000)
 
 
@@ -130,9 +130,28 @@ class SeedSetsOut(BaseModel):
     sets: list[SeedSet]
 
 
+class WorkerHealth(BaseModel):
+    name: str = Field(description="The worker's node name; the `worker` of its runs begins with it.")
+    queues: list[str] = Field(description="The queues it takes runs from.")
+    alive: bool = Field(description="Whether it heartbeated within ARMSCOPE_HEARTBEAT_TIMEOUT.")
+    started_at: datetime
+    heartbeat_at: datetime = Field(description="Its last heartbeat.")
+    runs: list[int] = Field(description="The running runs it holds.")
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded (HTTP 503): runs wait in a queue no live worker takes from, or the database "
+                    "did not answer."
+    )
+    detail: str | None = Field(None, description="What is wrong, when degraded.")
     version: str
     auth: Literal["token", "open"]
     database: str
     broker: str
+    workers: list[WorkerHealth] | None = Field(
+        description="Every worker the database knows (a dead one until a reaper forgets it). Null when the "
+                    "database did not answer, or to a caller without a token when the server requires one."
+    )
+    queued: dict[str, int] = Field(description="How many runs wait in each queue.")
+    unserved_queues: list[str] = Field(description="Queues where runs wait and no live worker takes from.")

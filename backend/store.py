@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -31,6 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# The range of the Integer columns (ids, seeds): 32 bits on PostgreSQL.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 SORTABLE = {
     "created_at": Run.created_at,
     "name": Run.name,
@@ -144,13 +148,45 @@ def _encode_cursor(values: Sequence[Any]) -> str:
 
 
 def _decode_cursor(cursor: str, sort_field: str) -> tuple[Any, int]:
+    """The sort value and run id a cursor holds, each checked against its column's type and range:
+    a client can send any cursor, and PostgreSQL fails (a 500) on a 33-bit seed or a list for a name."""
     try:
-        value, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if sort_field == "created_at":
-            value = datetime.fromisoformat(value)
-        return value, int(run_id)
-    except (ValueError, TypeError) as exc:
+        decoded = from_json(base64.urlsafe_b64decode(cursor.encode()), allow_inf_nan=False)
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError("expected a pair [sort value, run id]")
+        value, run_id = decoded
+        return _cursor_value(sort_field, value), _integer(run_id, "run id", 1, INT32_MAX)
+    except ValueError as exc:
         raise BadCursor(f"cursor is not one this server issued: {exc}") from None
+
+
+def _cursor_value(sort_field: str, value: Any) -> Any:
+    if sort_field == "created_at":
+        if not isinstance(value, str):
+            raise ValueError("created_at must be an ISO 8601 time")
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    if sort_field == "seed":
+        return _integer(value, "seed", INT32_MIN, INT32_MAX)
+    if sort_field == "best_val_acc":
+        return _finite(value, "best_val_acc")
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError(f"{sort_field} must be text without NUL characters")
+    return value
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        with suppress(OverflowError):  # an integer beyond a double
+            if math.isfinite(number := float(value)):
+                return number
+    raise ValueError(f"{what} must be a finite number")
+
+
+def _integer(value: Any, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{what} must be an integer between {low} and {high}")
+    return value
 
 
 class Store:
@@ -262,8 +298,10 @@ class Store:
         if tag:
             query = query.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
         if text:
-            pattern = f"%{text.lower()}%"
-            query = query.where(or_(func.lower(Run.name).like(pattern), func.lower(Run.notes).like(pattern)))
+            # autoescape: a % or _ in the text is matched literally, not as a LIKE wildcard.
+            needle = text.lower()
+            query = query.where(or_(func.lower(Run.name).contains(needle, autoescape=True),
+                                    func.lower(Run.notes).contains(needle, autoescape=True)))
         if cursor:
             value, last_id = _decode_cursor(cursor, field)
             position = tuple_(key, Run.id)
@@ -354,15 +392,13 @@ class Store:
         return self.get_run(run_id)
 
     def delete_run(self, run_id: int) -> None:
+        """Delete a run that is not running. Of concurrent deletes, one wins and the others find no run:
+        the status is read after the conditional DELETE, so a run deleted meanwhile is not found."""
         with self._session() as s, s.begin():
-            status = s.scalar(select(Run.status).where(Run.id == run_id))
-            if status is None:
-                raise RunNotFound(run_id)
-            if status == "running":
-                raise IllegalTransition(f"run {run_id} is running; cancel it before deleting it")
             gone = s.execute(delete(Run).where(Run.id == run_id, Run.status != "running")).rowcount
             if not gone:
-                raise IllegalTransition(f"run {run_id} started running; cancel it before deleting it")
+                self._status(s, run_id)  # RunNotFound when a concurrent delete won
+                raise IllegalTransition(f"run {run_id} is running; cancel it before deleting it")
             for table in (EpochMetrics, Event, RunTag):
                 s.execute(delete(table).where(table.run_id == run_id))
 
@@ -612,6 +648,31 @@ class Store:
                 select(func.max(EpochMetrics.epoch)).where(EpochMetrics.run_id == run_id)
             )
             s.execute(update(Run).where(Run.id == run_id).values(epoch=best or 0))
+
+    # -- what /health reports ---------------------------------------------------------
+
+    def known_workers(self, timeout: float) -> list[dict[str, Any]]:
+        """Every worker in the store, whether it heartbeated within ``timeout`` seconds, and the running
+        runs it holds. A worker's processes claim runs as ``<worker>:<pid>`` (one per pool process)."""
+        cutoff = utcnow() - timedelta(seconds=timeout)
+        with self._session() as s:
+            workers = list(s.scalars(select(Worker).order_by(Worker.name)))
+            running = s.execute(select(Run.id, Run.worker).where(Run.status == "running").order_by(Run.id)).all()
+        held: dict[str, list[int]] = {}
+        for run_id, process in running:
+            held.setdefault((process or "").rpartition(":")[0], []).append(run_id)
+        return [
+            {"name": w.name, "queues": [q for q in w.queues.split(",") if q],
+             "alive": _aware(w.heartbeat_at) >= cutoff, "started_at": _aware(w.started_at),
+             "heartbeat_at": _aware(w.heartbeat_at), "runs": held.get(w.name, [])}
+            for w in workers
+        ]
+
+    def queued_per_queue(self) -> dict[str, int]:
+        """Runs waiting in each queue: queued, whether or not a worker has received the message yet."""
+        with self._session() as s:
+            rows = s.execute(select(Run.queue, func.count()).where(Run.status == "queued").group_by(Run.queue)).all()
+        return {queue: count for queue, count in rows}
 
 
 def _pick(record: dict[str, Any], keys: Sequence[str] | None) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The store, on SQLite and on the local PostgreSQL (every test runs on both)."""
 
+import base64
+import json
 import threading
 
 import pytest
@@ -184,6 +186,48 @@ def test_runs_are_filtered_by_status_method_text_and_sweep(store):
 def test_a_garbled_cursor_is_rejected(store):
     with pytest.raises(BadCursor):
         store.list_runs(cursor="not-a-cursor")
+
+
+@pytest.mark.parametrize(
+    ("sort", "pair"),
+    [("seed", [2**31, 1]), ("seed", [0, 2**64]), ("seed", [0, 0]), ("name", [[1, 2], 1]), ("name", ["a\x00", 1]),
+     ("best_val_acc", ["x", 1]), ("best_val_acc", [10**400, 1]), ("created_at", [5, 1]), ("status", ["queued", 1.5]), ("method", ["arm", 1, 2])],
+)
+def test_a_cursor_whose_values_do_not_fit_its_sort_field_is_rejected_before_it_reaches_the_database(store, sort, pair):
+    store.create_run(config(), queue="cpu")
+    cursor = base64.urlsafe_b64encode(json.dumps(pair).encode()).decode()
+    with pytest.raises(BadCursor):
+        store.list_runs(sort=sort, cursor=cursor)
+
+
+def test_percent_and_underscore_in_the_text_filter_are_matched_literally(store):
+    for name in ("100% done", "a_b", "axb"):
+        store.create_run(config(name=name), queue="cpu")
+    assert [r["name"] for r in store.list_runs(text="%")[0]] == ["100% done"]
+    assert [r["name"] for r in store.list_runs(text="_")[0]] == ["a_b"]
+    assert [r["name"] for r in store.list_runs(text="0% D")[0]] == ["100% done"]
+
+
+def test_of_concurrent_deletes_of_one_run_one_succeeds_and_the_others_find_no_run(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.cancel_run(run_id)
+    barrier = threading.Barrier(32)
+    outcomes: list[str] = []
+
+    def delete():
+        barrier.wait()
+        try:
+            store.delete_run(run_id)
+            outcomes.append("deleted")
+        except RunNotFound:
+            outcomes.append("not found")
+
+    threads = [threading.Thread(target=delete) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["deleted"] + ["not found"] * 31
 
 
 def test_compare_returns_many_runs_thinned_to_the_requested_points(store):

@@ -7,11 +7,13 @@ from fastapi import APIRouter, Depends, Query, Response
 from backend import deps
 from backend import seed_sets as ss
 from backend.errors import described, fast_json, invalid
-from backend.routes.runs import MAX_ID, split_csv
+from backend.limits import csv_items
+from backend.routes.runs import MAX_ID
 from backend.schemas import CompareOut, SeedSetsOut
 from backend.store import Store
+from backend.strict_input import StrictRoute
 
-router = APIRouter(tags=["compare"], responses=described(404))
+router = APIRouter(tags=["compare"], responses=described(404), route_class=StrictRoute)
 MAX_COMPARED = 200
 
 
@@ -20,15 +22,19 @@ KEYS = Query(None, description="Comma-separated metric keys; all when empty.")
 
 
 def run_ids(runs: str) -> list[int]:
-    """The distinct ids of a ``runs`` query, in order; a clear 422 for anything else."""
+    """The distinct ids of a ``runs`` query, in order; a clear 422 for anything else.
+
+    The count is checked before any id is parsed, and duplicates go in one pass: linear in the query's length.
+    """
+    parts = csv_items(runs, "runs", MAX_COMPARED)
+    if not parts:
+        raise invalid("query", "runs", f"give between 1 and {MAX_COMPARED} run ids")
     try:
-        ids = [int(part) for part in split_csv(runs) or []]
+        ids = [int(part) for part in parts]
     except ValueError:
         raise invalid("query", "runs", "expected comma-separated integer run ids") from None
     if any(not 1 <= i <= MAX_ID for i in ids):
         raise invalid("query", "runs", f"run ids lie between 1 and {MAX_ID}")
-    if not ids or len(ids) > MAX_COMPARED:
-        raise invalid("query", "runs", f"give between 1 and {MAX_COMPARED} run ids")
     return list(dict.fromkeys(ids))
 
 
@@ -39,15 +45,16 @@ def compare(
     points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
     store: Store = Depends(deps.store),
 ) -> Response:
-    return fast_json({"runs": store.compare(run_ids(runs), split_csv(keys), points)})
+    return fast_json({"runs": store.compare(run_ids(runs), csv_items(keys, "keys"), points)})
 
 
 @router.get("/compare/seeds", response_model=SeedSetsOut)
 def compare_seeds(runs: str = RUNS, keys: str | None = KEYS, store: Store = Depends(deps.store)) -> Response:
     """The runs in sets that differ only in their seed; per set and metric, mean ± std epoch by epoch and
     over the runs' last and best values: the numbers a paper reports."""
-    found = store.compare(run_ids(runs), split_csv(keys))
-    wanted = split_csv(keys) or sorted(
+    asked = csv_items(keys, "keys")
+    found = store.compare(run_ids(runs), asked)
+    wanted = asked or sorted(
         {k for run in found for r in run["records"] for k, v in r.items() if k != "epoch" and ss.number(v) is not None}
     )
     sets = [

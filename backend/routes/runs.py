@@ -13,22 +13,18 @@ from fastapi.responses import FileResponse
 from armscope.config import RunConfig
 from backend import deps
 from backend.errors import described, fast_json, invalid
+from backend.limits import csv_items
 from backend.publish import publish
 from backend.schemas import EventOut, RunOut, RunPage, RunPatch, Status
 from backend.settings import Settings
 from backend.store import SORTABLE, Store
+from backend.strict_input import StrictRoute
 from workers.app import queue_for
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=described(404, 409, 503))
+router = APIRouter(prefix="/runs", tags=["runs"], responses=described(404, 409, 503), route_class=StrictRoute)
 STATUSES = get_args(Status)
 MAX_ID = 2**31 - 1
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
-
-
-def split_csv(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def enqueue_or_undo(store: Store, queue: deps.Queue, runs: list[dict[str, Any]]) -> None:
@@ -73,7 +69,7 @@ def list_runs(
     limit: int = Query(50, ge=1, le=500),
     store: Store = Depends(deps.store),
 ) -> dict[str, Any]:
-    statuses = split_csv(status)
+    statuses = csv_items(status, "status")
     unknown = sorted(set(statuses or []) - set(STATUSES))
     if unknown:
         raise invalid("query", "status", f"unknown {unknown}; choose from: {', '.join(STATUSES)}")
@@ -124,7 +120,7 @@ def metrics(
     since_epoch: int | None = Query(None, ge=0, le=MAX_ID),
     store: Store = Depends(deps.store),
 ) -> Response:
-    return fast_json(store.metrics(run_id, split_csv(keys), since_epoch))
+    return fast_json(store.metrics(run_id, csv_items(keys, "keys"), since_epoch))
 
 
 @router.get("/{run_id}/events", response_model=list[EventOut])

@@ -13,9 +13,10 @@ from backend.errors import described
 from backend.routes.runs import enqueue_or_undo
 from backend.schemas import SweepIn, SweepOut
 from backend.store import Store
+from backend.strict_input import StrictRoute
 from workers.app import queue_for
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=described(503))
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=described(503), route_class=StrictRoute)
 
 
 def expand(sweep: SweepIn) -> list[dict[str, Any]]:
