@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, que
     app.state.auth = auth = TokenAuth.for_settings(settings, store.engine)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(catalog.health_router)
-    guarded = APIRouter(dependencies=[Depends(require_access)], responses=described(400, 401, 403, 413))
+    guarded = APIRouter(dependencies=[Depends(require_access)], responses=described(400, 401, 403, 413, 429))
     for module in (catalog, runs, sweeps, compare):
         guarded.include_router(module.router)
     api.include_router(guarded)

@@ -38,6 +38,7 @@ def described(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "No such run",
         409: "Not allowed in the run's current status",
         413: "Request body too large",
+        429: "Too many wrong tokens from this address in the last minute; retry after Retry-After seconds",
         503: "The task queue is not reachable; nothing was stored",
     }
     return {code: {"model": ErrorOut, "description": texts[code]} for code in codes}
