@@ -1,14 +1,17 @@
 """The per-epoch dominance measures of ARM.md section 5, computed on the validation split.
 
 Features are encoded once; every masked evaluation (masked accuracy, the
-2^M subsets of the Shapley value) reuses them through the fusion head only.
-Everything stays on the device until one read-back at the end.
+2^M subsets of the Shapley value) reuses them through the method's
+evaluation-time prediction only (the fusion head unless the method has its
+own rule), with zeros for a masked modality. Everything stays on the device
+until one read-back at the end.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +25,8 @@ from armscope.models.heads import MultimodalModel
 from armscope.step import autocast
 
 MAX_EXACT_SHAPLEY = 8
+# Fused logits from one feature tensor per modality (Method.predict on the run's model).
+Predict = Callable[[dict[str, Tensor]], Tensor]
 
 
 def shapley_values(value: dict[frozenset[str], Tensor], players: list[str]) -> dict[str, Tensor]:
@@ -78,29 +83,31 @@ def evaluate(
     device: torch.device,
     lens: LensSettings,
     precision: str = "fp32",
+    predict: Predict | None = None,
 ) -> dict[str, Any]:
     """All validation measures of one epoch as plain Python numbers and strings.
 
-    Encoders may run in bf16; the fusion head and every measure run in fp32 on the cached features.
+    Encoders may run in bf16; the prediction (``predict``, else the fusion
+    head) and every measure run in fp32 on the cached features.
     """
     was_training = model.training
     model.eval()
     try:
         feats, labels = encode_split(model, split, batch_size, device, precision)
-        return _measures(model, feats, labels, lens)
+        return _measures(model, feats, labels, lens, predict or model.head)
     finally:
         model.train(was_training)
 
 
 def _measures(
-    model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, lens: LensSettings
+    model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, lens: LensSettings, predict: Predict
 ) -> dict[str, Any]:
     head = model.head
     names = head.modalities
     if len(names) > MAX_EXACT_SHAPLEY:
         raise ValueError(f"exact Shapley values need at most {MAX_EXACT_SHAPLEY} modalities")
     zeros = {m: torch.zeros_like(h) for m, h in feats.items()}
-    logits = head(feats)
+    logits = predict(feats)
     pred = logits.argmax(1)
     out: dict[str, Tensor] = {
         "val_loss": F.cross_entropy(logits.float(), labels),
@@ -111,7 +118,7 @@ def _measures(
     for size in range(len(names) + 1):
         for subset in itertools.combinations(names, size):
             masked = {m: feats[m] if m in subset else zeros[m] for m in names}
-            subset_logits = head(masked)
+            subset_logits = predict(masked)
             accuracy[frozenset(subset)] = (subset_logits.argmax(1) == labels).double().mean()
             if size == 1:
                 out[f"confidence.{subset[0]}"] = confidence(subset_logits, labels)

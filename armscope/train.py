@@ -3,24 +3,31 @@
 Knows nothing of HTTP, SQL or Celery: it reports to a ``Sink`` and checks a
 cancel callable between batches. Deterministic on the CPU for a seed, and a
 resumed run ends with exactly the numbers of an uninterrupted one, because
-the checkpoint holds every RNG state alongside model and optimiser.
+the checkpoint holds every RNG state alongside model, optimiser and the
+method's own state. The method shapes each epoch (see ``Method``): its pass
+over the training data, the epoch's samples, every step, and the prediction
+the measures judge.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from armscope.config import RunConfig
 from armscope.data import DataError, DatasetBundle, build_dataset
 from armscope.dominance import evaluate
+from armscope.epoch_pass import TrainingData
+from armscope.indexed import check_order, indexed_batches
 from armscope.methods import Method, build_method
+from armscope.methods.state import checked_state
 from armscope.models import ModelOptions, MultimodalModel, build_encoder
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
@@ -129,15 +136,18 @@ class Trainer:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(config, trainable)
         shuffle = torch.Generator().manual_seed(config.seed)
-        state = {"epoch": 0, "step": 0, "dominant": None, "elapsed": 0.0}
+        state = {"epoch": 0, "step": 0, "dominant": None, "elapsed": 0.0, "samples_seen": 0}
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
+            method.load_state_dict(checkpoint.get("method", {}))
             shuffle.set_state(checkpoint["shuffle_rng"])
             torch.set_rng_state(checkpoint["torch_rng"])
             if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
             state = checkpoint["state"]
+            # Checkpoints written before methods chose their samples: every epoch saw the whole split.
+            state.setdefault("samples_seen", state["epoch"] * len(bundle.train))
         loop = _Loop(self, bundle, method, model, optimizer, shuffle, device, state)
         self.sink.start(
             config.model_dump(mode="json"),
@@ -207,7 +217,6 @@ class _Loop:
         self.step = TrainingStep(
             model, method, optimizer, device, self.config.precision, self.config.channels_last
         )
-        self.steps_per_epoch = math.ceil(len(bundle.train) / self.config.batch_size)
 
     def run(self) -> RunResult:
         final = None
@@ -266,41 +275,42 @@ class _Loop:
     def _epoch(self, epoch: int) -> dict[str, Any]:
         config, method, model, device = self.config, self.method, self.model, self.device
         started = time.perf_counter()
-        method.begin_epoch(epoch, self.state["step"], self.steps_per_epoch, device)
+        order, planned, steps = self._start_epoch(epoch)
         model.train()
         encoders = list(model.encoders)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         grad_sum = torch.zeros(len(encoders), dtype=torch.float64, device=device)
         nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         seen = 0
-        batches = self.bundle.train.batches(config.batch_size, shuffle=True, generator=self.shuffle)
-        for index, (inputs, labels) in enumerate(batches):
+        for index, (inputs, labels, sample_index) in enumerate(self._batches(order)):
             if self.trainer.should_cancel():
                 raise RunCancelled()
-            loss, norms = self.step(inputs, labels, self.state["step"])
+            loss, norms = self.step(inputs, labels, self.state["step"], sample_index)
             nonfinite |= ~torch.isfinite(loss)
             grad_sum += norms
             loss_sum += loss.double() * labels.shape[0]
             seen += labels.shape[0]
             self.state["step"] += 1
-            if (index + 1) % self.sync_every == 0 or index + 1 == self.steps_per_epoch:
-                self._check_finite(nonfinite, epoch, index + 1)
-                self.sink.progress(epoch, index + 1, self.steps_per_epoch, config.epochs, float(loss_sum) / seen)
-        self._check_finite(nonfinite, epoch, self.steps_per_epoch)
+            if (index + 1) % self.sync_every == 0 or index + 1 == steps:
+                self._check_finite(nonfinite, epoch, index + 1, steps)
+                self.sink.progress(epoch, index + 1, steps, config.epochs, float(loss_sum) / seen)
+        self._check_finite(nonfinite, epoch, steps, steps)
         train_seconds = time.perf_counter() - started
         measures = evaluate(
             model, self.bundle.val, batch_size=2 * config.batch_size, device=device,
             lens=method.lens_settings, precision=config.precision,
+            predict=lambda feats: method.predict(model, feats),
         )
         summary = method.end_epoch()
         extra = {k: float(v) for k, v in summary.metrics.items()}
-        grad_means = (grad_sum / max(self.steps_per_epoch, 1)).tolist()
+        grad_means = (grad_sum / max(steps, 1)).tolist()
         epoch_seconds = time.perf_counter() - started
         self.state["elapsed"] += epoch_seconds
+        self.state["samples_seen"] += planned
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": self.state["step"],
-            "samples_seen": epoch * len(self.bundle.train),
+            "samples_seen": self.state["samples_seen"],
             "train_loss": float(loss_sum) / max(seen, 1),
             **measures,
             **{f"grad_norm.{m}": g for m, g in zip(encoders, grad_means)},
@@ -328,12 +338,36 @@ class _Loop:
         self.sink.epoch(record)
         return record
 
-    def _check_finite(self, nonfinite: torch.Tensor, epoch: int, batch: int) -> None:
+    def _start_epoch(self, epoch: int) -> tuple[Tensor | None, int, int]:
+        """The method's pass over the training data, its order and ``begin_epoch``: (order, samples, steps)."""
+        config, method, split = self.config, self.method, self.bundle.train
+        method.epoch_pass(
+            TrainingData(
+                split, self.model, epoch=epoch, step=self.state["step"], batch_size=config.batch_size,
+                device=self.device, precision=config.precision, channels_last=config.channels_last,
+            )
+        )
+        order = method.sample_order(epoch, len(split), self.shuffle)
+        if order is not None:
+            check_order(order, len(split), config.method)
+        planned = len(split) if order is None else len(order)
+        steps = math.ceil(planned / config.batch_size)
+        method.begin_epoch(epoch, self.state["step"], steps, self.device)
+        return order, planned, steps
+
+    def _batches(self, order: Tensor | None) -> Iterator[tuple[dict[str, Tensor], Tensor, Tensor | None]]:
+        """The epoch's training batches: shuffled by the split, or in the method's order with their indices."""
+        split, size = self.bundle.train, self.config.batch_size
+        if order is None:
+            return ((x, y, None) for x, y in split.batches(size, shuffle=True, generator=self.shuffle))
+        return indexed_batches(split, size, order, shuffle=True, generator=self.shuffle)
+
+    def _check_finite(self, nonfinite: torch.Tensor, epoch: int, batch: int, steps: int) -> None:
         """The one place the loop reads the loss's health back from the device."""
         if bool(nonfinite):
             raise TrainingFailed(
                 f"the training loss is not finite (epoch {epoch}, by batch {batch} of "
-                f"{self.steps_per_epoch}, step {self.state['step'] - 1}); the run was stopped. "
+                f"{steps}, step {self.state['step'] - 1}); the run was stopped. "
                 "Try a lower learning rate."
             )
 
@@ -359,6 +393,7 @@ class _Loop:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "state": dict(self.state),
+                "method": checked_state(self.method.state_dict(), self.config.method),
             }
         )
 

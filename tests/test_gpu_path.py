@@ -6,18 +6,24 @@ import math
 import pytest
 import torch
 
+from armscope.data.base import TensorSplit
+from armscope.epoch_pass import TrainingData
 from armscope.methods import METHODS, build_method
 from armscope.models import MultimodalModel, build_encoder
 from armscope.models.resnet import ResNet18
 from armscope.rundir import RunDir
 from armscope.step import TrainingStep
 from armscope.train import resolve_device, train
+from tests.step_toys import TOYS, ToyOptions
 
 SPECTROGRAM, FRAMES = (1, 33, 24), (2, 3, 32, 32)
 
 
 def av_model(method_name, device, feature_dim=512):
-    method = build_method(method_name, {}, ["audio", "visual"], 6, feature_dim)
+    return with_av_model(build_method(method_name, {}, ["audio", "visual"], 6, feature_dim), device, feature_dim)
+
+
+def with_av_model(method, device, feature_dim=512):
     encoders = {"audio": build_encoder({"name": "resnet18"}, SPECTROGRAM, feature_dim),
                 "visual": build_encoder({"name": "resnet18"}, FRAMES, feature_dim)}
     return method, MultimodalModel(encoders, method.build_head()).to(device)
@@ -36,6 +42,22 @@ def test_the_training_step_never_synchronises_with_the_host(method_name):
     step = TrainingStep(model, method, optimizer, device)
     for index in range(2):
         loss, norms = step(*batch(), index)
+    assert loss.device.type == "meta" and norms.shape == (2,)
+
+
+@pytest.mark.parametrize("name", sorted(TOYS))
+def test_a_step_that_a_method_owns_never_synchronises_with_the_host(name):
+    device = torch.device("meta")
+    method, model = with_av_model(TOYS[name](ToyOptions(), ["audio", "visual"], 6, 512), device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    inputs, labels = batch(8)
+    data = TrainingData(TensorSplit(inputs, labels), model, epoch=1, step=0, batch_size=4, device=device,
+                        precision="fp32", channels_last=False)
+    method.epoch_pass(data)
+    method.begin_epoch(1, 0, 2, device)
+    step = TrainingStep(model, method, optimizer, device)
+    for index in range(2):
+        loss, norms = step(*batch(), index, torch.arange(4))
     assert loss.device.type == "meta" and norms.shape == (2,)
 
 

@@ -22,12 +22,21 @@ class Split(Protocol):
 
     Vector data sets hold tensors in memory (``TensorSplit``); data sets read
     from disk can implement the same two methods over a DataLoader.
+
+    ``shuffle`` marks a training pass: a random order (and augmentation, where a
+    split has it) drawn from ``generator``. ``order``, where given, is the pass's
+    samples by index, repeats allowed (a method's sampler chose them), in place
+    of the split's own order; the split draws nothing else for the order.
     """
 
     def __len__(self) -> int: ...
 
     def batches(
-        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> Iterator[Batch]: ...
 
 
@@ -50,11 +59,16 @@ class TensorSplit:
         return int(self.labels.shape[0])
 
     def batches(
-        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> Iterator[Batch]:
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for start in range(0, n, batch_size):
+        if order is None:
+            n = len(self)
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield {m: x[idx] for m, x in self.features.items()}, self.labels[idx]
 

@@ -132,18 +132,22 @@ class LoaderSplit:
         return self.size
 
     def batches(
-        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
     ) -> Iterator[Batch]:
         seed: int | None = None
         if shuffle:
             epoch_seed = int(torch.randint(EPOCH_SEED_LIMIT, (), generator=generator))
-            order = torch.randperm(self.size, generator=generator).tolist()
+            if order is None:
+                order = torch.randperm(self.size, generator=generator)
             seed = epoch_seed if self.augment else None
-        else:
-            order = list(range(self.size))
+        indices = order.tolist() if order is not None else list(range(self.size))
         self._sampler.plan = [
-            [(index, seed) for index in order[start : start + batch_size]]
-            for start in range(0, self.size, batch_size)
+            [(index, seed) for index in indices[start : start + batch_size]]
+            for start in range(0, len(indices), batch_size)
         ]
         loaded = iter(self._data_loader())
         while True:

@@ -1,4 +1,4 @@
-"""The hooks a method plugs into the training step, and the method registry."""
+"""The method interface (its step, epoch pass, sampler, state and prediction) and the method registry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pydantic import BaseModel
 from torch import Tensor
 from torch.nn import functional as F
 
+from armscope.epoch_pass import TrainingData
 from armscope.models.heads import ConcatHead, FusionHead, MultimodalModel
 from armscope.registry import Registry
+from armscope.step import Batch, StepContext
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,30 @@ class EpochSummary:
 
 
 class Method:
-    """Joint training with cross-entropy on the fused logits; subclasses change the step.
+    """How a run trains; this base class is plain joint training, cross-entropy on the fused logits.
 
-    A method may choose the fusion head, which modalities are encoded, the
-    loss, and what happens to gradients after backward. It never touches the
-    data pipeline, the optimiser or the measures. ``head_type`` is the head
-    ``build_head`` makes, declared on the class so that a config's model can be
-    sized before the method is built.
+    A simple method overrides hooks of the default step (``train_step``):
+    ``build_head`` (the fusion head, of the class ``head_type``, declared on
+    the class so that a config's model can be sized before the method is
+    built), ``encoded_modalities``, ``loss``, and ``after_backward`` (the
+    gradients before the update), with ``begin_epoch`` and ``end_epoch`` around
+    each epoch. A method that needs more overrides the capability itself:
+
+    - ``train_step``: the whole step, with any number of forward and backward
+      passes, per-modality gradients and gradient surgery, and updates of the
+      parameters it chooses;
+    - ``epoch_pass``: a pass over the training data before each epoch's steps;
+    - ``sample_order``: the epoch's samples (per-sample weights, resampling),
+      drawn from the run's checkpointed generator;
+    - ``state_dict`` and ``load_state_dict``: what it keeps across epochs,
+      checkpointed with the run;
+    - ``predict``: its evaluation-time fused prediction, which every
+      per-epoch measure uses.
+
+    Each epoch the loop calls ``epoch_pass``, ``sample_order``,
+    ``begin_epoch``, ``train_step`` per batch, ``predict`` inside the
+    measures, ``end_epoch``, then ``state_dict`` for the checkpoint. A method
+    never touches the data pipeline, the optimiser's settings or the measures.
     """
 
     head_type: type[FusionHead] = ConcatHead
@@ -63,8 +82,41 @@ class Method:
     def encoded_modalities(self) -> list[str]:
         return self.modalities
 
+    def epoch_pass(self, data: TrainingData) -> None:
+        """Called first in each epoch, before its order is drawn: iterate ``data.batches()`` to prepare it."""
+
+    def sample_order(self, epoch: int, size: int, generator: torch.Generator) -> Tensor | None:
+        """Epoch ``epoch``'s samples, int64 indices into the training split (repeats allowed), or None to shuffle.
+
+        Draw on the CPU from ``generator``, the run's own shuffle generator: it
+        is checkpointed, so a resumed run draws the same orders. The epoch has
+        as many steps as the order fills batches, and steps then see their
+        samples' indices (``Batch.index``). Called after ``epoch_pass`` and
+        before ``begin_epoch``.
+        """
+        return None
+
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         self.epoch = epoch
+
+    def train_step(self, step: StepContext, batch: Batch) -> Tensor:
+        """One training step; returns its loss, detached, for the epoch's ``train_loss``.
+
+        The default: one forward pass under the run's precision and the
+        method's ``loss``, one backward pass, ``after_backward``, and one update
+        of every parameter. The step must not read values back to the host
+        (no ``.item()``, ``bool()`` of a tensor, or ``.cpu()``): on a GPU that
+        stalls the pipeline, and the meta-device test refuses it.
+        """
+        model = step.model
+        with step.autocast():
+            feats = model.encode(batch.inputs, self.encoded_modalities())
+            loss = self.loss(model, feats, batch.labels, batch.step)
+        step.zero_grad()
+        loss.backward()
+        self.after_backward(model, batch.step)
+        step.update()
+        return loss.detach()
 
     def loss(self, model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, step: int) -> Tensor:
         return F.cross_entropy(model.head(feats), labels)
@@ -72,8 +124,33 @@ class Method:
     def after_backward(self, model: MultimodalModel, step: int) -> None:
         """Called after backward and before the optimiser step."""
 
+    def predict(self, model: MultimodalModel, feats: dict[str, Tensor]) -> Tensor:
+        """Fused logits at evaluation, from every modality's features (zeros for a masked one).
+
+        Validation loss, accuracy and F1, the masked accuracies and the Shapley
+        values all use it, so a test-time fusion rule is measured as it predicts.
+        """
+        return model.head(feats)
+
     def end_epoch(self) -> EpochSummary:
         return EpochSummary()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the method keeps across epochs, saved in every checkpoint.
+
+        Tensors and plain values (numbers, strings, booleans, None, and lists,
+        tuples and dicts of them) only: checkpoints are read back with torch's
+        weights-only unpickler, and anything else fails the save.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s value on resume, its tensors on the CPU, before the first epoch."""
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no state, but the checkpoint holds {', '.join(sorted(state))}; "
+                "a method with a state_dict must load it too"
+            )
 
 
 MethodFactory = Callable[[BaseModel, list[str], int, int], Method]

@@ -1,0 +1,66 @@
+"""The training data as a method sees it in its pass at the start of an epoch.
+
+Prototypes, clusters and per-sample values are computed from the training
+split before the epoch's steps (``Method.epoch_pass``). The pass reads the
+split in its own order, without augmentation, and draws nothing from the
+run's shuffle generator, so it changes neither the epoch's order nor a
+resumed run's; what the method draws itself comes from torch's global
+generator, which the checkpoint holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+
+import torch
+
+from armscope.data.base import Split
+from armscope.indexed import indexed_batches
+from armscope.models import MultimodalModel
+from armscope.step import Batch, autocast, to_device
+
+
+class TrainingData:
+    """The training split, batched on the run's device, each batch with its samples' indices.
+
+    ``model`` is the run's model in the state the previous epoch left; the
+    method chooses its mode (``eval()`` for fixed features) and gradients
+    (usually ``torch.no_grad()``); the loop sets train mode again afterwards.
+    Batches carry ``step``, the step the epoch's training starts at.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        model: MultimodalModel,
+        *,
+        epoch: int,
+        step: int,
+        batch_size: int,
+        device: torch.device,
+        precision: str,
+        channels_last: bool,
+    ) -> None:
+        self.split, self.model, self.epoch, self.step = split, model, epoch, step
+        self.batch_size, self.device = batch_size, device
+        self.precision, self.channels_last = precision, channels_last
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def autocast(self) -> AbstractContextManager[object]:
+        """The run's precision for forward passes."""
+        return autocast(self.device, self.precision)
+
+    def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
+        """Every training sample once, in the split's order; the run's batch size unless given."""
+        size = batch_size or self.batch_size
+        order = torch.arange(len(self.split))
+        for inputs, labels, index in indexed_batches(self.split, size, order, shuffle=False):
+            yield Batch(
+                to_device(inputs, self.device, self.channels_last),
+                labels.to(self.device, non_blocking=True),
+                self.step,
+                index.to(self.device, non_blocking=True),
+            )
