@@ -1,1 +1,2 @@
-"""The service side: settings, the SQL store, and the FastAPI REST API."""
+"""The REST API face: FastAPI routes of a few lines over the service, and what only HTTP needs
+(tokens and cookies, cross-site checks, body limits, strict JSON, error shapes)."""

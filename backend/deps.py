@@ -1,17 +1,13 @@
-"""What route handlers get injected: the store, the settings and the queue."""
+"""What route handlers get injected: what the composition root built the API with."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from fastapi import Request
 
-from backend.settings import Settings
-from backend.store import Store
-
-
-class Queue(Protocol):
-    def enqueue(self, run_id: int, queue: str) -> None: ...
+from service.access import Access
+from service.db.store import Store
+from service.queue import Queue
+from service.settings import Settings
 
 
 def store(request: Request) -> Store:
@@ -24,3 +20,7 @@ def settings(request: Request) -> Settings:
 
 def queue(request: Request) -> Queue:
     return request.app.state.queue
+
+
+def access(request: Request) -> Access:
+    return request.app.state.auth

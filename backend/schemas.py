@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from service.runs import Status
+from service.sweeps import SweepSpec
 
 
 class Progress(BaseModel):
@@ -59,16 +60,8 @@ class RunPatch(BaseModel):
     notes: str | None = Field(None, max_length=10_000)
 
 
-class SweepIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    config: dict[str, Any] = Field(default_factory=dict, description="A RunConfig shared by every run.")
-    methods: list[str] = Field(..., min_length=1, max_length=20)
-    seeds: list[int] = Field(..., min_length=1, max_length=100)
-    method_options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Options per method name, for methods other than config.method."
-    )
-    name: str | None = Field(None, max_length=200)
+class SweepIn(SweepSpec):  # the service's spec, under the name the OpenAPI document has always used
+    """One config crossed with several methods and seeds; every run's config is validated before any is stored."""
 
 
 class SweepOut(BaseModel):

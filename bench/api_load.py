@@ -111,7 +111,7 @@ def seed_configs(total: int, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def seed_store(url: str, total: int, with_metrics: int, epochs: int) -> tuple[list[int], list[int]]:
-    from backend.store import Store
+    from service.db.store import Store
 
     rng = random.Random(0)
     store = Store(url)
@@ -227,10 +227,10 @@ def server_main(url: str, home: str, conn: Any, patches: list[str], shared: sock
         call_patch(spec)
     import uvicorn
 
-    from backend.api import create_app
-    from backend.serve import freeze_long_lived
-    from backend.settings import Settings
-    from backend.store import Store
+    from server.app import create_app
+    from server.serve import freeze_long_lived
+    from service.db.store import Store
+    from service.settings import Settings
 
     store = Store(url)
     app = create_app(Settings(home=Path(home), database_url=url), store, NoQueue())

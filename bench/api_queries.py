@@ -23,9 +23,9 @@ import httpx
 import uvicorn
 from sqlalchemy import create_engine, text
 
-from backend.api import create_app
-from backend.settings import Settings
-from backend.store import Store
+from server.app import create_app
+from service.db.store import Store
+from service.settings import Settings
 
 MODALITIES = ["audio", "visual"]
 PER_MODALITY = ["val_acc", "confidence", "shapley", "nmi", "ncmi", "arm_score", "arm_weight", "grad_norm",

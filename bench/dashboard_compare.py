@@ -107,8 +107,8 @@ def fake_records(method: str, seed: int, epochs: int, modalities: list[str]) -> 
 def seed_store(home: Path, runs: int, epochs: int) -> list[int]:
     """Finished runs with full records, written through the store's own lifecycle calls."""
     from armscope.config import RunConfig
-    from backend.settings import Settings
-    from backend.store import Store
+    from service.db.store import Store
+    from service.settings import Settings
 
     settings = Settings(home=home)
     settings.ensure_home()

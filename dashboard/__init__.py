@@ -1,5 +1,1 @@
-"""The Dash dashboard: runs, launch, run detail and compare pages, mounted at `/` by the API app."""
-
-from dashboard.mount import mount_dashboard
-
-__all__ = ["mount_dashboard"]
+"""The Dash dashboard: runs, launch, run detail and compare pages over the service (``create_dash``)."""

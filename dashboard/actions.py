@@ -1,21 +1,18 @@
-"""What the dashboard does to runs, through the very functions the REST API uses (never raw SQL)."""
+"""What the dashboard does to runs, through the service's use cases (the very ones the REST API calls)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from fastapi import HTTPException
-
 from armscope.config import RunConfig
-from backend.auth import COOKIE
-from backend.routes import runs as run_routes
-from backend.routes.sweeps import submit_sweep
-from backend.schemas import SweepIn
-from backend.store import IllegalTransition, RunNotFound
 from dashboard.context import Context
 from dashboard.inputs import MAX_IDS, BadInput, TooManyRuns
+from service import runs, sweeps
+from service.access import COOKIE
+from service.errors import Conflict, InvalidInput, NotFound, QueueUnavailable, ServiceError
+from service.sweeps import SweepSpec
 
-DEMO_SWEEP = SweepIn(
+DEMO_SWEEP = SweepSpec(
     config={"dataset": "synthetic-shift", "epochs": 10},
     methods=["arm", "baseline", "ogm-ge"],
     seeds=[0, 1, 2],
@@ -27,35 +24,30 @@ class ActionError(Exception):
     """A refusal to show the user as is (validation, queue down, illegal transition)."""
 
 
-def describe(detail: Any) -> str:
-    """Readable text for an HTTPException detail (a string, or pydantic-style error dicts)."""
-    if isinstance(detail, list):
+def describe(exc: ServiceError) -> str:
+    """Readable text for a refusal: each problem of invalid input by its field (within the config), else the message."""
+    if isinstance(exc, InvalidInput):
         parts = []
-        for err in detail:
-            loc = [str(p) for p in err.get("loc", []) if p not in ("body", "config")]
-            parts.append(f"{'.'.join(loc)}: {err.get('msg')}" if loc else str(err.get("msg")))
+        for problem in exc.problems:
+            loc = [str(p) for p in problem["loc"] if p != "config"]
+            parts.append(f"{'.'.join(loc)}: {problem['msg']}" if loc else problem["msg"])
         return "; ".join(parts)
-    return str(detail)
+    return str(exc)
 
 
 READ_ONLY = "This session may only read: log in with ARMSCOPE_API_TOKEN to launch or change runs."
 
 
 def may_write(ctx: Context) -> bool:
-    """Whether the browser behind this request may change runs.
-
-    The dashboard acts through the store, not through the API's routes, so it applies the API's
-    rule itself: with token auth on (``app.state.auth``), only a write session may launch, cancel,
-    retry or delete. Without auth (a laptop), or outside a request (tests), everything is allowed.
-    """
-    auth = getattr(ctx.app_state, "auth", None)
-    if auth is None or not getattr(auth, "enabled", False):
+    """Whether the browser behind this request may change runs, by the rule the API applies
+    (service.access). Outside a request (tests), or outside a server, everything is allowed."""
+    if ctx.access is None:
         return True
     import flask
 
     if not flask.has_request_context():
         return True
-    return auth.role_of_cookie(flask.request.cookies.get(COOKIE)) == "write"
+    return ctx.access.may_write(flask.request.cookies.get(COOKIE))
 
 
 def _check_write(ctx: Context) -> None:
@@ -66,17 +58,17 @@ def _check_write(ctx: Context) -> None:
 def launch_run(ctx: Context, config: RunConfig) -> dict[str, Any]:
     _check_write(ctx)
     try:
-        return run_routes.submit(ctx.store, ctx.queue, config)
-    except HTTPException as exc:
-        raise ActionError(describe(exc.detail)) from None
+        return runs.submit(ctx.store, ctx.queue, config)
+    except ServiceError as exc:
+        raise ActionError(describe(exc)) from None
 
 
-def launch_sweep(ctx: Context, sweep: SweepIn) -> dict[str, Any]:
+def launch_sweep(ctx: Context, sweep: SweepSpec) -> dict[str, Any]:
     _check_write(ctx)
     try:
-        return submit_sweep(ctx.store, ctx.queue, sweep)
-    except HTTPException as exc:
-        raise ActionError(describe(exc.detail)) from None
+        return sweeps.submit(ctx.store, ctx.queue, sweep)
+    except ServiceError as exc:
+        raise ActionError(describe(exc)) from None
 
 
 def launch_demo(ctx: Context) -> dict[str, Any]:
@@ -89,25 +81,23 @@ def _each(ids: Sequence[int], act: Callable[[int], Any]) -> tuple[list[int], lis
         try:
             act(int(run_id))
             done.append(int(run_id))
-        except (RunNotFound, IllegalTransition) as exc:
+        except (NotFound, Conflict) as exc:  # their messages name the run
             problems.append(str(exc))
-        except HTTPException as exc:
-            problems.append(f"run {run_id}: {describe(exc.detail)}")
-        except Exception as exc:  # the queue may be down: say so instead of failing the page
+        except QueueUnavailable as exc:
             problems.append(f"run {run_id}: {exc}")
     return done, problems
 
 
 def cancel(ctx: Context, ids: Sequence[int]) -> tuple[list[int], list[str]]:
-    return _each(ids, lambda i: run_routes.cancel_run(i, store=ctx.store))
+    return _each(ids, lambda i: runs.cancel(ctx.store, i))
 
 
 def retry(ctx: Context, ids: Sequence[int]) -> tuple[list[int], list[str]]:
-    return _each(ids, lambda i: run_routes.retry_run(i, store=ctx.store, queue=ctx.queue))
+    return _each(ids, lambda i: runs.retry(ctx.store, ctx.queue, i))
 
 
 def delete(ctx: Context, ids: Sequence[int]) -> tuple[list[int], list[str]]:
-    return _each(ids, lambda i: run_routes.delete_run(i, store=ctx.store, settings=ctx.settings))
+    return _each(ids, lambda i: runs.delete(ctx.store, ctx.settings, i))
 
 
 ACTIONS = {"cancel": cancel, "retry": retry, "delete": delete}
@@ -135,3 +125,4 @@ def perform(ctx: Context, action: str, ids: Sequence[int]) -> tuple[str, str]:
     parts += problems
     color = "success" if not problems else ("warning" if done else "danger")
     return color, " ".join(parts) or "Nothing selected."
+

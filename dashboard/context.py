@@ -1,14 +1,13 @@
-"""What every page needs from the server process: the store, the settings and the queue (from app.state)."""
+"""What every page needs from the server process: the store, the settings, the queue and the access rule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
-from backend.deps import Queue
-from backend.settings import Settings
-from backend.store import Store
+from service.access import Access
+from service.db.store import Store
+from service.queue import Queue
+from service.settings import Settings
 
 
 @dataclass
@@ -16,22 +15,7 @@ class Context:
     store: Store
     settings: Settings
     queue: Queue
+    access: Access | None = None  # who may change runs; None outside a server (tests): everyone
     poll_ms: int = 2000  # live pages poll this often; each poll fetches only what changed
     page_size: int = 25  # runs per page (server-side keyset paging)
     compare_points: int = 300  # the compare view asks the store for at most this many epochs per run
-    app_state: Any = None  # the API app's state, read per request (e.g. its token auth, when set)
-
-
-@lru_cache(maxsize=1)
-def catalog() -> dict[str, Any]:
-    """The API's catalog (methods, data sets, encoders and their option JSON Schemas), built once."""
-    from backend.routes.catalog import catalog as build
-
-    return build()
-
-
-@lru_cache(maxsize=1)
-def model_schema() -> dict[str, Any]:
-    from armscope.models import ModelOptions
-
-    return ModelOptions.model_json_schema()

@@ -11,8 +11,8 @@ from typing import Any, Iterable, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from backend import seed_sets as ss
 from dashboard import theme as th
+from service import seed_sets as ss
 
 Record = dict[str, Any]
 

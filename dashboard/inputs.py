@@ -18,14 +18,14 @@ from typing import Annotated, Any, Callable, TypeVar, get_type_hints
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict  # pydantic reads typing's TypedDict only from 3.12
 
-from backend.routes.runs import MAX_ID
+from service.runs import MAX_RUN_ID
 
 MAX_IDS = 500  # runs one request may act on (cancel, retry, delete, select)
 MAX_TEXT = 200  # characters of a search box, a tag filter or a metric name
 MAX_DEPTH = 64  # nesting of a callback request's JSON; the pages' own requests need about 6
 
-RunId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
-Count = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+RunId = Annotated[int, Field(strict=True, ge=1, le=MAX_RUN_ID)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_RUN_ID)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Selection = Annotated[list[RunId], Field(max_length=MAX_IDS)]
 
@@ -82,7 +82,7 @@ class Option(TypedDict):
 
 def _record(record: dict[str, Any]) -> dict[str, Any]:
     epoch = record.get("epoch")
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_ID:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_RUN_ID:
         raise ValueError("epoch: expected a whole number of epochs")
     if not isinstance(record.get("dominant"), (str, type(None))):
         raise ValueError("dominant: expected a modality name")
@@ -135,10 +135,10 @@ RUN_IDS: TypeAdapter[list[int]] = TypeAdapter(list[RunId])
 def id_from_text(text: str | None) -> int | None:
     """A run or sweep id from a query string (``?sweep=3``), or None for anything that is not one."""
     text = (text or "").strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_RUN_ID)):
         return None
     value = int(text)
-    return value if 1 <= value <= MAX_ID else None
+    return value if 1 <= value <= MAX_RUN_ID else None
 
 
 def ids_from_csv(text: str | None, limit: int, what: str) -> list[int]:

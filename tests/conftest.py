@@ -63,7 +63,7 @@ def postgres_url(postgres_database: Any) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_store(postgres_url: str) -> Any:
-    from backend.store import Store
+    from service.db.store import Store
 
     store = Store(postgres_url)
     store.upgrade()
@@ -81,7 +81,7 @@ def _clear(store: Any) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: Any, tmp_path: Any) -> Any:
     """The store on both databases the product supports, empty for each test."""
-    from backend.store import Store
+    from service.db.store import Store
 
     if request.param == "postgresql":
         pg = request.getfixturevalue("postgres_store")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 
 TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 300}}

@@ -15,11 +15,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from backend.api import create_app
-from backend.auth import COOKIE
-from backend.rate_limit import FailureLimiter, TooManyFailures
-from backend.settings import Settings
 from dashboard.actions import may_write
+from server.app import create_app
+from service.access import COOKIE
+from service.db.rate_limit import FailureLimiter, TooManyFailures
+from service.settings import Settings
 from tests.browser_support import Server, chromium, quit_browser, screenshot
 from tests.fakes import RecordingQueue
 from tests.service_support import wait_for

@@ -15,8 +15,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from armscope.config import RunConfig
-from backend.settings import Settings
-from backend.store import Store
+from service.db.store import Store
+from service.settings import Settings
 from tests.browser_support import Server, chromium, css_id, quit_browser, screenshot, severe_errors
 
 TINY = {
@@ -251,7 +251,7 @@ def test_a_run_named_with_html_shows_as_text_in_the_compare_legend_and_hover(ser
 
 
 def test_a_compare_link_naming_too_many_runs_says_so_on_the_page(server, browser):
-    from backend.routes.compare import MAX_COMPARED
+    from service.compare import MAX_COMPARED
 
     count = MAX_COMPARED + 401
     browser.get(f"{server.url}/compare?runs={','.join(map(str, range(1, count + 1)))}")

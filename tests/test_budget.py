@@ -21,8 +21,8 @@ from armscope.methods import METHODS, build_method
 from armscope.models import ENCODERS, ModelOptions
 from armscope.models.base import encoder_sizer
 from armscope.train import build_model
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.settings import Settings
 from tests.av_fixtures import make_cremad
 from tests.fakes import RecordingQueue
 

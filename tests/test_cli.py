@@ -7,9 +7,9 @@ import time
 
 from typer.testing import CliRunner
 
-from armscope.cli import app
 from armscope.rundir import RunDir
 from armscope.train import TIMING_KEYS
+from cli.main import app
 
 runner = CliRunner()
 SMALL = ["--set", "dataset_options.n_samples=600", "--set", "dataset_options.dims=8",

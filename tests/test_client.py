@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from armscope import submit_cli
 from armscope.client import Client, ClientError
+from cli import submit as submit_cli
 
 URL = "http://armscope.test"
 

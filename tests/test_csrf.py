@@ -19,9 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from backend.api import create_app
-from backend.auth import COOKIE
-from backend.settings import Settings
+from server.app import create_app
+from service.access import COOKIE
+from service.settings import Settings
 from tests.browser_support import chromium, css_id, quit_browser, screenshot, severe_errors
 from tests.fakes import RecordingQueue
 from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server

@@ -11,14 +11,14 @@ from fastapi.testclient import TestClient
 from plotly.utils import PlotlyJSONEncoder
 
 from armscope.config import RunConfig
-from backend.api import create_app
-from backend.settings import Settings
-from backend.store import Store
 from dashboard import actions
 from dashboard import schema_form as sf
 from dashboard.app import create_dash, route
 from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
+from server.app import create_app
+from service.db.store import Store
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 
 TINY = {"dataset": "synthetic-shift", "epochs": 2, "device": "cpu", "dataset_options": {"n_samples": 300}}
@@ -357,21 +357,19 @@ def test_cancel_retry_delete_report_each_run_and_refusals(ctx):
     assert color == "danger" and "only failed or cancelled runs can be retried" in message
 
 
-class FakeAuth:
-    enabled = True
+class FakeAccess:
+    """Token auth on, with one write session (cookie ``w``) and one read session (``r``)."""
 
-    def role_of_cookie(self, cookie):
-        return {"w": "write", "r": "read"}.get(cookie)
+    def may_write(self, cookie):
+        return cookie == "w"
 
 
 def test_with_token_auth_only_a_write_session_may_change_runs(ctx):
-    from types import SimpleNamespace
-
     import flask
 
     run = make_run(ctx)
     plan = launch.plan("synthetic-shift", "arm", "mlp", "0", False, None, None, [])
-    ctx.app_state = SimpleNamespace(auth=FakeAuth())
+    ctx.access = FakeAccess()
     server = flask.Flask("t")
     with server.test_request_context(headers={"Cookie": "armscope_session=r"}):
         assert not actions.may_write(ctx)

@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
-from backend import seed_sets as ss
 from dashboard import figures as fx
 from dashboard import theme as th
+from service import seed_sets as ss
 
 
 def record(epoch: int, audio: float, visual: float, acc: float, **extra) -> dict:

@@ -12,16 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from armscope.config import RunConfig
-from backend.api import create_app
-from backend.routes.compare import MAX_COMPARED
-from backend.settings import Settings
-from backend.store import Store
 from dashboard import actions
 from dashboard import figures as fx
 from dashboard import schema_form as sf
 from dashboard.context import Context
 from dashboard.inputs import MAX_IDS, BadInput, TooManyRuns, ids_from_csv, strict_loads
 from dashboard.pages import compare, launch, run_detail
+from server.app import create_app
+from service.compare import MAX_COMPARED
+from service.db.store import Store
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 
 EVIL = '<a href="http://evil">x</a>'

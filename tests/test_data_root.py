@@ -26,8 +26,8 @@ from armscope.models import build_encoder
 from armscope.models.resnet import ResNet18, load_weights
 from armscope.rundir import RunDir
 from armscope.train import train
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 
 # Characters no message of armscope's own contains: any run of three of them in a message

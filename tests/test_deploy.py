@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from armscope.cli import app
 from armscope.data.paths import DATA_ROOT_VARIABLE
-from backend.settings import Settings
+from cli.main import app
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -24,9 +24,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from backend.api import create_app
-from backend.settings import Settings
-from backend.store import Store
+from server.app import create_app
+from service.db.store import Store
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 
 EXAMPLES_PER_OPERATION = 25

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from backend.api import create_app
 from backend.schemas import Health
-from backend.settings import Settings
-from backend.store import Store
+from server.app import create_app
+from service.db.store import Store
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import wait_for
 

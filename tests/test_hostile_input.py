@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from backend.api import create_app
 from backend.limits import MAX_LIST_ITEMS
-from backend.routes.compare import MAX_COMPARED
-from backend.settings import Settings
-from backend.store import SORTABLE
+from server.app import create_app
+from service.compare import MAX_COMPARED
+from service.db.store import SORTABLE
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import free_port, wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend.settings import Settings
-from backend.store import Store
-from workers.reaper import Reaper
+from service.db.store import Store
+from service.reaper import Reaper
+from service.settings import Settings
 
 CONFIG = {"method": "arm", "dataset": "synthetic-shift", "seed": 0, "epochs": 1, "tags": [], "name": None}
 

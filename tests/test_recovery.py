@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
 from armscope.train import TIMING_KEYS, train
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.settings import Settings
 from tests.av_fixtures import make_cremad
 from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
 

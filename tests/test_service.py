@@ -20,8 +20,8 @@ from armscope.client import Client
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
 from armscope.train import TIMING_KEYS, train
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.settings import Settings
 from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server, wait_for_worker
 
 REDIS_URL = "redis://127.0.0.1:6379/9"

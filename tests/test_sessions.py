@@ -21,10 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from backend.api import create_app
-from backend.auth import COOKIE
-from backend.secret_key import FILE_NAME, SecretKeyError
-from backend.settings import Settings
+from server.app import create_app
+from service.access import COOKIE
+from service.secret_key import FILE_NAME, SecretKeyError
+from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server
 
@@ -116,8 +116,8 @@ def test_the_secret_is_made_on_first_start_private_and_kept(tmp_path, store):
 RACER = """
 import sys, time
 from pathlib import Path
-from backend.secret_key import installation_secret
-from backend.settings import Settings
+from service.secret_key import installation_secret
+from service.settings import Settings
 home, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():
@@ -170,7 +170,7 @@ def test_a_short_secret_key_is_refused_naming_the_setting():
 
 def test_no_secret_is_made_at_import_or_without_a_token(tmp_path):
     env = service_env(tmp_path / "home", ARMSCOPE_API_TOKEN=WRITE)
-    subprocess.run([sys.executable, "-c", "import backend.api, backend.serve, armscope.cli"], env=env, check=True)
+    subprocess.run([sys.executable, "-c", "import backend.api, server.serve, cli.main"], env=env, check=True)
     assert not (tmp_path / "home" / FILE_NAME).exists()
     create_app(Settings(home=tmp_path / "open"), queue=RecordingQueue())
     assert not (tmp_path / "open" / FILE_NAME).exists()

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from backend.store import BadCursor, IllegalTransition, LostOwnership, RunNotFound
+from service.db.store import BadCursor, IllegalTransition, LostOwnership, RunNotFound
 
 
 def config(method="arm", seed=0, tags=(), epochs=3, name=None):
@@ -253,7 +253,7 @@ def backdate(store, run_id, seconds, **columns):
 
     from sqlalchemy import update
 
-    from backend.models import Run, utcnow
+    from service.db.models import Run, utcnow
 
     with store.engine.begin() as conn:
         conn.execute(update(Run).where(Run.id == run_id).values(
@@ -295,7 +295,7 @@ def test_a_queued_run_delivered_to_a_dead_worker_is_handed_back(store):
 
     from sqlalchemy import update
 
-    from backend.models import Worker, utcnow
+    from service.db.models import Worker, utcnow
 
     with store.engine.begin() as conn:
         conn.execute(update(Worker).values(heartbeat_at=utcnow() - timedelta(seconds=120)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.supervisor import Backoff, WorkerSupervisor
+from server.supervisor import Backoff, WorkerSupervisor
 from tests.service_support import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -65,7 +65,7 @@ def test_the_wait_starts_over_once_a_worker_stayed_up():
 
 
 def test_a_killed_worker_is_reaped_its_signal_logged_and_another_started(supervise, caplog):
-    caplog.set_level(logging.WARNING, logger="backend.supervisor")
+    caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(SLEEPER)
     first = supervisor.pid
     os.kill(first, signal.SIGKILL)
@@ -77,7 +77,7 @@ def test_a_killed_worker_is_reaped_its_signal_logged_and_another_started(supervi
 
 
 def test_a_worker_that_keeps_exiting_is_started_again_after_ever_longer_waits(supervise, caplog):
-    caplog.set_level(logging.WARNING, logger="backend.supervisor")
+    caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(FAILING, Backoff(first=0.01, cap=0.04, steady_after=60))
     wait_for(lambda: supervisor.restarts >= 4, 30, "four restarts")
     supervisor.stop()
@@ -87,7 +87,7 @@ def test_a_worker_that_keeps_exiting_is_started_again_after_ever_longer_waits(su
 
 
 def test_stopping_stops_the_worker_in_order_and_starts_no_other(supervise, caplog):
-    caplog.set_level(logging.WARNING, logger="backend.supervisor")
+    caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(SLEEPER)
     supervisor.stop()
     assert not supervisor.is_alive()

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from armscope.rundir import CheckpointError, RunDir
 from armscope.train import TIMING_KEYS, train
-from backend.api import create_app
-from backend.settings import Settings
+from server.app import create_app
+from service.queue import RUN_TASK, make_celery
+from service.settings import Settings
 from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
-from workers.app import RUN_TASK, make_celery
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",

@@ -1,1 +1,1 @@
-"""The Celery side: the app, and the one task that runs a RunConfig with a database sink."""
+"""The Celery task face: the one task that claims a run, and the runner that trains it and reports to the store."""

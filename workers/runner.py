@@ -17,9 +17,9 @@ from armscope.config import RunConfig
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.train import train
-from backend.settings import Settings
-from backend.store import LostOwnership, Store
-from workers.retry import with_retry
+from service.db.retry import with_retry
+from service.db.store import LostOwnership, Store
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 

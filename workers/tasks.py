@@ -1,4 +1,5 @@
-"""The one task: claim the run, then hand it to the runner."""
+"""The one task: claim the run, then hand it to the runner; and the worker's reaper, started and stopped
+with the worker. ``install`` puts the task on the worker's Celery app (see server.worker)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from functools import lru_cache
 from typing import Any
 
 import billiard
+from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from backend.publish import publish
-from backend.settings import get_settings
-from backend.store import Store
-from workers.app import RUN_TASK, app, waiting_messages
-from workers.reaper import Reaper
-from workers.retry import with_retry
+from service.db.retry import with_retry
+from service.db.store import Store
+from service.publish import publish
+from service.queue import RUN_TASK, CeleryQueue
+from service.reaper import Reaper
+from service.settings import get_settings
 from workers.runner import execute
 
 
@@ -43,10 +45,6 @@ STOP_SIGNAL = signal.SIGUSR2
 REAPERS: list[Reaper] = []
 
 
-def enqueue(run_id: int, queue: str) -> None:
-    run_task.apply_async((run_id,), queue=queue)
-
-
 @worker_process_init.connect
 def _prepare_pool_process(**_: Any) -> None:
     """Make a prefork child (``--concurrency`` above 1) a place where a run can go as in the main process.
@@ -64,10 +62,8 @@ def _prepare_pool_process(**_: Any) -> None:
 @worker_ready.connect
 def _start_reaper(sender: Any, **_: Any) -> None:
     queues = ",".join(q.name for q in sender.task_consumer.queues) if sender.task_consumer else ""
-    reaper = Reaper(
-        _store(), get_settings(), enqueue, node=sender.hostname, queues=queues,
-        waiting=lambda queue: waiting_messages(app, queue),
-    )
+    queue = CeleryQueue(sender.app)
+    reaper = Reaper(_store(), get_settings(), queue.enqueue, node=sender.hostname, queues=queues, waiting=queue.waiting)
     reaper.tick()
     reaper.start()
     REAPERS.append(reaper)
@@ -87,14 +83,18 @@ def _stop_reaper(**_: Any) -> None:
         reaper.stop()
 
 
-@app.task(name=RUN_TASK, bind=True)
-def run_task(self: Any, run_id: int) -> str:
-    store, settings = _store(), get_settings()
+def install(app: Celery) -> None:
+    """Register the one task on ``app``, the Celery app of the worker about to start."""
+    app.task(name=RUN_TASK, bind=True)(run_task)
+
+
+def run_task(self: Task, run_id: int) -> str:
+    store, settings, queue = _store(), get_settings(), CeleryQueue(self.app)
     name = worker_name(self.request.hostname)
     if STOPPING.is_set():
         # Delivered while this worker shuts down: hand the message on untouched.
         store.mark_unpublished(run_id)
-        publish(store, enqueue, run_id, store.get_run(run_id)["queue"])
+        publish(store, queue.enqueue, run_id, store.get_run(run_id)["queue"])
         return "passed on: worker stopping"
     with_retry(lambda: store.mark_delivered(run_id, self.request.hostname), "noting delivery", settings.db_retry_seconds)
     if settings.delivery_pause_seconds:
@@ -103,5 +103,5 @@ def run_task(self: Any, run_id: int) -> str:
         return "skipped: not queued"
     outcome = execute(store, settings, run_id, name, STOPPING)
     if outcome == "requeued":
-        publish(store, enqueue, run_id, store.get_run(run_id)["queue"])
+        publish(store, queue.enqueue, run_id, store.get_run(run_id)["queue"])
     return outcome

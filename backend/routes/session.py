@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend.auth import COOKIE, TokenAuth, client_address
-from backend.rate_limit import TooManyFailures
-from backend.sessions import SESSION_SECONDS
+from backend.auth import client_address
+from service.access import COOKIE, Access
+from service.db.rate_limit import TooManyFailures
+from service.db.sessions import SESSION_SECONDS
 
 router = APIRouter(tags=["session"], include_in_schema=False)
 MAX_FORM_BYTES = 8192
@@ -61,7 +62,7 @@ def show_login(next: str | None = None) -> HTMLResponse:
 
 @router.post("/login")
 async def log_in(request: Request) -> Response:
-    auth: TokenAuth = request.app.state.auth
+    auth: Access = request.app.state.auth
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         return login_page("/", "the form is too large", 413)
@@ -88,7 +89,7 @@ async def log_in(request: Request) -> Response:
 @router.api_route("/logout", methods=["GET", "POST"])
 def log_out(request: Request) -> Response:
     """Ends the session in the database too: a copy of the cookie kept elsewhere stops working."""
-    auth: TokenAuth = request.app.state.auth
+    auth: Access = request.app.state.auth
     auth.end_session(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)

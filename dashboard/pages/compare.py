@@ -19,12 +19,12 @@ from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 from pydantic import Field
 
-from backend import seed_sets as ss
-from backend.routes.compare import MAX_COMPARED
-from backend.store import TERMINAL, RunNotFound
 from dashboard import components as ui
 from dashboard import figures as fx
 from dashboard.inputs import MAX_IDS, Option, RunId, Text, TooManyRuns, checked, ids_from_csv
+from service import seed_sets as ss
+from service.compare import MAX_COMPARED
+from service.db.store import TERMINAL, RunNotFound
 
 X_OPTIONS = [
     {"label": "epoch", "value": "epoch"},
@@ -112,8 +112,7 @@ def load(ctx: Any, ids: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]
             return ctx.store.compare(ids, points=ctx.compare_points), missing
         except RunNotFound as exc:
             missing.append(str(exc))
-            gone = int(str(exc).split()[1])
-            ids = [i for i in ids if i != gone]
+            ids = [i for i in ids if i != exc.run_id]
     return [], missing
 
 

@@ -10,21 +10,21 @@ from urllib.parse import parse_qs
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash import ctx as dash_ctx
-from fastapi import HTTPException
 from pydantic import ValidationError
 
 from armscope.config import RunConfig
 from armscope.data import DATASETS
 from armscope.methods import METHODS
 from armscope.models import ENCODERS, ModelOptions
-from backend.routes.sweeps import expand
-from backend.schemas import SweepIn
-from backend.store import RunNotFound
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import schema_form as sf
-from dashboard.context import Context, catalog, model_schema
+from dashboard.context import Context
 from dashboard.inputs import Text, checked, id_from_text
+from service.catalog import catalog, model_options_schema
+from service.db.store import RunNotFound
+from service.errors import InvalidConfig
+from service.sweeps import SweepSpec
 
 COMPARE_METHODS = ("arm", "baseline", "ogm-ge")
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
@@ -41,7 +41,7 @@ def section_fields(section: str, dataset: str, method: str, encoder: str) -> lis
     if section == "run":
         return sf.fields(cat["run_config"], RUN_EXCLUDE)
     if section == "model":
-        return sf.fields(model_schema(), MODEL_EXCLUDE)
+        return sf.fields(model_options_schema(), MODEL_EXCLUDE)
     registry, name = {
         "dataset": ("datasets", dataset),
         "method": ("methods", method),
@@ -80,7 +80,7 @@ def parse_seeds(text: str | None) -> tuple[list[int], str | None]:
 class Plan:
     """What the form would launch, or why it cannot yet."""
 
-    request: RunConfig | SweepIn | None = None
+    request: RunConfig | SweepSpec | None = None
     runs: int = 0
     field_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     seeds_error: str | None = None
@@ -120,7 +120,10 @@ def plan(
     tags_text: str | None,
     items: Sequence[tuple[dict[str, Any], Any]],
 ) -> Plan:
-    """Read the whole form and validate it exactly as the API would (RunConfig / sweep expansion)."""
+    """Read the whole form and validate it exactly as the API would (RunConfig / sweep expansion).
+
+    A sweep's expansion is kept on its spec, so launching it validates nothing again.
+    """
     result = Plan()
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for ident, value in items:
@@ -155,14 +158,13 @@ def plan(
             problems += [(e["loc"], e["msg"]) for e in exc.errors()]
     else:
         try:
-            sweep = SweepIn(config=raw, methods=methods, seeds=seeds, name=(name or "").strip() or None)
-            expand(sweep)
+            sweep = SweepSpec(config=raw, methods=methods, seeds=seeds, name=(name or "").strip() or None)
+            sweep.configs  # expanded and validated here, once: launching the sweep reuses them
             result.request = sweep
         except ValidationError as exc:
             problems += [(e["loc"], e["msg"]) for e in exc.errors()]
-        except HTTPException as exc:
-            detail = exc.detail if isinstance(exc.detail, list) else [{"loc": [], "msg": str(exc.detail)}]
-            problems += [([p for p in e.get("loc", []) if p not in ("body", "config")], e["msg"]) for e in detail]
+        except InvalidConfig as exc:
+            problems += [([p for p in e["loc"] if p != "config"], e["msg"]) for e in exc.problems]
     result.runs = len(methods) * len(seeds)
     for loc, msg in problems:
         where = _locate(loc, run_fields)
@@ -206,10 +208,10 @@ def section_problems(raw: dict[str, Any]) -> list[tuple[Sequence[Any], str]]:
 
 
 def launch(ctx: Context, the_plan: Plan) -> str:
-    """Submit through the API's own functions; returns where to land (the run, or the sweep's runs)."""
+    """Submit through the service, as the API does; returns where to land (the run, or the sweep's runs)."""
     if isinstance(the_plan.request, RunConfig):
         return f"/runs/{actions.launch_run(ctx, the_plan.request)['id']}"
-    if isinstance(the_plan.request, SweepIn):
+    if isinstance(the_plan.request, SweepSpec):
         return f"/?sweep={actions.launch_sweep(ctx, the_plan.request)['id']}"
     raise actions.ActionError("The form has errors; fix the fields marked in red.")
 

@@ -10,12 +10,12 @@ from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
-from backend import seed_sets as ss
-from backend.store import TERMINAL, RunNotFound
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import figures as fx
 from dashboard.inputs import Cursor, Event, Pending, Record, RunId, checked
+from service import seed_sets as ss
+from service.db.store import TERMINAL, RunNotFound
 
 GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss", "ogm"]
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}

@@ -14,11 +14,9 @@ from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 from pydantic import Field
 
-from backend.routes.compare import MAX_COMPARED
-from backend.routes.runs import STATUSES
 from dashboard import actions
 from dashboard import components as ui
-from dashboard.context import Context, catalog
+from dashboard.context import Context
 from dashboard.inputs import (
     MAX_IDS,
     RUN_IDS,
@@ -32,6 +30,10 @@ from dashboard.inputs import (
     checked,
     id_from_text,
 )
+from service.catalog import catalog
+from service.compare import MAX_COMPARED
+from service.errors import InvalidInput
+from service.runs import STATUSES, list_runs
 
 CHECK = {"type": "run-check", "index": ALL}
 Statuses = Annotated[list[str], Field(max_length=len(STATUSES))]
@@ -79,12 +81,12 @@ def filters(
 def fetch(ctx: Context, flt: dict[str, Any], sort: str, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """One page from the store (LIMIT page_size, keyset cursor): never all runs.
 
-    The sort and the cursor come back from the browser; the store's refusal of either (a ValueError
-    naming it) is the request's fault.
+    The filters, the sort and the cursor come back from the browser; the service's refusal of any
+    (InvalidInput naming it) is the request's fault.
     """
     try:
-        return ctx.store.list_runs(**flt, sort=sort or DEFAULT_SORT, cursor=cursor, limit=ctx.page_size)
-    except ValueError as exc:
+        return list_runs(ctx.store, **flt, sort=sort or DEFAULT_SORT, cursor=cursor, limit=ctx.page_size)
+    except InvalidInput as exc:
         raise BadInput(str(exc)) from None
 
 

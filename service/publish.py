@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from backend.store import Store
+from service.db.store import Store
 
 
 def publish(store: Store, send: Callable[[int, str], None], run_id: int, queue: str) -> None:

@@ -1,18 +1,20 @@
-"""Starting a worker: schema first, then Celery with settings suited to long training tasks."""
+"""Starting a worker: schema first, then Celery with the one task and settings suited to long training tasks."""
 
 from __future__ import annotations
 
 import os
 
-from backend.settings import get_settings
-from backend.store import Store
+from service.db.store import Store
+from service.queue import make_celery
+from service.settings import get_settings
+from workers.tasks import install
 
 
 def run_worker(queues: str, concurrency: int, loglevel: str) -> None:
-    Store(get_settings().resolved_database_url).upgrade()
-    from workers import tasks  # noqa: F401  (registers the task)
-    from workers.app import app
-
+    settings = get_settings()
+    Store(settings.resolved_database_url).upgrade()
+    app = make_celery(settings)
+    install(app)
     # One run per process: the solo pool keeps the run in this process, where a
     # shutdown request can reach it and re-queue it cleanly.
     pool = "solo" if concurrency == 1 else "prefork"

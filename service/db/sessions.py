@@ -22,7 +22,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, delete, insert, select
 
-from backend.models import BrowserSession
+from service.db.models import BrowserSession
 
 Role = Literal["write", "read"]
 ROLES: tuple[Role, ...] = ("write", "read")

@@ -8,12 +8,12 @@ import gc
 import uvicorn
 from fastapi import FastAPI
 
-from backend.api import create_app
-from backend.queue import CeleryQueue
-from backend.settings import get_settings
-from backend.store import Store
-from backend.supervisor import WorkerSupervisor, start_worker
-from workers.reaper import Reaper
+from server.app import create_app
+from server.supervisor import WorkerSupervisor, start_worker
+from service.db.store import Store
+from service.queue import CeleryQueue, make_celery
+from service.reaper import Reaper
+from service.settings import get_settings
 
 
 def freeze_long_lived() -> None:
@@ -38,9 +38,9 @@ def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int
     settings.ensure_home()
     store = Store(settings.resolved_database_url)
     store.upgrade()
-    queue = CeleryQueue(settings)
+    queue = CeleryQueue(make_celery(settings))
     # Several processes each build their app (uvicorn imports it by name in each); one serves this one.
-    app: FastAPI | str = create_app(settings, store, queue) if processes == 1 else "backend.serve:served_app"
+    app: FastAPI | str = create_app(settings, store, queue) if processes == 1 else "server.serve:served_app"
     freeze_long_lived()
     reaper = Reaper(store, settings, queue.enqueue, waiting=queue.waiting)
     reaper.start()

@@ -1,7 +1,7 @@
 """`armscope submit`: queue a run on a server instead of training it here.
 
-Kept out of cli.py so the command line's HTTP side lives next to the client it uses;
-cli.py calls ``register(app)``.
+Kept apart so the command line's HTTP side lives next to the client it uses;
+cli.main calls ``register(app)``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.console import Console
 
 from armscope.client import Client, ClientError
 from armscope.config import ConfigError
+from cli.configs import build_config, validation_message
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,14 +34,12 @@ def submit(
     token: Optional[str] = typer.Option(None, help="API token (default: $ARMSCOPE_API_TOKEN)."),
 ) -> None:
     """Queue one run on an armscope server; the config is checked here before anything is sent."""
-    from armscope.cli import _validation_message, build_config
-
     try:
         run_config = build_config(config, {}, set_)
     except ConfigError as exc:
         _exit(str(exc), 2)
     except ValidationError as exc:
-        _exit(_validation_message(exc), 2)
+        _exit(validation_message(exc), 2)
 
     with Client(url, token) as client:
         try:

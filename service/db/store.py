@@ -1,4 +1,4 @@
-"""The store: the only code that speaks SQL. API, worker and dashboard all go through it.
+"""The store: runs, sweeps, epochs, events and workers in SQL. Every face reaches it through the service.
 
 Every lifecycle transition is a single conditional UPDATE, so two processes
 racing for the same run cannot both win, on SQLite or PostgreSQL alike.
@@ -30,7 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
+from service.db.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
+from service.errors import Conflict, InvalidInput, NotFound
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # The range of the Integer columns (ids, seeds): 32 bits on PostgreSQL.
@@ -50,12 +51,13 @@ SORTABLE = {
 _WAITING = (Run.status == "queued", Run.unpublished_since.is_(None), Run.delivered_to.is_(None))
 
 
-class RunNotFound(LookupError):
+class RunNotFound(NotFound):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"run {run_id} does not exist")
+        self.run_id = run_id
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(Conflict):
     """A lifecycle change the run's current status does not allow."""
 
 
@@ -63,8 +65,11 @@ class LostOwnership(RuntimeError):
     """This worker no longer owns the run (it was re-queued, deleted or finished elsewhere)."""
 
 
-class BadCursor(ValueError):
-    pass
+class BadCursor(InvalidInput):
+    """A ``cursor`` this store did not issue (a client can send any)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([{"loc": ["cursor"], "msg": message, "type": "value_error"}])
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -202,7 +207,7 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""
-        from backend.migrate import upgrade
+        from service.db.migrate import upgrade
 
         upgrade(self.engine)
 
@@ -282,7 +287,7 @@ class Store:
         descending = sort.startswith("-")
         field = sort.lstrip("-")
         if field not in SORTABLE:
-            raise ValueError(f"sort: unknown field {field!r}; choose from: {', '.join(SORTABLE)}")
+            raise InvalidInput.at("sort", f"unknown field {field!r}; choose from: {', '.join(SORTABLE)}")
         key = SORTABLE[field]
         query = select(Run)
         if status:

@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import Engine, delete, func, insert, select
 
-from backend.models import AuthFailure
+from service.db.models import AuthFailure
 
 WINDOW_SECONDS = 60.0
 MAX_CLIENT_CHARS = 200

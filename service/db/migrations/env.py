@@ -1,9 +1,9 @@
-"""Alembic environment: uses the connection handed over by backend.migrate, or the URL."""
+"""Alembic environment: uses the connection handed over by service.db.migrate, or the URL."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from backend.models import Base
+from service.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from backend.settings import Settings
+from service.settings import Settings
 
 FILE_NAME = "secret_key"
 KEY_BYTES = 32

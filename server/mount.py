@@ -52,9 +52,8 @@ class DashboardASGI:
         await self.wsgi(scope, receive, send)
 
 
-def mount_dashboard(app: FastAPI) -> None:
-    """Mount the dashboard at `/`; it reads the store, settings and queue the API was built with."""
-    ctx = Context(store=app.state.store, settings=app.state.settings, queue=app.state.queue, app_state=app.state)
+def mount_dashboard(app: FastAPI, ctx: Context) -> None:
+    """Mount the dashboard at `/`, after the API's routes so they win; ``app.state`` keeps both for tests."""
     dash_app = create_dash(ctx)
     app.state.dashboard, app.state.dashboard_context = dash_app, ctx
     app.mount("/", DashboardASGI(dash_app.server, app), name="dashboard")

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from armscope.config import ConfigError, RunConfig, load_config_file, run_config_schema, set_dotted
+from armscope.config import ConfigError, run_config_schema
 from armscope.data import DATASETS, DataError
 from armscope.methods import METHODS
 from armscope.registry import Registry
-from armscope.submit_cli import register as register_submit
+from cli.configs import build_config, validation_message
+from cli.submit import register as register_submit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and fix modality imbalance.")
 register_submit(app)
@@ -28,27 +29,6 @@ err_console = Console(stderr=True)
 def _fail(message: str) -> None:
     err_console.print(f"[red]error:[/] {message}")
     raise typer.Exit(2)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(f"  {where}: {err['msg']}")
-    return "invalid run config:\n" + "\n".join(lines)
-
-
-def build_config(
-    config_file: Path | None, flags: dict[str, Any], assignments: list[str], base: dict[str, Any] | None = None
-) -> RunConfig:
-    """Merge, in increasing priority: a stored or file config, flags, then --set assignments."""
-    raw: dict[str, Any] = dict(base or {})
-    if config_file is not None:
-        raw.update(load_config_file(config_file))
-    raw.update({k: v for k, v in flags.items() if v is not None})
-    for assignment in assignments:
-        set_dotted(raw, assignment)
-    return RunConfig.model_validate(raw)
 
 
 @app.command()
@@ -86,7 +66,7 @@ def train(
     except ConfigError as exc:
         _fail(str(exc))
     except ValidationError as exc:
-        _fail(_validation_message(exc))
+        _fail(validation_message(exc))
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.display_name()}-{stamp}"
@@ -149,7 +129,7 @@ def serve(
     ),
 ) -> None:
     """Serve the REST API (and dashboard) with an embedded worker; Ctrl-C stops both."""
-    from backend.serve import serve as run_server
+    from server.serve import serve as run_server
 
     run_server(host, port, not no_worker, queues, concurrency, processes)
 
@@ -161,7 +141,7 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Run a Celery worker that trains queued runs (point it at Redis and PostgreSQL in a lab)."""
-    from workers.worker import run_worker
+    from server.worker import run_worker
 
     run_worker(queues, concurrency, loglevel)
 
@@ -173,8 +153,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database schema to the newest revision."""
-    from backend.settings import get_settings
-    from backend.store import Store
+    from service.db.store import Store
+    from service.settings import get_settings
 
     store = Store(get_settings().resolved_database_url)
     store.upgrade()

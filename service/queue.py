@@ -1,19 +1,32 @@
-"""The Celery application. Broker from ARMSCOPE_BROKER_URL; no result backend (the store has the status)."""
+"""The task queue: the Celery app, which queue a run goes to, and how many messages wait in one.
+
+Only a task name is sent, so a process that queues runs never imports training code. Building the
+app needs the home folder (the embedded broker keeps its file there), so nothing is built at import.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from celery import Celery
 from kombu.exceptions import ChannelError
 
-from backend.settings import Settings, get_settings
+from armscope.config import RunConfig
+from service.settings import Settings
 
 RUN_TASK = "armscope.run"
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
+class Queue(Protocol):
+    """Where use cases send a stored run; tests put a recording stand-in here."""
+
+    def enqueue(self, run_id: int, queue: str) -> None: ...
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app for ``settings``' broker; no result backend (the store has the status)."""
     settings.ensure_home()
-    app = Celery("armscope", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    app = Celery("armscope", broker=settings.resolved_broker_url)
     app.conf.update(
         # A message is data, never code: pickled messages on a shared broker are refused unread.
         task_serializer="json",
@@ -48,9 +61,19 @@ def waiting_messages(app: Celery, queue: str) -> int:
             return 0
 
 
-def queue_for(config: dict[str, object]) -> str:
+def queue_for(config: RunConfig) -> str:
     """Runs that ask for CUDA go to GPU workers; everything else to the CPU queue."""
-    return "gpu" if config.get("device") == "cuda" else "cpu"
+    return "gpu" if config.device == "cuda" else "cpu"
 
 
-app = make_celery()
+class CeleryQueue:
+    """The queue through a Celery app: what the server, the reaper and a worker passing a run on use."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def enqueue(self, run_id: int, queue: str) -> None:
+        self.celery.send_task(RUN_TASK, args=[run_id], queue=queue)
+
+    def waiting(self, queue: str) -> int:
+        return waiting_messages(self.celery, queue)

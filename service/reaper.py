@@ -14,9 +14,9 @@ import logging
 import threading
 from typing import Callable
 
-from backend.publish import publish
-from backend.settings import Settings
-from backend.store import Store
+from service.db.store import Store
+from service.publish import publish
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 

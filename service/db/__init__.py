@@ -1,0 +1,2 @@
+"""The store and everything else that speaks SQL: ORM tables, migrations, browser sessions, the
+failed-token count, and riding out a database restart."""

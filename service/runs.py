@@ -1,0 +1,117 @@
+"""Use cases on runs: submit, list, edit, cancel, retry, delete, and a run's metrics as CSV and its checkpoint.
+
+Reading one run, its metrics or its events is one store call, which faces make directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args
+
+from armscope.config import RunConfig
+from service.db.store import INT32_MAX, Store
+from service.errors import InvalidInput, NotFound, QueueUnavailable
+from service.publish import publish
+from service.queue import Queue, queue_for
+from service.settings import Settings
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[str, ...] = get_args(Status)
+MAX_RUN_ID = INT32_MAX  # ids are 32-bit integers on PostgreSQL
+
+
+def enqueue_or_undo(store: Store, queue: Queue, runs: Sequence[dict[str, Any]]) -> None:
+    """Queue freshly stored runs; if the broker refuses, delete them all so nothing stays stored."""
+    try:
+        for run in runs:
+            publish(store, queue.enqueue, run["id"], run["queue"])
+    except Exception as exc:  # whatever the broker's client raises: the runs must not stay stored
+        for run in runs:
+            store.delete_run(run["id"])
+        raise QueueUnavailable(f"the task queue is not reachable, nothing was stored: {exc}") from None
+
+
+def submit(store: Store, queue: Queue, config: RunConfig) -> dict[str, Any]:
+    """Store a validated config (with its defaults filled in) as a queued run and send it to its queue."""
+    run = store.create_run(config.model_dump(mode="json"), queue=queue_for(config))
+    enqueue_or_undo(store, queue, [run])
+    return run
+
+
+def list_runs(
+    store: Store,
+    *,
+    status: Sequence[str] | None = None,
+    method: str | None = None,
+    dataset: str | None = None,
+    tag: str | None = None,
+    sweep: int | None = None,
+    text: str | None = None,
+    sort: str = "-created_at",
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of runs and the cursor of the next; an unknown status, sort or cursor is InvalidInput."""
+    unknown = sorted(set(status or []) - set(STATUSES))
+    if unknown:
+        raise InvalidInput.at("status", f"unknown {unknown}; choose from: {', '.join(STATUSES)}")
+    return store.list_runs(
+        status=status, method=method, dataset=dataset, tag=tag, sweep=sweep, text=text,
+        sort=sort, cursor=cursor, limit=limit,
+    )
+
+
+def update(
+    store: Store, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None
+) -> dict[str, Any]:
+    return store.update_run(run_id, name=name, tags=tags, notes=notes)
+
+
+def cancel(store: Store, run_id: int) -> dict[str, Any]:
+    """A queued run ends at once; a running one stops at its next batch."""
+    return store.cancel_run(run_id)
+
+
+def retry(store: Store, queue: Queue, run_id: int) -> dict[str, Any]:
+    """A failed or cancelled run goes back to the queue and resumes from its last checkpoint.
+
+    The run is queued before its message goes out; should the broker refuse it, the reapers send
+    it again once the broker is back (it stays marked unpublished).
+    """
+    run = store.retry_run(run_id)
+    try:
+        publish(store, queue.enqueue, run_id, run["queue"])
+    except Exception as exc:  # whatever the broker's client raises
+        raise QueueUnavailable(
+            f"the task queue is not reachable: run {run_id} stays queued and is sent again when it is back ({exc})"
+        ) from None
+    return run
+
+
+def delete(store: Store, settings: Settings, run_id: int) -> None:
+    """Forget a run that is not running, and remove its folder (checkpoints, metrics file)."""
+    store.delete_run(run_id)
+    shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
+
+
+def metrics_csv(store: Store, run_id: int) -> str:
+    """One row per epoch, one column per metric any epoch reported."""
+    records = store.metrics(run_id)
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def checkpoint(store: Store, settings: Settings, run_id: int) -> Path:
+    """The run's last checkpoint file (torch.save format)."""
+    store.get_run(run_id)
+    path = settings.run_dir(run_id) / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise NotFound(f"run {run_id} has no checkpoint yet")
+    return path
