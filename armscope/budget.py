@@ -4,39 +4,34 @@ Bounds on single fields (a hidden size, a sample count) do not bound their produ
 a run that needs a terabyte fails or hogs a worker only once it starts. So every
 RunConfig is sized from its options alone, with nothing allocated and no file read: the
 numbers the model would hold (parameters and buffers of every encoder and the fusion
-head) and the bytes the data set would hold in memory. The limits are read from the
-environment at each validation, so the API server, the worker and the CLI each apply
-their own machine's setting (and a test may change it).
+head) and the bytes the data set would hold in memory, from the plugins' specs alone, so
+nothing here imports torch. The limits are read from the environment at each validation,
+so the API server, the worker and the CLI each apply their own machine's setting (and a
+test may change it).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from armscope.data.audio import AudioOptions
-from armscope.data.av_folder import AVOptions
-from armscope.data.base import DatasetOptions
-from armscope.data.cremad import CLASSES as CREMAD_CLASSES
-from armscope.data.cremad import CremadOptions
-from armscope.data.footprint import FLOAT_BYTES, LABEL_BYTES, DataFootprint, furthest_above_default
-from armscope.data.kinetics_sounds import CLASSES as KINETICS_CLASSES
-from armscope.data.kinetics_sounds import KineticsSoundsOptions
-from armscope.models.base import ModelOptions, ModuleSize, encoder_size, encoder_sizer
-from armscope.models.heads import FusionHead
+from armscope.data.footprint import DataFootprint
+from armscope.data.options import DatasetOptions
+from armscope.models.base import ModelOptions, encoder_size, encoder_sizer
+from armscope.models.sizes import ModuleSize
 
 MAX_PARAMETERS_VARIABLE = "ARMSCOPE_MAX_PARAMETERS"
 MAX_DATA_BYTES_VARIABLE = "ARMSCOPE_MAX_DATA_BYTES"
 DEFAULT_MAX_PARAMETERS = 300_000_000
 DEFAULT_MAX_DATA_BYTES = 8 * 2**30
-TYPICAL_BATCH_SIZE = 64  # RunConfig's default batch size, the yardstick for naming a field
-LOADER_PREFETCH = 2  # batches each DataLoader worker keeps ready (torch's default prefetch_factor)
-AV_CLASSES: dict[type[AVOptions], int] = {
-    CremadOptions: len(CREMAD_CLASSES),
-    KineticsSoundsOptions: len(KINETICS_CLASSES),
-}
+
+
+class SizedHead(Protocol):
+    """A fusion head's size by modality count, feature size and class count: a method spec's ``head``, or the module class."""
+
+    def size(self, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize: ...
 
 
 class BudgetSettingError(RuntimeError):
@@ -102,83 +97,11 @@ class Overrun:
 
 
 def data_footprint(options: DatasetOptions, batch_size: int) -> DataFootprint:
-    """A data set's own footprint where it gives one; the audio-visual sets and unknown data otherwise."""
-    own = getattr(options, "footprint", None)
-    if own is not None:
-        return own(batch_size)
-    if isinstance(options, AVOptions):
-        return streamed_av_footprint(options, batch_size)
-    return unknown_footprint(options)
+    """What the data set's options say it hands the model and holds in memory (see ``DatasetOptions.footprint``)."""
+    return options.footprint(batch_size)
 
 
-def streamed_av_footprint(options: AVOptions, batch_size: int) -> DataFootprint:
-    """Clips are decoded in DataLoader workers, each keeping batches ready, plus the one in use."""
-    notes: list[str] = []
-    visual = (options.frames, 3, options.image_size, options.image_size)
-    factors = {
-        ("batch_size",): batch_size / TYPICAL_BATCH_SIZE,
-        ("dataset_options", "frames"): options.frames / _default(options, "frames"),
-        ("dataset_options", "image_size"): (options.image_size / _default(options, "image_size")) ** 2,
-    }
-    if isinstance(options, AudioOptions):
-        audio = options.wav_spectrogram().shape
-        factors |= {
-            ("dataset_options", "seconds"): options.seconds / _default(options, "seconds"),
-            ("dataset_options", "sample_rate"): options.sample_rate / _default(options, "sample_rate"),
-            ("dataset_options", "n_fft"): options.n_fft / _default(options, "n_fft"),
-            ("dataset_options", "hop_length"): _default(options, "hop_length") / options.hop_length,
-        }
-        if not isinstance(options, CremadOptions):
-            notes.append("audio is sized as wav spectrograms; stored (.npy/.pkl) ones keep their own shape")
-    else:
-        audio = (1, 1, 1)
-        notes.append("the audio spectrogram shape is only known from the files; counted as 1 x 1 x 1")
-    n_classes = AV_CLASSES.get(type(options))
-    if n_classes is None:
-        n_classes = 2
-        notes.append("the class count is only known from the files; counted as 2")
-    batches = LOADER_PREFETCH * options.num_workers + 1
-    factors[("dataset_options", "num_workers")] = batches / (LOADER_PREFETCH * _default(options, "num_workers") + 1)
-    sample_values = math.prod(visual) + math.prod(audio)
-    sample = FLOAT_BYTES * sample_values + LABEL_BYTES
-    return DataFootprint(
-        modalities=["audio", "visual"],
-        input_shapes={"audio": audio, "visual": visual},
-        n_classes=n_classes,
-        memory_bytes=batches * batch_size * sample,
-        memory_formula=(
-            f"{batches} batches in flight (num_workers {options.num_workers} x {LOADER_PREFETCH} + 1) x "
-            f"batch_size {batch_size:,} x ({sample_values:,} values x {FLOAT_BYTES} bytes + "
-            f"{LABEL_BYTES} bytes of label)"
-        ),
-        memory_field=furthest_above_default(factors),
-        notes=tuple(notes),
-    )
-
-
-def unknown_footprint(options: DatasetOptions) -> DataFootprint:
-    """Data whose sizes are only in its files: a lower bound, saying so."""
-    named = options.modality_names()
-    modalities = named or ["<modality 1>", "<modality 2>"]
-    return DataFootprint(
-        modalities=modalities,
-        input_shapes={m: (1,) for m in modalities},
-        n_classes=2,
-        memory_bytes=0,
-        memory_formula="the data's size is only known from its files",
-        memory_field=("dataset_options",),
-        notes=(
-            "input sizes, class count and data size are only known from the data files; "
-            "counted as 1 feature per modality and 2 classes" + ("" if named else ", for 2 modalities"),
-        ),
-    )
-
-
-def _default(options: AVOptions, name: str) -> float:
-    return type(options).model_fields[name].default
-
-
-def estimate_model(options: ModelOptions, head: type[FusionHead], data: DataFootprint) -> ModelEstimate:
+def estimate_model(options: ModelOptions, head: SizedHead, data: DataFootprint) -> ModelEstimate:
     """The numbers of every encoder (one per modality, as ``build_model`` makes them) and of the head."""
     parts = []
     for modality in data.modalities:
@@ -199,7 +122,7 @@ def estimate_model(options: ModelOptions, head: type[FusionHead], data: DataFoot
 def run_overruns(
     dataset_options: DatasetOptions,
     model_options: ModelOptions,
-    head: type[FusionHead],
+    head: SizedHead,
     batch_size: int,
     budget: Budget,
 ) -> list[Overrun]:

@@ -1,4 +1,8 @@
-"""RunConfig: the one description of a training run shared by CLI, API, UI and worker."""
+"""RunConfig: the one description of a training run shared by CLI, API, UI and worker.
+
+Validated from the plugins' specs alone (options, modalities, run budget), so the API
+validates a config without importing torch.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from armscope.budget import Budget, run_overruns
-from armscope.data import DATASETS
-from armscope.methods import METHODS
-from armscope.models import ConcatHead, ModelOptions
+from armscope.models.base import ModelOptions
+from armscope.plugins import DATASETS, METHODS
 from armscope.registry import prefixed_validation_error
 
 
@@ -96,7 +99,7 @@ class RunConfig(BaseModel):
 
     def _check_budget(self, dataset_opts: Any, model_opts: ModelOptions) -> None:
         """Refuse a run whose model or data would not fit this machine's budget (see armscope.budget)."""
-        head = getattr(METHODS.get(self.method).factory, "head_type", ConcatHead)
+        head = METHODS.get(self.method).head
         overruns = run_overruns(dataset_opts, model_opts, head, self.batch_size, Budget.from_environment())
         if overruns:
             raise ValidationError.from_exception_data(

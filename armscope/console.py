@@ -1,43 +1,53 @@
-"""The CLI's sink: a progress bar with ETA and a compact per-epoch table of each modality's share."""
+"""The CLI's sink: a progress bar with ETA and a compact per-epoch table of each modality's share.
+
+The tables' columns and the method's own figures come from the metric
+declarations (``armscope.metrics``, the method's spec), so a plugin's metric
+shows here without an edit.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
+from armscope.catalog import declared_metrics
+from armscope.metrics import COMMON, Metric
 from armscope.sinks import Sink
 
-MODALITY_COLUMNS = [
-    ("val_acc", "acc(masked)"),
-    ("confidence", "conf"),
-    ("shapley", "shapley"),
-    ("nmi", "nmi"),
-    ("ncmi", "ncmi"),
-    ("arm_score", "arm_score"),
-    ("arm_weight", "arm_w"),
-    ("grad_norm", "grad"),
-    ("ogm_coeff", "ogm_k"),
-]
 
+def epoch_table(record: dict[str, Any], modalities: list[str], declarations: Sequence[Metric] = COMMON) -> RenderableType:
+    """The epoch's summary line, then a row per modality with a column per declared per-modality measure it holds.
 
-def epoch_table(record: dict[str, Any], modalities: list[str]) -> Table:
-    """One row per modality; columns only for the measures this run logs."""
-    columns = [(key, label) for key, label in MODALITY_COLUMNS if f"{key}.{modalities[0]}" in record]
+    The measures every run logs make one table, the method's own a second, so
+    that each fits a terminal's width; the method's own scalars join the summary.
+    """
+    own = [m for m in declarations if m not in COMMON and m.numeric and m.keys(modalities[:1])[0] in record]
     title = (
         f"epoch {record['epoch']}  loss {record['train_loss']:.4f}/{record['val_loss']:.4f}  "
         f"acc {record['val_acc']:.4f}  f1 {record['val_f1']:.4f}  "
         f"dominant {record['dominant']}  imbalance {record['imbalance']:.3f}  "
-        f"{record['epoch_seconds']:.2f}s"
+        + "".join(f"{m.column} {record[m.key]:.4g}  " for m in own if not m.per_modality)
+        + f"{record['epoch_seconds']:.2f}s"
     )
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    common = [m for m in COMMON if m.per_modality and m.numeric and m.keys(modalities[:1])[0] in record]
+    parts: list[RenderableType] = [Text(title), _modality_table(record, modalities, common)]
+    method = [m for m in own if m.per_modality]
+    if method:
+        parts.append(_modality_table(record, modalities, method))
+    return Group(*parts)
+
+
+def _modality_table(record: dict[str, Any], modalities: list[str], columns: list[Metric]) -> Table:
+    table = Table(box=None, pad_edge=False)
     table.add_column("modality")
-    for _, label in columns:
-        table.add_column(label, justify="right")
-    for m in modalities:
-        table.add_row(m, *(f"{record[f'{key}.{m}']:.4f}" for key, _ in columns))
+    for metric in columns:
+        table.add_column(metric.column, justify="right")
+    for modality in modalities:
+        table.add_row(modality, *(f"{record[metric.keys([modality])[0]]:.4f}" for metric in columns))
     return table
 
 
@@ -57,9 +67,11 @@ class ConsoleSink(Sink):
         )
         self.task: Any = None
         self.modalities: list[str] = []
+        self.declarations: list[Metric] = list(COMMON)
 
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         self.modalities = info["modalities"]
+        self.declarations = declared_metrics(config["method"])
         resumed = info.get("resumed_from_epoch")
         self.console.print(
             f"[bold]{config['method']}[/] on [bold]{config['dataset']}[/] "
@@ -85,7 +97,7 @@ class ConsoleSink(Sink):
         )
 
     def epoch(self, record: dict[str, Any]) -> None:
-        self.bar.console.print(epoch_table(record, self.modalities))
+        self.bar.console.print(epoch_table(record, self.modalities, self.declarations))
 
     def event(self, event: dict[str, Any]) -> None:
         if event["kind"] in {"dominance_switch", "guard_clamp", "warning", "failed"}:

@@ -17,7 +17,7 @@ import torch
 
 from armscope.data.base import Split
 from armscope.indexed import indexed_batches
-from armscope.models import MultimodalModel
+from armscope.models.heads import MultimodalModel
 from armscope.step import Batch, autocast, to_device
 
 

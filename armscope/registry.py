@@ -1,18 +1,27 @@
-"""Name -> builder registries for data sets, methods and encoders.
+"""Name -> spec registries, filled on first use from wherever plugins are found, broken ones kept aside.
 
-A new data set or method is one file that calls ``REGISTRY.register``; the
-rest of the system (CLI, config validation, API catalog) discovers it by name.
+A registry holds the specs of one kind (methods, data sets or encoders). It
+is filled the first time it is asked, from its sources (``armscope.plugins``:
+the in-tree spec modules and the entry points), not when imported, so that
+importing the engine costs nothing and a spec module may import the engine's
+light modules without a cycle. A source that fails (an import error, a spec
+that does not validate, a name taken twice) is recorded as a broken plugin,
+by name and with its error, and the others are registered all the same.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-F = TypeVar("F", bound=Callable[..., Any])
+from armscope.specs import PluginSpec
+
+S = TypeVar("S", bound=PluginSpec)
 
 
 class UnknownNameError(KeyError):
@@ -27,45 +36,92 @@ class UnknownNameError(KeyError):
 
 
 @dataclass(frozen=True)
-class Entry(Generic[F]):
+class Source:
+    """Where specs may come from: ``load()`` returns one spec or a sequence of them."""
+
     name: str
-    factory: F
-    options: type[BaseModel]
-    summary: str
-
-    def options_schema(self) -> dict[str, Any]:
-        return self.options.model_json_schema()
+    origin: str
+    load: Callable[[], Any]
 
 
-class Registry(Generic[F]):
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, Entry[F]] = {}
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be registered: its name, where it came from, and why."""
 
-    def register(self, name: str, options: type[BaseModel], summary: str = "") -> Callable[[F], F]:
-        def decorate(factory: F) -> F:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            doc = summary or (factory.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, factory, options, doc)
-            return factory
+    group: str
+    name: str
+    origin: str
+    error: str
 
-        return decorate
+    def as_json(self) -> dict[str, str]:
+        return {"group": self.group, "name": self.name, "origin": self.origin, "error": self.error}
+
+
+class Registry(Generic[S]):
+    """The specs of one kind by name; filled from ``sources`` on first use."""
+
+    def __init__(self, kind: str, group: str, spec_type: type[S], sources: Callable[[], Iterable[Source]]) -> None:
+        self.kind, self.group, self.spec_type = kind, group, spec_type
+        self._sources = sources
+        self._entries: dict[str, S] = {}
+        self._origins: dict[str, str] = {}
+        self._broken: list[BrokenPlugin] = []
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                for source in self._sources():
+                    self._register(source)
+                self._loaded = True
+
+    def _register(self, source: Source) -> None:
+        try:
+            found = source.load()
+            specs = list(found) if isinstance(found, (list, tuple)) else [found]
+            wrong = [s for s in specs if not isinstance(s, self.spec_type)]
+            if wrong:
+                raise TypeError(f"gave a {type(wrong[0]).__name__}, not a {self.spec_type.__name__}")
+            taken = [s.name for s in specs if s.name in self._entries]
+            if taken:
+                raise ValueError(f"{self.kind} {taken[0]!r} is already registered by {self._origins[taken[0]]}")
+        except Exception as exc:  # a plugin's import may fail in any way; it must not take the others down
+            self._broken.append(BrokenPlugin(self.group, source.name, source.origin, f"{type(exc).__name__}: {exc}"))
+            return
+        for spec in specs:
+            self._entries[spec.name] = spec
+            self._origins[spec.name] = source.origin
 
     def names(self) -> list[str]:
+        self._ensure_loaded()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
         return name in self._entries
 
-    def get(self, name: str) -> Entry[F]:
+    def get(self, name: str) -> S:
+        self._ensure_loaded()
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(self.kind, name, self.names()) from None
 
-    def entries(self) -> list[Entry[F]]:
+    def entries(self) -> list[S]:
         return [self._entries[n] for n in self.names()]
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` was registered from: an in-tree module or an entry point of an installed package."""
+        self.get(name)
+        return self._origins.get(name, "registered at run time")
+
+    @property
+    def broken(self) -> list[BrokenPlugin]:
+        self._ensure_loaded()
+        return list(self._broken)
 
     def parse_options(self, name: str, raw: dict[str, Any], field: str) -> BaseModel:
         """Validate ``raw`` against the entry's options model.

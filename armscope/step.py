@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from armscope.models import MultimodalModel
+from armscope.models.heads import MultimodalModel
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:

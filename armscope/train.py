@@ -22,13 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from armscope.config import RunConfig
-from armscope.data import DataError, DatasetBundle, build_dataset
+from armscope.data.base import DataError, DatasetBundle, build_dataset
 from armscope.dominance import evaluate
 from armscope.epoch_pass import TrainingData
 from armscope.indexed import check_order, indexed_batches
-from armscope.methods import Method, build_method
+from armscope.methods.base import Method, build_method
 from armscope.methods.state import checked_state
-from armscope.models import ModelOptions, MultimodalModel, build_encoder
+from armscope.models.base import ModelOptions, build_encoder
+from armscope.models.heads import MultimodalModel
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.step import TrainingStep

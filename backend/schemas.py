@@ -132,6 +132,13 @@ class WorkerHealth(BaseModel):
     runs: list[int] = Field(description="The running runs it holds.")
 
 
+class BrokenPlugin(BaseModel):
+    group: str = Field(description="Entry-point group: armscope.methods, armscope.datasets or armscope.encoders.")
+    name: str
+    origin: str = Field(description="The in-tree module or the entry point (and its package) it came from.")
+    error: str
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"] = Field(
         description="degraded (HTTP 503): runs wait in a queue no live worker takes from, or the database "
@@ -148,3 +155,8 @@ class Health(BaseModel):
     )
     queued: dict[str, int] = Field(description="How many runs wait in each queue.")
     unserved_queues: list[str] = Field(description="Queues where runs wait and no live worker takes from.")
+    broken_plugins: list[BrokenPlugin] | None = Field(
+        description="Installed plugins (methods, data sets, encoders) that could not be registered, with why; the "
+                    "others work, and it is no reason for a 503. Null to a caller without a token when the server "
+                    "requires one."
+    )

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from armscope.catalog import build_catalog
 from armscope.config import ConfigError, run_config_schema
-from armscope.data import DATASETS, DataError
-from armscope.methods import METHODS
-from armscope.registry import Registry
+from armscope.data.errors import DataError
+from armscope.plugins import BUILTIN
 from cli.configs import build_config, validation_message
 from cli.submit import register as register_submit
 
@@ -82,39 +82,63 @@ def train(
         raise typer.Exit(1)
 
 
-def _registry_table(registry: Registry[Any], title: str) -> Table:
+def _plugin_table(entries: dict[str, Any], title: str, metrics: bool) -> Table:
     table = Table(title=title, show_lines=True)
     table.add_column("name", style="bold")
     table.add_column("what it is")
     table.add_column("options (default)")
-    for entry in registry.entries():
-        schema = entry.options_schema()
+    if metrics:
+        table.add_column("metrics it logs")
+    for name, entry in entries.items():
         options = []
-        for key, prop in schema.get("properties", {}).items():
+        for key, prop in entry["options"].get("properties", {}).items():
             default = json.dumps(prop["default"]) if "default" in prop else "required"
             options.append(f"{key} = {default}")
-        table.add_row(entry.name, entry.summary, "\n".join(options) or "-")
+        what = entry["summary"]
+        if not entry["origin"].startswith(BUILTIN):
+            what += f"\n[dim]{entry['origin']}[/]"
+        row = [name, what, "\n".join(options) or "-"]
+        if metrics:
+            row.append("\n".join(m["key"] for m in entry["metrics"]) or "-")
+        table.add_row(*row)
+    return table
+
+
+def _broken_table(broken: list[dict[str, str]]) -> Table:
+    table = Table(title="[red]could not be loaded[/] (the others work)", show_lines=True)
+    for column in ("name", "from", "error"):
+        table.add_column(column)
+    for plugin in broken:
+        table.add_row(plugin["name"], plugin["origin"], plugin["error"])
     return table
 
 
 @app.command()
-def methods(as_json: bool = typer.Option(False, "--json", help="Print option JSON Schemas.")) -> None:
-    """List the registered training methods and their options."""
-    _print_registry(METHODS, "methods", as_json)
+def methods(as_json: bool = typer.Option(False, "--json", help="Print the catalog's entries as JSON.")) -> None:
+    """List the training methods (in-tree and installed plugins), their options and metrics, and any that failed."""
+    _print_plugins("methods", "methods", as_json)
 
 
 @app.command()
-def datasets(as_json: bool = typer.Option(False, "--json", help="Print option JSON Schemas.")) -> None:
-    """List the registered data sets and their options."""
-    _print_registry(DATASETS, "data sets", as_json)
+def datasets(as_json: bool = typer.Option(False, "--json", help="Print the catalog's entries as JSON.")) -> None:
+    """List the data sets (in-tree and installed plugins) and their options, and any that failed."""
+    _print_plugins("datasets", "data sets", as_json)
 
 
-def _print_registry(registry: Registry[Any], title: str, as_json: bool) -> None:
+def _print_plugins(kind: str, title: str, as_json: bool) -> None:
+    """The catalog's ``kind``: with ``--json`` its entries, the plugins of that kind that failed and, for
+    methods, the measures every run logs (as ``GET /catalog`` has them); else tables."""
+    catalog = build_catalog()
+    broken = [b for b in catalog["broken_plugins"] if b["group"] == f"armscope.{kind}"]
     if as_json:
-        payload = {e.name: {"summary": e.summary, "options": e.options_schema()} for e in registry.entries()}
+        payload = {kind: catalog[kind], "broken_plugins": broken}
+        if kind == "methods":
+            payload["metrics"] = catalog["metrics"]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        console.print(_registry_table(registry, title))
+        return
+    console.print(_plugin_table(catalog[kind], title, metrics=kind == "methods"))
+    if broken:
+        console.print(_broken_table(broken))
 
 
 @app.command()

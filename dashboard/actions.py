@@ -12,13 +12,6 @@ from service.access import COOKIE
 from service.errors import Conflict, InvalidInput, NotFound, QueueUnavailable, ServiceError
 from service.sweeps import SweepSpec
 
-DEMO_SWEEP = SweepSpec(
-    config={"dataset": "synthetic-shift", "epochs": 10},
-    methods=["arm", "baseline", "ogm-ge"],
-    seeds=[0, 1, 2],
-    name="demo: arm vs baseline vs ogm-ge",
-)
-
 
 class ActionError(Exception):
     """A refusal to show the user as is (validation, queue down, illegal transition)."""
@@ -72,7 +65,7 @@ def launch_sweep(ctx: Context, sweep: SweepSpec) -> dict[str, Any]:
 
 
 def launch_demo(ctx: Context) -> dict[str, Any]:
-    return launch_sweep(ctx, DEMO_SWEEP)
+    return launch_sweep(ctx, sweeps.demo())
 
 
 def _each(ids: Sequence[int], act: Callable[[int], Any]) -> tuple[list[int], list[str]]:

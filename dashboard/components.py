@@ -9,11 +9,12 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard.theme import STATUS_COLORS
+from service import sweeps
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def graph(graph_id: str, figure: Any, filename: str, **kwargs: Any) -> dcc.Graph:
+def graph(graph_id: str | dict[str, Any], figure: Any, filename: str, **kwargs: Any) -> dcc.Graph:
     """A chart whose toolbar camera button downloads it as a PNG named ``filename``."""
     config = {**GRAPH_CONFIG, "toImageButtonOptions": {**GRAPH_CONFIG["toImageButtonOptions"], "filename": filename}}
     return dcc.Graph(id=graph_id, figure=figure, config=config, **kwargs)
@@ -103,9 +104,12 @@ def demo_button(label: str = "Launch the demo sweep") -> dbc.Button:
 
 
 def demo_explainer() -> str:
+    demo = sweeps.demo()
+    runs = len(demo.configs)
+    first = demo.configs[0]
     return (
-        "The demo sweep trains arm, baseline and ogm-ge on the synthetic-shift data set with seeds 0, 1, 2 "
-        "(9 runs, 10 epochs each, a few minutes on a laptop CPU)."
+        f"The demo sweep trains {', '.join(demo.methods)} on the {first.dataset} data set with seeds "
+        f"{', '.join(map(str, demo.seeds))} ({runs} runs, {first.epochs} epochs each, a few minutes on a laptop CPU)."
     )
 
 

@@ -1,63 +1,27 @@
 """Figure builders: pure functions from epoch records (dicts, as the store returns them) to plotly figures.
 
-Nothing here touches the store or Dash, so every chart can be unit tested with hand-made records.
+Nothing here touches the store or Dash, so every chart can be unit tested with hand-made records. What a
+key is (its label, unit, whether lower is better, its chart) comes from the metric declarations
+(``armscope.metrics``, each method's spec): the engine's charts are drawn here by hand, and every chart a
+method declares is drawn from its declarations, so a plugin's metric shows without an edit here.
 """
 
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from armscope.metrics import COMMON, INFORMATION, LENS, Metric
 from dashboard import theme as th
 from service import seed_sets as ss
+from service.catalog import all_metrics, metric_of
 
 Record = dict[str, Any]
 
-PER_MODALITY = (
-    "shapley",
-    "val_acc",
-    "confidence",
-    "nmi",
-    "ncmi",
-    "arm_score",
-    "arm_weight",
-    "arm_train_weight",
-    "grad_norm",
-    "ogm_coeff",
-    "ogm_ratio",
-)
-FAMILY_LABELS = {
-    "shapley": "Contribution (Shapley) per modality",
-    "val_acc": "Masked accuracy per modality",
-    "confidence": "Masked confidence per modality",
-    "nmi": "NMI per modality",
-    "ncmi": "NCMI per modality",
-    "arm_score": "ARM score Φ per modality",
-    "arm_weight": "ARM weight w per modality",
-    "arm_train_weight": "ARM training weight per modality",
-    "grad_norm": "Gradient norm per modality",
-    "ogm_coeff": "OGM coefficient per modality",
-    "ogm_ratio": "OGM ratio per modality",
-}
-SCALAR_LABELS = {
-    "val_acc": "Fused accuracy (val)",
-    "val_f1": "Fused macro F1 (val)",
-    "val_loss": "Validation loss",
-    "train_loss": "Training loss",
-    "imbalance": "Imbalance",
-    "arm_guard_steps": "ARM guard steps",
-    "samples_per_second": "Throughput (samples/s)",
-    "epoch_seconds": "Epoch time (s)",
-}
-Y_TITLES = {
-    "shapley.*": "Shapley value (accuracy points)",
-    "val_acc.*": "accuracy, other modalities masked",
-    "val_acc": "fused validation accuracy",
-}
-PERCENT = {"val_acc", "val_f1", "shapley", "confidence"}
 X_AXES = {"epoch": "epoch", "wall": "wall time (s)", "samples": "samples seen"}
 X_KEYS = {"epoch": "epoch", "wall": "elapsed_seconds", "samples": "samples_seen"}
 DEFAULT_METRIC = "shapley.*"
@@ -74,6 +38,18 @@ def epochs(records: Sequence[Record]) -> list[int]:
     return [int(r["epoch"]) for r in records]
 
 
+@lru_cache(maxsize=1)
+def per_modality_families() -> frozenset[str]:
+    """The families of every per-modality declaration (``shapley``, ``ogm_coeff``, ...)."""
+    return frozenset(m.family for m in all_metrics() if m.per_modality)
+
+
+def is_percent(metric: str) -> bool:
+    """Whether a key or selector is declared a fraction, shown as a percentage."""
+    declared = metric_of(metric)
+    return declared is not None and declared.unit == "fraction"
+
+
 def modalities(records: Iterable[Record]) -> list[str]:
     """Modality names (from shapley.<m>, val_acc.<m>, ...) in the order the first record lists them."""
     records = list(records)
@@ -82,9 +58,10 @@ def modalities(records: Iterable[Record]) -> list[str]:
     first = list(records[0])
     keys = first + sorted(set().union(*records) - set(first))  # set union runs in C: cheap for long runs
     seen: dict[str, None] = {}
+    families = per_modality_families()
     for key in keys:
         family, dot, name = key.partition(".")
-        if dot and family in PER_MODALITY:
+        if dot and family in families:
             seen.setdefault(name, None)
     return list(seen)
 
@@ -255,11 +232,11 @@ def _per_modality_panels(
     mode: str | None,
     title: str,
     panels: Sequence[tuple[str, str]],
-    extra: dict[str, tuple[str, str, str]] | None = None,
+    overlays: Sequence[tuple[str, str, str]] = (),
     height: int = 300,
 ) -> go.Figure:
-    """One subplot per family (``panels``: (family, subplot title)); ``extra`` overlays a second family
-    on a panel, dotted: {panel family: (family, name suffix, dash)}."""
+    """One subplot per family (``panels``: (family, subplot title)); ``overlays`` draws another family dotted
+    over a panel: (panel family, family, name suffix)."""
     present = [(f, t) for f, t in panels if has_family(records, f)]
     if not present:
         return empty_figure("Not recorded for this run.", mode, title, height)
@@ -277,17 +254,16 @@ def _per_modality_panels(
                 row=1,
                 col=col,
             )
-            if extra and family in extra:
-                other, suffix, dash = extra[family]
+            for panel, other, suffix in overlays:
                 okey = f"{other}.{m}"
-                if any(okey in r for r in records):
+                if panel == family and any(okey in r for r in records):
                     fig.add_trace(
                         _line(
                             x,
                             column(records, okey),
                             f"{m} {suffix}",
                             th.modality_color(i),
-                            dash=dash,
+                            dash="dot",
                             legendgroup=m,
                             showlegend=True,
                         ),
@@ -301,33 +277,79 @@ def _per_modality_panels(
     return fig
 
 
-def arm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+# The engine's charts drawn as a panel per family: a method's per-modality metric declared on one of them is
+# drawn over its last panel, dotted (ARM's training weights over the lens weights). A method's metric declared
+# on any other chart gets a chart of its own (``method_charts``).
+OVERLAID = (LENS, INFORMATION)
+
+
+def _overlays(panel: str, chart: str, declarations: Sequence[Metric]) -> list[tuple[str, str, str]]:
+    return [
+        (panel, m.family, m.column)
+        for m in declarations
+        if m.chart == chart and m.per_modality and m not in COMMON
+    ]
+
+
+def arm_figure(records: Sequence[Record], mode: str | None = None, declarations: Sequence[Metric] = ()) -> go.Figure:
+    """The lens's score and weight per modality, and a method's own per-modality metrics declared on this chart."""
     title = "ARM: contribution score Φ and weight w"
     if (fig := _waiting(records, mode, title)) is not None:
         return fig
-    return _per_modality_panels(
-        records,
-        mode,
-        title,
-        [("arm_score", "score Φ"), ("arm_weight", "weight w")],
-        extra={"arm_weight": ("arm_train_weight", "(training)", "dot")},
-    )
+    panels = [("arm_score", "score Φ"), ("arm_weight", "weight w")]
+    return _per_modality_panels(records, mode, title, panels, _overlays("arm_weight", LENS, declarations))
 
 
-def information_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
+def information_figure(
+    records: Sequence[Record], mode: str | None = None, declarations: Sequence[Metric] = ()
+) -> go.Figure:
     title = "Information: NMI and NCMI"
     if (fig := _waiting(records, mode, title)) is not None:
         return fig
-    return _per_modality_panels(records, mode, title, [("nmi", "NMI"), ("ncmi", "NCMI")])
+    panels = [("nmi", "NMI"), ("ncmi", "NCMI")]
+    return _per_modality_panels(records, mode, title, panels, _overlays("ncmi", INFORMATION, declarations))
 
 
-def ogm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure | None:
-    """OGM coefficients and ratios; None when the run has none (not an OGM method)."""
-    if not (has_family(records, "ogm_coeff") or has_family(records, "ogm_ratio")):
-        return None
-    return _per_modality_panels(
-        records, mode, "OGM-GE modulation", [("ogm_coeff", "coefficient"), ("ogm_ratio", "ratio")]
-    )
+def method_charts(declarations: Sequence[Metric]) -> list[tuple[str, list[Metric]]]:
+    """The charts a method's declarations add, in declaration order: (title, its metrics)."""
+    charts: dict[str, list[Metric]] = {}
+    for metric in declarations:
+        if metric in COMMON or metric.chart is None or (metric.per_modality and metric.chart in OVERLAID):
+            continue
+        charts.setdefault(metric.chart, []).append(metric)
+    return list(charts.items())
+
+
+def declared_figure(records: Sequence[Record], mode: str | None, title: str, metrics: Sequence[Metric]) -> go.Figure:
+    """A chart a method declares: a panel per per-modality metric (a line per modality), one for its scalars."""
+    if (fig := _waiting(records, mode, title)) is not None:
+        return fig
+    mods = modalities(records)
+    panels = [
+        (m.label, [(name, f"{m.family}.{name}", th.modality_color(i)) for i, name in enumerate(mods)])
+        for m in metrics
+        if m.per_modality
+    ]
+    scalars = [m for m in metrics if not m.per_modality]
+    if scalars:
+        panels.append(("", [(m.label, m.key, th.modality_color(i)) for i, m in enumerate(scalars)]))
+    present = [(t, [line for line in lines if any(line[1] in r for r in records)]) for t, lines in panels]
+    present = [(t, lines) for t, lines in present if lines]
+    if not present:
+        return empty_figure("Not recorded for this run.", mode, title)
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[plain(t) for t, _ in present], horizontal_spacing=0.12)
+    fig.update_layout(template=th.template(mode), title=plain(title), height=300, uirevision="keep")
+    x, shown = epochs(records), set()
+    for col, (_, lines) in enumerate(present, start=1):
+        for name, key, color in lines:
+            fig.add_trace(
+                _line(x, column(records, key), name, color, legendgroup=name, showlegend=name not in shown), row=1, col=col
+            )
+            shown.add(name)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(margin=dict(t=78), legend=dict(y=1.2, yanchor="bottom"))
+    return fig
 
 
 def grad_norm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
@@ -408,23 +430,27 @@ def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), m
 
 
 def metric_options(records: Iterable[Record]) -> list[dict[str, str]]:
-    """Dropdown options for what a set of records holds: the contribution view first."""
+    """Dropdown options for what a set of records holds, as declared: the contribution view first, then
+    each declared scalar, then each per-modality family (the x axes aside)."""
     keys: dict[str, None] = {}
     for record in records:
         keys.update(dict.fromkeys(record))
-    families = [f for f in PER_MODALITY if any(k.startswith(f + ".") for k in keys)]
-    options = []
-    if "shapley" in families or not keys:
-        options.append({"label": FAMILY_LABELS["shapley"], "value": DEFAULT_METRIC})
-    options += [{"label": label, "value": key} for key, label in SCALAR_LABELS.items() if key in keys]
-    options += [{"label": FAMILY_LABELS[f], "value": f"{f}.*"} for f in families if f != "shapley"]
+    axes = set(X_KEYS.values())
+    held = [m for m in all_metrics() if m.numeric and m.key not in axes and any(m.matches(k) for k in keys)]
+    ordered = [m for m in held if not m.per_modality] + [m for m in held if m.per_modality]
+    options = [{"label": metric_label(m.selector), "value": m.selector} for m in ordered if m.selector != DEFAULT_METRIC]
+    if not keys or any(m.selector == DEFAULT_METRIC for m in held):
+        options.insert(0, {"label": metric_label(DEFAULT_METRIC), "value": DEFAULT_METRIC})
     return options
 
 
 def metric_label(metric: str) -> str:
-    if metric.endswith(".*"):
-        return FAMILY_LABELS.get(metric[:-2], metric)
-    return SCALAR_LABELS.get(metric, metric)
+    """A key's or selector's declared label, with its unit (a fraction is shown as a percentage); else the key."""
+    declared = metric_of(metric)
+    if declared is None:
+        return metric
+    unit = declared.unit if declared.unit not in ("", "fraction") else ""
+    return f"{declared.label} ({unit})" if unit else declared.label
 
 
 def run_label(run: Record) -> str:
@@ -467,7 +493,6 @@ def compare_figure(
     if not any(r.get("records") for r in runs):
         return empty_figure("These runs have no epochs yet.", mode, title, height=480).to_dict()
     x_key = X_KEYS.get(x_axis, "epoch")
-    family = metric[:-2] if metric.endswith(".*") else None
     all_mods = modalities(r for run in runs for r in run.get("records") or [])
     methods = list(dict.fromkeys(run.get("method", "") for run in runs))
 
@@ -510,8 +535,8 @@ def compare_figure(
     xaxis: dict[str, Any] = {"title": {"text": X_AXES.get(x_axis, "epoch")}}
     if x_key == "epoch" and max(len(run.get("records") or []) for run in runs) <= 12:
         xaxis.update(dtick=1, tick0=0)
-    yaxis: dict[str, Any] = {"title": {"text": plain(Y_TITLES.get(metric, metric_label(metric)))}}
-    if (family or metric) in PERCENT:
+    yaxis: dict[str, Any] = {"title": {"text": plain(metric_label(metric))}}
+    if is_percent(metric):
         yaxis["tickformat"] = ".1~%"
     layout = {
         "template": th.template_json(mode),

@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
+from server.memory import limit_arenas
 from server.supervisor import WorkerSupervisor, start_worker
 from service.db.store import Store
 from service.queue import CeleryQueue, make_celery
@@ -26,6 +27,7 @@ def freeze_long_lived() -> None:
 def served_app() -> FastAPI:
     """The app of one of several server processes (uvicorn calls this in each): the schema is
     already migrated by the process that started them, and each keeps its own connections."""
+    limit_arenas()
     settings = get_settings()
     app = create_app(settings, Store(settings.resolved_database_url))
     freeze_long_lived()
@@ -34,6 +36,7 @@ def served_app() -> FastAPI:
 
 def serve(host: str, port: int, with_worker: bool, queues: str, concurrency: int, processes: int) -> None:
     """Serve HTTP from ``processes`` processes; the reaper and the embedded worker are one each, beside them."""
+    limit_arenas()
     settings = get_settings()
     settings.ensure_home()
     store = Store(settings.resolved_database_url)

@@ -1,36 +1,53 @@
-"""What can be run: the registered methods, data sets and encoders with their option schemas."""
+"""What can be run and what a run logs: the engine's catalog, built once per process, and the metric declarations.
+
+The registries are filled once per process (``armscope.plugins``) and never change after, so
+both are computed once and kept; neither imports torch (the specs carry everything).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
 
-from armscope.config import run_config_schema
-from armscope.data import DATASETS
-from armscope.methods import METHODS
-from armscope.models import ENCODERS, ModelOptions
-from armscope.registry import Registry
-
-
-def _entries(registry: Registry[Any]) -> dict[str, Any]:
-    return {e.name: {"summary": e.summary, "options": e.options_schema()} for e in registry.entries()}
+from armscope.catalog import build_catalog, declared_metrics
+from armscope.metrics import Metric, find
+from armscope.plugins import broken_plugins
 
 
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, Any]:
-    """Methods, data sets and encoders with their option JSON Schemas, and the RunConfig schema.
+    """Methods (with their metric declarations), data sets and encoders with their option JSON Schemas, the
+    measures every run logs, the RunConfig and model-options schemas, and the plugins that failed to load."""
+    return build_catalog()
 
-    Built once per process: the registries are fixed once the engine is imported.
-    """
-    return {
-        "methods": _entries(METHODS),
-        "datasets": _entries(DATASETS),
-        "encoders": _entries(ENCODERS),
-        "run_config": run_config_schema(),
-    }
+
+def model_options_schema() -> dict[str, Any]:
+    """The JSON Schema of a RunConfig's ``model_options`` (the launch form's model section)."""
+    return catalog()["model_options"]
 
 
 @lru_cache(maxsize=1)
-def model_options_schema() -> dict[str, Any]:
-    """The JSON Schema of a RunConfig's ``model_options`` (the launch form's model section)."""
-    return ModelOptions.model_json_schema()
+def all_metrics() -> tuple[Metric, ...]:
+    """The measures every run logs, then every registered method's own, each key once: what any run may log."""
+    return tuple(declared_metrics())
+
+
+@lru_cache(maxsize=64)
+def metrics_of(method: str) -> tuple[Metric, ...]:
+    """What a run of ``method`` logs: the measures every run logs, then the method's own (none if unregistered)."""
+    return tuple(declared_metrics(method))
+
+
+def metric_of(key: str) -> Metric | None:
+    """The declaration of a record key (``ogm_coeff.audio``) or of a compare selector (``ogm_coeff.*``)."""
+    return next((m for m in all_metrics() if m.selector == key), None) or find(key, all_metrics())
+
+
+def compared_methods() -> list[str]:
+    """The methods a comparison launches beside any other (their specs say ``compare``), in catalog order."""
+    return [name for name, entry in catalog()["methods"].items() if entry["compare"]]
+
+
+def broken() -> list[dict[str, str]]:
+    """The plugins that could not be registered, by name, with where they came from and why."""
+    return [plugin.as_json() for plugin in broken_plugins()]

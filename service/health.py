@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from armscope import __version__
+from service.catalog import broken
 from service.db.store import Store
 from service.settings import Settings
 
@@ -24,6 +25,7 @@ def health(settings: Settings, store: Store) -> dict[str, Any]:
         "workers": None,
         "queued": {},
         "unserved_queues": [],
+        "broken_plugins": broken(),
     }
     try:
         workers = store.known_workers(settings.heartbeat_timeout)

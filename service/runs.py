@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
 from armscope.config import RunConfig
+from armscope.metrics import declared_order
+from service.catalog import all_metrics
 from service.db.store import INT32_MAX, Store
 from service.errors import InvalidInput, NotFound, QueueUnavailable
 from service.publish import publish
@@ -98,9 +100,10 @@ def delete(store: Store, settings: Settings, run_id: int) -> None:
 
 
 def metrics_csv(store: Store, run_id: int) -> str:
-    """One row per epoch, one column per metric any epoch reported."""
+    """One row per epoch, one column per metric any epoch reported, in the order the metrics are declared
+    (the measures every run logs, then the method's own); keys no declaration names come last."""
     records = store.metrics(run_id)
-    columns = list(dict.fromkeys(k for r in records for k in r))
+    columns = declared_order(dict.fromkeys(k for r in records for k in r), all_metrics())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()

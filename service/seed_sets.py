@@ -11,12 +11,18 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from service.catalog import metric_of
+
 Record = dict[str, Any]
 
 # Config fields that do not make a run a different experiment.
 IGNORED = ("name", "seed", "tags")
-# Metrics whose best value is the smallest.
-LOWER_IS_BETTER = frozenset({"val_loss", "train_loss", "epoch_seconds"})
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether a metric's best value is its smallest (losses, times), as its declaration says; else its largest."""
+    metric = metric_of(key)
+    return metric is not None and metric.better == "lower"
 
 
 def flatten(config: Any, prefix: str = "", keep_empty: bool = True) -> dict[str, Any]:
@@ -109,8 +115,8 @@ def epoch_stats(per_run: Sequence[Sequence[tuple[int, float, float]]]) -> dict[s
 
 
 def last_and_best(per_run: Sequence[Sequence[tuple[int, float]]], key: str) -> tuple[list[tuple[int, float]], ...]:
-    """Each run's last (epoch, value) and its best one: the largest, or the smallest for losses and times."""
-    pick = min if key in LOWER_IS_BETTER else max
+    """Each run's last (epoch, value) and its best one: the largest, or the smallest where lower is better."""
+    pick = min if lower_is_better(key) else max
     ran = [p for p in per_run if p]
     return [p[-1] for p in ran], [pick(p, key=lambda point: point[1]) for p in ran]
 

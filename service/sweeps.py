@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from armscope.config import RunConfig
+from service.catalog import compared_methods
 from service.db.store import Store
 from service.errors import InvalidConfig, Problem
 from service.queue import Queue, queue_for
@@ -53,6 +54,15 @@ class SweepSpec(BaseModel):
         if problems:
             raise InvalidConfig(problems)
         return tuple(configs)
+
+
+@lru_cache(maxsize=1)
+def demo() -> SweepSpec:
+    """The demo: the compared methods (``compared_methods``) on the default data set, seeds 0, 1 and 2, 10 epochs.
+
+    One per process (the registries do not change), so its configs are validated once."""
+    methods = compared_methods()
+    return SweepSpec(config={"epochs": 10}, methods=methods, seeds=[0, 1, 2], name=f"demo: {' vs '.join(methods)}")
 
 
 def submit(store: Store, queue: Queue, spec: SweepSpec) -> dict[str, Any]:

@@ -1,10 +1,70 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import pytest
+# Before torch loads (here and in every process the tests start, which inherit it): torch's OpenMP
+# threads sleep while they wait instead of spinning. On a machine shared with other work, spinning
+# threads fight the work for the cores and make the small training runs here many times slower; the
+# number of threads, and so every number a run computes, stays the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from armscope.config import RunConfig
+import pytest  # noqa: E402
+
+from armscope.config import RunConfig  # noqa: E402
+from tests.support import CATEGORIES, CATEGORIES_OF  # noqa: E402
+
+# -- what kind of test each one is ------------------------------------------------------------
+# Every test is exactly one of these (registered in pyproject.toml; tests/test_markers.py checks):
+#   unit     in this process, one part at a time (no whole server app), quick: `python -m pytest -m unit`
+#            runs them all in under a minute
+#   service  the service as it runs: builds the whole server app (API and dashboard; in this process
+#            or as `armscope serve`), starts other real processes (workers, the CLI, a fresh
+#            interpreter), or uses PostgreSQL or Redis
+#   browser  drives headless Chromium against a real `armscope serve`
+#   gpu      needs a CUDA device; skipped without one
+# A test or module may mark itself; else the fixtures it uses (below) or the store's database decide;
+# what is left is unit.
+BROWSER_FIXTURES = frozenset({"browser"})
+SERVICE_FIXTURES = frozenset({
+    "postgres_database", "postgres_url", "postgres_store",
+    # The test modules' fixtures of these names build the whole app (server.app.create_app).
+    "app", "api", "client", "limited_app", "fuzzed_app",
+})
+
+
+def category_of(item: pytest.Item) -> str:
+    """The closest category marker, else what the test's fixtures (and the store's database) say, else unit."""
+    for mark in item.iter_markers():
+        if mark.name in CATEGORIES:
+            return mark.name
+    fixtures = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if fixtures & BROWSER_FIXTURES:
+        return "browser"
+    if fixtures & SERVICE_FIXTURES or params.get("store") == "postgresql":
+        return "service"
+    return "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cuda: bool | None = None
+    for item in items:
+        category = category_of(item)
+        if item.get_closest_marker(category) is None:
+            item.add_marker(category)
+        if category == "gpu":
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+    # Every collected test's categories, before `-m` deselects any, for tests/test_markers.py.
+    config.stash[CATEGORIES_OF] = {
+        item.nodeid: sorted({m.name for m in item.iter_markers() if m.name in CATEGORIES}) for item in items
+    }
 
 
 @pytest.fixture

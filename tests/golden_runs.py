@@ -14,7 +14,8 @@ from typing import Any
 
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
-from armscope.train import TIMING_KEYS, train
+from armscope.train import train
+from tests.support import without_timing
 
 FIXTURE = Path(__file__).parent / "golden" / "methods.json"
 THREE = {"modalities": ["audio", "visual", "text"]}
@@ -50,11 +51,6 @@ def config(**overrides: Any) -> RunConfig:
         "device": "cpu",
     }
     return RunConfig.model_validate(raw | overrides)
-
-
-def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Epoch records without the keys that measure time, which no two runs share."""
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def logged(name: str, folder: Path) -> dict[str, Any]:

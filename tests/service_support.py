@@ -52,6 +52,22 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "con
         time.sleep(every)
 
 
+def run_of(api: Any, run_id: int) -> dict[str, Any]:
+    """The run as the API serves it (``api``: a client whose base is the server, e.g. a TestClient)."""
+    return api.get(f"/api/v1/runs/{run_id}").json()
+
+
+def wait_status(api: Any, run_id: int, statuses: set[str], timeout: float = 90) -> dict[str, Any]:
+    """The run once its status is one of ``statuses``."""
+    return wait_for(lambda: (r := run_of(api, run_id))["status"] in statuses and r,
+                    timeout, f"run {run_id} to become {statuses}")
+
+
+def finished(api: Any, run_id: int, timeout: float = 120) -> dict[str, Any]:
+    """The run once it has succeeded or failed."""
+    return wait_status(api, run_id, {"succeeded", "failed"}, timeout)
+
+
 def wait_for_worker(log: Path, timeout: float = 60) -> None:
     wait_for(lambda: log.exists() and b" ready." in log.read_bytes(), timeout, f"worker ready ({log})")
 

@@ -17,9 +17,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from armscope.epoch_pass import TrainingData
-from armscope.methods import METHODS, EpochSummary, Method
+from armscope.methods import EpochSummary, Method
 from armscope.models import ConcatHead, MultimodalModel
-from armscope.registry import Entry
+from armscope.plugins import METHODS
+from armscope.specs import MethodSpec
 from armscope.step import Batch, StepContext
 
 
@@ -219,5 +220,5 @@ def register(monkeypatch: Any, name: str, cls: type[Method]) -> list[Method]:
         built.append(cls(*args))
         return built[-1]
 
-    monkeypatch.setitem(METHODS._entries, name, Entry(name, build, ToyOptions, cls.__doc__ or ""))
+    monkeypatch.setitem(METHODS._entries, name, MethodSpec(name, build, ToyOptions, cls.__doc__ or ""))
     return built

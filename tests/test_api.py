@@ -8,10 +8,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from service.settings import Settings
 from tests.fakes import RecordingQueue
-
-TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 300}}
-
-
+from tests.support import TWO_EPOCHS as TINY
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from service.settings import Settings
 from tests.browser_support import Server, chromium, quit_browser, screenshot
 from tests.fakes import RecordingQueue
 from tests.service_support import wait_for
+from tests.support import ONE_EPOCH as TINY
 
 WRITE, READ = "w-secret-0123456789", "r-secret-9876543210"
-TINY = {"method": "arm", "epochs": 1, "dataset_options": {"n_samples": 300}}
 # The login form as a browser posts it: the page's own origin comes along (see test_csrf.py).
 FORM = {"content-type": "application/x-www-form-urlencoded", "origin": "http://testserver"}
 
@@ -75,6 +75,7 @@ def test_the_read_token_may_read_but_not_change(client):
     assert client.get(f"/api/v1/runs/{run_id}", headers=bearer(WRITE)).json()["status"] == "queued"
 
 
+@pytest.mark.service
 def test_without_a_token_configured_the_api_is_open(tmp_path):
     with TestClient(create_app(Settings(home=tmp_path), queue=RecordingQueue())) as open_client:
         assert open_client.get("/api/v1/health").json()["auth"] == "open"
@@ -135,6 +136,7 @@ def test_a_read_session_may_not_act_from_the_dashboard(app):
         assert may_write(ctx) is True
 
 
+@pytest.mark.service
 def test_a_body_over_the_limit_is_413_and_stores_nothing(tmp_path):
     settings = Settings(home=tmp_path, max_body_bytes=2000)
     with TestClient(create_app(settings, queue=RecordingQueue())) as small:
@@ -143,6 +145,7 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(tmp_path):
         assert small.get("/api/v1/runs").json()["items"] == []
 
 
+@pytest.mark.browser
 def test_tokens_never_reach_the_logs_and_the_browser_logs_in_once(tmp_path):
     server = Server(tmp_path, token=WRITE, ARMSCOPE_READ_TOKEN=READ)
     driver = None

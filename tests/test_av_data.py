@@ -22,13 +22,15 @@ from PIL import Image
 from pydantic import ValidationError
 from scipy.io import wavfile
 
+from armscope.builtin.datasets._av import AudioOptions
 from armscope.config import RunConfig
 from armscope.data import DATASETS, DataError, build_dataset
-from armscope.data.audio import AudioOptions, log_spectrogram, read_spectrogram, read_wav, tile
+from armscope.data.audio import log_spectrogram, read_spectrogram, read_wav, tile
 from armscope.data.frames import FrameTransform, pick_frames, random_crop_box
 from armscope.data.loader_split import LoaderSplit
 from armscope.rundir import RunDir
-from armscope.train import TIMING_KEYS, train
+from armscope.train import train
+from tests.support import without_timing
 
 SMALL = {"image_size": 32, "frames": 2, "num_workers": 0}
 
@@ -447,10 +449,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     train(config, tmp_path / "resumed")
     train(two, tmp_path / "resumed", resume=True)
 
-    def numbers(run):
-        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in RunDir(run).metrics()]
-
-    assert numbers(tmp_path / "straight") == numbers(tmp_path / "resumed")
+    assert without_timing(RunDir(tmp_path / "straight").metrics()) == without_timing(RunDir(tmp_path / "resumed").metrics())
 
 
 def test_a_corrupt_file_fails_the_run_naming_the_file(tmp_path):

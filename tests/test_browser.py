@@ -208,9 +208,12 @@ def test_clicking_a_column_header_sorts_the_runs_table_by_it(server, browser):
     browser.get(server.url)
     button = "#runs-table button[title='Sort by seed']"
 
-    def seeds(d) -> list[int]:
+    def seeds(d) -> list[int]:  # the column under the seed's sort button, wherever it stands
         return d.execute_script(
-            "return [...document.querySelectorAll('#runs-table tbody tr td:nth-child(7)')].map(td => +td.textContent)"
+            f"const th = document.querySelector(\"{button}\").closest('th');"
+            " const column = [...th.parentElement.children].indexOf(th) + 1;"
+            " return [...document.querySelectorAll(`#runs-table tbody tr td:nth-child(${column})`)]"
+            ".map(td => +td.textContent)"
         )
 
     def order(d) -> str:
@@ -260,3 +263,35 @@ def test_a_compare_link_naming_too_many_runs_says_so_on_the_page(server, browser
     assert f"Too many runs (at most {MAX_COMPARED} compared at once): {count} given." in refused
     screenshot(browser, "test_compare_too_many_runs")
     assert severe_errors(browser) == []
+
+
+def test_a_plugin_method_is_offered_trained_and_its_declared_metric_charted_on_its_run_page(tmp_path_factory, browser):
+    from tests.plugin_support import TOY, plugin_path
+
+    # The served process and its embedded worker find the test-only plugin folder on their path.
+    server = Server(tmp_path_factory.mktemp("plugin"), PYTHONPATH=plugin_path(TOY))
+    try:
+        server.wait_ready()
+        declared = server.api.get("/catalog").json()["methods"]["toy-damped"]["metrics"]
+        assert [m["key"] for m in declared] == ["toy_grad_scale.{m}"]
+        wait = WebDriverWait(browser, 30)
+        browser.get(f"{server.url}/launch")
+        wait.until(EC.presence_of_element_located((By.ID, "launch-method")))
+        offered = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "launch-method")).options]
+        assert "toy-damped" in offered
+
+        run_id = server.submit({**TINY, "method": "toy-damped", "method_options": {"damping": 0.25}})
+        server.wait_finished(run_id)
+        browser.get(f"{server.url}/runs/{run_id}")
+        chart = css_id({"index": 0, "type": "run-method-graph"})
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"{chart} .scatterlayer .trace")) == 2)
+        text = browser.find_element(By.CSS_SELECTOR, chart).text
+        assert "Toy: gradient scale" in text and "Toy gradient scale per modality" in text
+        values = browser.execute_script(
+            "return document.querySelector(arguments[0]).data.map(t => [t.name, t.y]);", f"{chart} .js-plotly-plot"
+        )
+        assert values == [["audio", [0.25, 0.25]], ["visual", [0.25, 0.25]]]
+        screenshot(browser, "test_plugin_method_run_detail")
+        assert severe_errors(browser) == []
+    finally:
+        server.stop()

@@ -5,19 +5,16 @@ import subprocess
 import sys
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from armscope.rundir import RunDir
-from armscope.train import TIMING_KEYS
 from cli.main import app
+from tests.support import without_timing
 
 runner = CliRunner()
 SMALL = ["--set", "dataset_options.n_samples=600", "--set", "dataset_options.dims=8",
          "--set", "model_options.feature_dim=16", "--device", "cpu"]
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_train_prints_a_table_per_epoch_and_writes_metrics(tmp_path):
@@ -54,16 +51,20 @@ def test_an_unknown_method_lists_the_choices(tmp_path):
     assert result.exit_code == 2 and "baseline" in result.output
 
 
-def test_methods_and_datasets_are_listed_with_their_options():
-    methods = runner.invoke(app, ["methods", "--json"])
-    datasets = runner.invoke(app, ["datasets", "--json"])
-    assert {"arm", "baseline", "unimodal", "ogm", "ogm-ge"} <= set(json.loads(methods.output))
-    listed = json.loads(datasets.output)
-    assert {"synthetic-shift", "uci-mfeat", "features"} <= set(listed)
-    assert "estimator" in json.loads(methods.output)["arm"]["options"]["properties"]
-    assert "estimator" in runner.invoke(app, ["methods"]).output
+def test_methods_and_datasets_are_listed_with_their_options_and_metrics():
+    methods = json.loads(runner.invoke(app, ["methods", "--json"]).output)
+    datasets = json.loads(runner.invoke(app, ["datasets", "--json"]).output)
+    assert {"arm", "baseline", "unimodal", "ogm", "ogm-ge"} <= set(methods["methods"])
+    assert {"synthetic-shift", "uci-mfeat", "features"} <= set(datasets["datasets"])
+    assert "estimator" in methods["methods"]["arm"]["options"]["properties"]
+    assert [m["key"] for m in methods["methods"]["ogm"]["metrics"]] == ["ogm_coeff.{m}", "ogm_ratio.{m}"]
+    assert "shapley.{m}" in [m["key"] for m in methods["metrics"]]
+    assert methods["broken_plugins"] == datasets["broken_plugins"] == []
+    table = runner.invoke(app, ["methods"]).output
+    assert "estimator" in table and "ogm_coeff.{m}" in table
 
 
+@pytest.mark.service
 def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
     args = ["--method", "ogm-ge", "--epochs", "4", "--device", "cpu",
             "--set", "dataset_options.n_samples=6000", "--set", "dataset_options.dims=8",

@@ -68,6 +68,7 @@ def cancel_with_cookie(url: str, run_id: int, **headers: str) -> httpx.Response:
     return httpx.post(f"{url}/api/v1/runs/{run_id}/cancel", headers={**logged_in(url), **headers})
 
 
+@pytest.mark.service
 def test_a_cookie_post_from_another_port_is_refused_and_cancels_nothing(server, api):
     run_id = queued_run(api)
     response = cancel_with_cookie(server, run_id, Origin=ELSEWHERE)
@@ -76,12 +77,14 @@ def test_a_cookie_post_from_another_port_is_refused_and_cancels_nothing(server, 
     assert api.get(f"/runs/{run_id}").json()["status"] == "queued"
 
 
+@pytest.mark.service
 def test_a_cookie_post_from_the_server_s_own_page_cancels(server, api):
     run_id = queued_run(api)
     assert cancel_with_cookie(server, run_id, Origin=server).status_code == 200
     assert api.get(f"/runs/{run_id}").json()["status"] == "cancelled"
 
 
+@pytest.mark.service
 def test_without_origin_the_referer_decides(server, api):
     run_id = queued_run(api)
     assert cancel_with_cookie(server, run_id, Referer=f"{ELSEWHERE}/page.html").status_code == 403
@@ -90,6 +93,7 @@ def test_without_origin_the_referer_decides(server, api):
     assert api.get(f"/runs/{run_id}").json()["status"] == "cancelled"
 
 
+@pytest.mark.service
 def test_a_cookie_post_naming_no_origin_at_all_is_refused(server, api):
     run_id = queued_run(api)
     response = cancel_with_cookie(server, run_id)
@@ -97,12 +101,14 @@ def test_a_cookie_post_naming_no_origin_at_all_is_refused(server, api):
     assert api.get(f"/runs/{run_id}").json()["status"] == "queued"
 
 
+@pytest.mark.service
 def test_bearer_requests_need_no_origin(server, api):
     run_id = queued_run(api)
     assert api.post(f"/runs/{run_id}/cancel").status_code == 200
     assert api.get(f"/runs/{run_id}").json()["status"] == "cancelled"
 
 
+@pytest.mark.service
 def test_a_login_form_posted_from_another_origin_is_refused(server):
     response = httpx.post(f"{server}/login", data={"token": WRITE, "next": "/"}, headers={"Origin": ELSEWHERE})
     assert response.status_code == 403 and COOKIE not in response.cookies
@@ -127,6 +133,7 @@ def cancel_callback(url: str, cookie: dict[str, str], run_id: int) -> dict:
     }
 
 
+@pytest.mark.service
 def test_a_dash_callback_from_another_origin_cancels_nothing(server, api):
     run_id = queued_run(api)
     cookie = logged_in(server)
@@ -139,6 +146,7 @@ def test_a_dash_callback_from_another_origin_cancels_nothing(server, api):
     assert api.get(f"/runs/{run_id}").json()["status"] == "cancelled"
 
 
+@pytest.mark.service
 def test_an_open_server_refuses_posts_from_other_origins_but_not_scripts(tmp_path):
     with TestClient(create_app(Settings(home=tmp_path), queue=RecordingQueue())) as client:
         foreign = client.post("/api/v1/runs", json=TINY, headers={"Origin": ELSEWHERE})
@@ -179,6 +187,7 @@ def log_in_browser(driver, url: str) -> None:
     WebDriverWait(driver, 30).until(EC.presence_of_element_located((By.ID, "runs-table-wrap")))
 
 
+@pytest.mark.browser
 def test_a_page_on_another_port_cannot_make_a_logged_in_browser_cancel_but_the_dashboard_can(
     server, api, attacker_site: Path
 ):

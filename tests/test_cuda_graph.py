@@ -18,7 +18,7 @@ from armscope.models.heads import ARMHead
 from armscope.rundir import RunDir
 from armscope.train import train
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.gpu  # skipped where there is no CUDA device (tests/conftest.py)
 SETTINGS = dict(ema_decay=0.9, estimator="plugin", nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
 
 

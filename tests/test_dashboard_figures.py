@@ -6,9 +6,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
+from armscope.metrics import Metric
 from dashboard import figures as fx
 from dashboard import theme as th
 from service import seed_sets as ss
+from service.catalog import metrics_of
 
 
 def record(epoch: int, audio: float, visual: float, acc: float, **extra) -> dict:
@@ -99,7 +101,8 @@ def test_every_run_chart_says_when_there_are_no_epochs_yet():
 
 def test_arm_panels_show_score_and_weight_and_the_training_weight_dotted():
     records = [dict(r, **{"arm_train_weight.audio": 1.2, "arm_train_weight.visual": 0.8}) for r in RECORDS]
-    fig = fx.arm_figure(records, "light")
+    assert len(fx.arm_figure(records, "light").data) == 4  # the training weights are ARM's, declared by ARM
+    fig = fx.arm_figure(records, "light", metrics_of("arm"))
     assert [a.text for a in fig.layout.annotations] == ["score Φ", "weight w"]
     training = [t for t in fig.data if "(training)" in t.name]
     assert len(training) == 2 and all(t.line.dash == "dot" for t in training)
@@ -111,14 +114,27 @@ def test_information_and_grad_norm_figures_have_one_trace_per_modality_and_panel
     assert names(fx.grad_norm_figure(RECORDS)) == ["audio", "visual"]
 
 
-def test_ogm_figure_only_exists_for_ogm_runs():
-    assert fx.ogm_figure(RECORDS) is None
+def test_a_method_gets_the_charts_its_declarations_name_and_no_others():
+    assert fx.method_charts(metrics_of("baseline")) == []
+    assert fx.method_charts(metrics_of("arm")) == [("ARM guards", [m for m in metrics_of("arm") if m.key == "arm_guard_steps"])]
+    ((title, metrics),) = fx.method_charts(metrics_of("ogm"))
     ogm = [
         dict(r, **{"ogm_coeff.audio": 0.5, "ogm_coeff.visual": 1.0, "ogm_ratio.audio": 1.3, "ogm_ratio.visual": 0.7})
         for r in RECORDS
     ]
-    fig = fx.ogm_figure(ogm, "light")
-    assert fig is not None and len(fig.data) == 4
+    fig = fx.declared_figure(ogm, "light", title, metrics)
+    assert fig.layout.title.text == "OGM-GE modulation" and len(fig.data) == 4
+    assert [a.text for a in fig.layout.annotations] == ["OGM coefficient per modality", "OGM ratio per modality"]
+    assert "Not recorded" in fx.declared_figure(RECORDS, "light", title, metrics).layout.annotations[0].text
+
+
+def test_a_declared_chart_draws_a_panel_per_family_and_one_for_its_scalars():
+    scale = Metric("toy_scale.{m}", "Toy scale", "Toy", basis="applied", sample="training")
+    steps = Metric("toy_steps", "Toy steps", "Toy", basis="applied", sample="training")
+    records = [dict(r, **{"toy_scale.audio": 0.5, "toy_scale.visual": 0.25, "toy_steps": 3.0}) for r in RECORDS]
+    fig = fx.declared_figure(records, "light", "Toy", [scale, steps])
+    assert [a.text for a in fig.layout.annotations] == ["Toy scale"]  # the scalars panel has no title
+    assert names(fig) == ["audio", "visual", "Toy steps"]
 
 
 def test_dominance_strip_colours_epochs_and_marks_switches_with_the_event_message():

@@ -263,6 +263,7 @@ def test_a_link_loop_is_a_validation_error_not_a_crash(root):
         RunConfig.model_validate({"dataset": "features", "dataset_options": {"root": "loop"}})
 
 
+@pytest.mark.service
 def test_the_api_answers_422_without_revealing_where_a_proc_path_leads(root, store, tmp_path):
     app = create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())
     with TestClient(app) as api:

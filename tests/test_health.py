@@ -3,6 +3,7 @@ in a queue that no live worker takes from."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from backend.schemas import Health
@@ -11,8 +12,10 @@ from service.db.store import Store
 from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import wait_for
+from tests.support import STORED as CONFIG
 
-CONFIG = {"method": "arm", "dataset": "synthetic-shift", "seed": 0, "epochs": 1, "tags": [], "name": None}
+pytestmark = pytest.mark.service  # every test here builds the whole app
+
 TOKEN = "health-write-token"
 
 

@@ -25,8 +25,8 @@ from service.db.store import SORTABLE
 from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import free_port, wait_for
+from tests.support import TWO_EPOCHS as TINY
 
-TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 300}}
 JSON = {"content-type": "application/json"}
 
 

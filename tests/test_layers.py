@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["armscope", "service", "backend", "dashboard", "workers", "cli", "server"]
 # Running it is running the command line; every other module may be imported for its own sake.
@@ -34,6 +36,7 @@ def test_the_import_contracts_hold():
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.service  # a fresh interpreter imports every module
 def test_importing_every_module_creates_no_file_or_folder(tmp_path):
     home, cwd, user = tmp_path / "armscope-home", tmp_path / "cwd", tmp_path / "user"
     cwd.mkdir()

@@ -7,8 +7,7 @@ import pytest
 from service.db.store import Store
 from service.reaper import Reaper
 from service.settings import Settings
-
-CONFIG = {"method": "arm", "dataset": "synthetic-shift", "seed": 0, "epochs": 1, "tags": [], "name": None}
+from tests.support import STORED as CONFIG
 
 
 class Broker:

@@ -13,16 +13,15 @@ from fastapi.testclient import TestClient
 
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
-from armscope.train import TIMING_KEYS, train
+from armscope.train import train
 from server.app import create_app
 from service.settings import Settings
 from tests.av_fixtures import make_cremad
-from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
+from tests.service_support import finished, run_of, service_env, start, stop, wait_for, wait_for_worker
+from tests.support import SLOW, without_timing
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 TIMEOUT = 3
-SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",
-        "dataset_options": {"n_samples": 6000, "dims": 8}, "model_options": {"feature_dim": 16}}
 
 
 @pytest.fixture
@@ -50,21 +49,8 @@ def lab(tmp_path, postgres_database):
             stop(worker)
 
 
-def run_of(api, run_id):
-    return api.get(f"/api/v1/runs/{run_id}").json()
-
-
-def finished(api, run_id):
-    """The run once it has succeeded or failed."""
-    return wait_for(lambda: (r := run_of(api, run_id))["status"] in ("succeeded", "failed") and r, 120, "the run")
-
-
 def event_kinds(api, run_id):
     return [e["kind"] for e in api.get(f"/api/v1/runs/{run_id}/events").json()]
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_a_run_whose_worker_is_killed_is_resumed_by_another_worker(lab, tmp_path):

@@ -19,16 +19,26 @@ from fastapi.testclient import TestClient
 from armscope.client import Client
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
-from armscope.train import TIMING_KEYS, train
+from armscope.train import train
 from server.app import create_app
 from service.settings import Settings
-from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server, wait_for_worker
+from tests.service_support import (
+    free_port,
+    service_env,
+    start,
+    stop,
+    wait_for,
+    wait_for_server,
+    wait_for_worker,
+    wait_status,
+)
+from tests.support import SLOW, without_timing
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 TINY = {"method": "arm", "epochs": 2, "dataset_options": {"n_samples": 400, "dims": 8},
         "model_options": {"feature_dim": 16}, "device": "cpu"}
-SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",
-        "dataset_options": {"n_samples": 6000, "dims": 8}, "model_options": {"feature_dim": 16}}
+
+pytestmark = pytest.mark.service  # every test here starts workers or servers
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +58,6 @@ def lab(tmp_path_factory, postgres_database):
     finally:
         for worker in workers:
             stop(worker)
-
-
-def wait_status(api, run_id, statuses, timeout=90):
-    return wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r,
-                    timeout, f"run {run_id} to become {statuses}")
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_a_submitted_run_is_trained_by_a_worker_and_its_metrics_are_served(lab):
@@ -85,8 +86,8 @@ def test_cancelling_a_running_run_stops_it_within_a_batch(lab):
     run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 50}).json()["id"]
     wait_for(lambda: api.get(f"/api/v1/runs/{run_id}").json()["progress"]["step"] > 0, 60, "training to start")
     api.post(f"/api/v1/runs/{run_id}/cancel")
-    run = wait_status(api, run_id, {"cancelled"}, timeout=10)
-    assert run["progress"]["epoch"] < 50
+    run = wait_status(api, run_id, {"cancelled"})
+    assert run["progress"]["epoch"] < 50  # stopped mid-run, not after its 50 epochs
     assert any(e["kind"] == "cancelled" for e in api.get(f"/api/v1/runs/{run_id}/events").json())
 
 

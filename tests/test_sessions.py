@@ -27,10 +27,10 @@ from service.secret_key import FILE_NAME, SecretKeyError
 from service.settings import Settings
 from tests.fakes import RecordingQueue
 from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server
+from tests.support import ONE_EPOCH as TINY
 
 WRITE, READ = "w-secret-0123456789", "r-secret-9876543210"
 FORM = {"content-type": "application/x-www-form-urlencoded", "origin": "http://testserver"}
-TINY = {"method": "arm", "epochs": 1, "dataset_options": {"n_samples": 300}}
 
 
 def server_app(home: Path, store, **settings):
@@ -72,6 +72,7 @@ OLD_KEY = hashlib.sha256(b"armscope-session:" + WRITE.encode()).digest()  # the 
 # -- the attack of issue 12 -------------------------------------------------------------------
 
 
+@pytest.mark.service
 def test_a_read_cookie_cannot_test_guesses_of_the_write_token(tmp_path, store):
     payload, signature = unsigned(log_in(server_app(tmp_path, store), READ))
     guesses = ["password", "w-secret", WRITE.upper(), WRITE]  # the right token is among them
@@ -80,6 +81,7 @@ def test_a_read_cookie_cannot_test_guesses_of_the_write_token(tmp_path, store):
         assert hmac.new(old_style_key, payload, hashlib.sha256).digest() != signature, guess
 
 
+@pytest.mark.service
 def test_a_write_session_forged_with_the_write_token_is_refused(tmp_path, store):
     app = server_app(tmp_path, store)
     session_id = unsigned(log_in(app, READ))[0].decode().split(".")[0]
@@ -92,6 +94,7 @@ def test_a_write_session_forged_with_the_write_token_is_refused(tmp_path, store)
     assert app.state.store.list_runs()[0] == []
 
 
+@pytest.mark.service
 def test_two_installations_with_the_same_tokens_refuse_each_others_cookies(tmp_path, store):
     one, other = server_app(tmp_path / "one", store), server_app(tmp_path / "other", store)
     cookie = log_in(one, WRITE)
@@ -102,6 +105,7 @@ def test_two_installations_with_the_same_tokens_refuse_each_others_cookies(tmp_p
 # -- the secret ---------------------------------------------------------------------------------
 
 
+@pytest.mark.service
 def test_the_secret_is_made_on_first_start_private_and_kept(tmp_path, store):
     first = server_app(tmp_path, store)
     secret = tmp_path / FILE_NAME
@@ -126,6 +130,7 @@ print(installation_secret(Settings(home=home)).hex())
 """
 
 
+@pytest.mark.service
 def test_processes_starting_together_agree_on_one_secret(tmp_path):
     home, gates = tmp_path / "home", tmp_path / "gates"
     gates.mkdir()
@@ -141,6 +146,7 @@ def test_processes_starting_together_agree_on_one_secret(tmp_path):
     assert [p.name for p in home.iterdir()] == [FILE_NAME]  # no temporary file left behind
 
 
+@pytest.mark.service
 def test_a_secret_file_other_users_may_read_is_refused(tmp_path, store):
     server_app(tmp_path, store)
     (tmp_path / FILE_NAME).chmod(0o644)
@@ -148,6 +154,7 @@ def test_a_secret_file_other_users_may_read_is_refused(tmp_path, store):
         server_app(tmp_path, store)
 
 
+@pytest.mark.service
 def test_a_damaged_secret_file_is_refused_naming_it(tmp_path, store):
     secret = tmp_path / FILE_NAME
     secret.write_text("not a key\n")
@@ -156,6 +163,7 @@ def test_a_damaged_secret_file_is_refused_naming_it(tmp_path, store):
         server_app(tmp_path, store)
 
 
+@pytest.mark.service
 def test_armscope_secret_key_lets_servers_with_different_homes_share_sessions(tmp_path, store):
     key = "k" * 40
     one, other = server_app(tmp_path / "one", store, secret_key=key), server_app(tmp_path / "other", store, secret_key=key)
@@ -168,6 +176,7 @@ def test_a_short_secret_key_is_refused_naming_the_setting():
         Settings(secret_key="short")
 
 
+@pytest.mark.service
 def test_no_secret_is_made_at_import_or_without_a_token(tmp_path):
     env = service_env(tmp_path / "home", ARMSCOPE_API_TOKEN=WRITE)
     subprocess.run([sys.executable, "-c", "import backend.api, server.serve, cli.main"], env=env, check=True)
@@ -179,6 +188,7 @@ def test_no_secret_is_made_at_import_or_without_a_token(tmp_path):
 # -- ending sessions ----------------------------------------------------------------------------
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("changed", [{"api_token": "w-changed-0123456789"}, {"read_token": "r-changed-0123456789"}])
 def test_changing_either_token_logs_every_browser_out(tmp_path, store, changed):
     before = server_app(tmp_path, store)
@@ -188,6 +198,7 @@ def test_changing_either_token_logs_every_browser_out(tmp_path, store, changed):
     assert [api_answer(server_app(tmp_path, store), cookie) for cookie in cookies] == [200, 200]
 
 
+@pytest.mark.service
 def test_logging_out_ends_the_session_in_every_process(tmp_path, store):
     one, other = server_app(tmp_path, store), server_app(tmp_path, store)
     cookie = log_in(one, WRITE)
@@ -216,6 +227,7 @@ def http_log_in(url: str) -> str:
     return response.cookies[COOKIE]
 
 
+@pytest.mark.service
 def test_servers_sharing_a_home_share_the_secret_sessions_logouts_and_failure_counts(tmp_path):
     (one, first), (other, second) = serve(tmp_path), serve(tmp_path)  # starting together: they race for the secret
     try:
@@ -238,6 +250,7 @@ def test_servers_sharing_a_home_share_the_secret_sessions_logouts_and_failure_co
         stop(second)
 
 
+@pytest.mark.service
 def test_every_process_of_serve_processes_accepts_the_cookie(tmp_path):
     url, server = serve(tmp_path, "--processes", "3")
     try:

@@ -15,8 +15,8 @@ from armscope.models import ConcatHead, MultimodalModel, build_encoder
 from armscope.rundir import RunDir
 from armscope.step import StepContext, TrainingStep
 from armscope.train import build_model, train
-from tests.golden_runs import without_timing
 from tests.step_toys import TOYS, AlternatingSurgery, RunningLoss, WeightedSampler, entropy_fusion, register
+from tests.support import without_timing
 
 TRAIN_SIZE = 480  # the tiny config's 600 samples, less a fifth held out for validation
 

@@ -64,6 +64,7 @@ def test_the_wait_starts_over_once_a_worker_stayed_up():
     assert [backoff.after(uptime=0.5), backoff.after(uptime=0.5), backoff.after(uptime=600)] == [1, 2, 1]
 
 
+@pytest.mark.service
 def test_a_killed_worker_is_reaped_its_signal_logged_and_another_started(supervise, caplog):
     caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(SLEEPER)
@@ -76,6 +77,7 @@ def test_a_killed_worker_is_reaped_its_signal_logged_and_another_started(supervi
     assert f"embedded worker pid {supervisor.pid} started (restart 1)" in caplog.messages
 
 
+@pytest.mark.service
 def test_a_worker_that_keeps_exiting_is_started_again_after_ever_longer_waits(supervise, caplog):
     caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(FAILING, Backoff(first=0.01, cap=0.04, steady_after=60))
@@ -86,6 +88,7 @@ def test_a_worker_that_keeps_exiting_is_started_again_after_ever_longer_waits(su
     assert [p.returncode for p in launcher.started[:4]] == [3, 3, 3, 3]
 
 
+@pytest.mark.service
 def test_stopping_stops_the_worker_in_order_and_starts_no_other(supervise, caplog):
     caplog.set_level(logging.WARNING, logger="server.supervisor")
     supervisor, launcher = supervise(SLEEPER)

@@ -8,11 +8,8 @@ from armscope import train as train_module
 from armscope.methods import Method
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
-from armscope.train import TIMING_KEYS, ResumeError, train
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+from armscope.train import ResumeError, train
+from tests.support import without_timing
 
 
 class Recorder(Sink):

@@ -14,15 +14,14 @@ import torch
 from fastapi.testclient import TestClient
 
 from armscope.rundir import CheckpointError, RunDir
-from armscope.train import TIMING_KEYS, train
+from armscope.train import train
 from server.app import create_app
 from service.queue import RUN_TASK, make_celery
 from service.settings import Settings
-from tests.service_support import service_env, start, stop, wait_for, wait_for_worker
+from tests.service_support import service_env, start, stop, wait_for, wait_for_worker, wait_status
+from tests.support import SLOW, without_timing
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-SLOW = {"method": "ogm-ge", "epochs": 4, "batch_size": 16, "device": "cpu",
-        "dataset_options": {"n_samples": 6000, "dims": 8}, "model_options": {"feature_dim": 16}}
 
 
 class RunsAShellCommand:
@@ -37,10 +36,6 @@ class RunsAShellCommand:
 
 def plant_checkpoint(run_dir: Path, marker: Path) -> None:
     torch.save({"version": 1, "model": RunsAShellCommand(marker)}, run_dir / "checkpoints" / "last.pt")
-
-
-def without_timing(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_resuming_from_a_checkpoint_that_would_run_code_fails_naming_the_file(tiny_config, tmp_path):
@@ -103,23 +98,18 @@ def lab(tmp_path, postgres_database):
         stop(worker)
 
 
-def status_of(api: TestClient, run_id: int, statuses: set[str]) -> dict:
-    return wait_for(lambda: (r := api.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r,
-                    120, f"run {run_id} to become {statuses}")
-
-
 def test_retrying_a_run_whose_checkpoint_was_replaced_fails_it_without_running_the_code(lab, tmp_path):
     api, settings = lab
     marker = tmp_path / "pwned-by-checkpoint"
     run_id = api.post("/api/v1/runs", json=SLOW).json()["id"]
     wait_for(lambda: api.get(f"/api/v1/runs/{run_id}").json()["progress"]["epoch"] >= 1, 120, "epoch 1")
     api.post(f"/api/v1/runs/{run_id}/cancel")
-    cancelled = status_of(api, run_id, {"cancelled", "succeeded"})
+    cancelled = wait_status(api, run_id, {"cancelled", "succeeded"}, 120)
     assert cancelled["status"] == "cancelled"
     kept = api.get(f"/api/v1/runs/{run_id}/metrics").json()
     plant_checkpoint(settings.run_dir(run_id), marker)
     api.post(f"/api/v1/runs/{run_id}/retry")
-    failed = status_of(api, run_id, {"failed", "succeeded"})
+    failed = wait_status(api, run_id, {"failed", "succeeded"}, 120)
     assert failed["status"] == "failed"
     assert "checkpoints/last.pt" in failed["error"] and "was not loaded" in failed["error"]
     assert not marker.exists()
@@ -134,5 +124,5 @@ def test_a_pickled_task_message_on_the_broker_is_refused_unread(lab, tmp_path):
     # The worker takes messages in order: once a run sent after the hostile message has
     # trained, the hostile one has been dealt with.
     run_id = api.post("/api/v1/runs", json={**SLOW, "epochs": 1, "dataset_options": {"n_samples": 400}}).json()["id"]
-    assert status_of(api, run_id, {"succeeded", "failed"})["status"] == "succeeded"
+    assert wait_status(api, run_id, {"succeeded", "failed"}, 120)["status"] == "succeeded"
     assert not marker.exists()

@@ -1,12 +1,21 @@
-"""Data sets, each registered by name in its own module."""
+"""Data sets: the builders (torch, numpy), and the light pieces their specs use (options, footprint, paths, errors).
 
-from armscope.data import av_folder, cremad, features, kinetics_sounds, synthetic, uci_mfeat  # noqa: F401
-from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
+Each data set is described by a spec in ``armscope.builtin.datasets`` that
+names its builder here; importing this package loads no torch until a
+training name below is used.
+"""
+
+from armscope.lazy import exports
 
 __all__ = ["DATASETS", "DataError", "DatasetBundle", "DatasetOptions", "TensorSplit", "build_dataset"]
-
-
-def build_dataset(name: str, options: dict, seed: int) -> DatasetBundle:
-    entry = DATASETS.get(name)
-    parsed = DATASETS.parse_options(name, options, "dataset_options")
-    return entry.factory(parsed, seed)
+__getattr__ = exports(
+    __name__,
+    {
+        "DATASETS": "armscope.plugins",
+        "DataError": "armscope.data.errors",
+        "DatasetOptions": "armscope.data.options",
+        "DatasetBundle": "armscope.data.base",
+        "TensorSplit": "armscope.data.base",
+        "build_dataset": "armscope.data.base",
+    },
+)

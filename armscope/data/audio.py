@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, model_validator
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
-from armscope.data.base import DataError
+from armscope.builtin.datasets._av import spectrogram_shape
+from armscope.data.errors import DataError
 from armscope.data.paths import open_data_file, shown
 
 LOG_FLOOR = 1e-7
@@ -46,37 +46,6 @@ _PICKLE_GLOBALS = frozenset(
 )
 
 
-class AudioOptions(BaseModel):
-    """How raw audio becomes a spectrogram (mixed into the options of wav-reading data sets)."""
-
-    sample_rate: int = Field(
-        default=22050, ge=1000, le=192_000, description="Audio is resampled to this rate (Hz)."
-    )
-    seconds: float = Field(
-        default=3.0,
-        gt=0,
-        le=60,
-        description="Every clip is tiled (repeated) until this long, then cut to it.",
-    )
-    n_fft: int = Field(default=512, ge=16, le=8192, description="STFT window and FFT size.")
-    hop_length: int = Field(default=353, ge=1, le=8192, description="STFT hop in samples.")
-
-    @model_validator(mode="after")
-    def _check_length(self) -> AudioOptions:
-        if self.n_samples() <= self.n_fft // 2:
-            raise ValueError(
-                f"seconds * sample_rate = {self.n_samples()} samples is too short for n_fft "
-                f"{self.n_fft} (needs more than n_fft / 2 = {self.n_fft // 2})"
-            )
-        return self
-
-    def n_samples(self) -> int:
-        return int(round(self.seconds * self.sample_rate))
-
-    def wav_spectrogram(self) -> WavSpectrogram:
-        return WavSpectrogram(self.sample_rate, self.n_samples(), self.n_fft, self.hop_length)
-
-
 @dataclass(frozen=True)
 class WavSpectrogram:
     """A picklable wav -> log-magnitude spectrogram reader, so DataLoader workers can hold it."""
@@ -88,7 +57,7 @@ class WavSpectrogram:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (1, self.n_fft // 2 + 1, 1 + self.n_samples // self.hop_length)
+        return spectrogram_shape(self.n_samples, self.n_fft, self.hop_length)
 
     def __call__(self, path: Path) -> torch.Tensor:
         samples, rate = read_wav(path)

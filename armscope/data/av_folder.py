@@ -11,9 +11,10 @@ Labels are class names; the classes are the sorted distinct labels of the whole 
 All clips hold raw audio, or all hold spectrograms (which then share one shape). When a
 clip has several audio files, .wav wins over .npy over .pkl.
 
-This module also holds what the three audio-visual data sets share (``cremad`` and
-``kinetics-sounds`` are fixed layouts of the same idea): their common options, the clip
-dataset read by ``LoaderSplit``, the skipped-clip accounting and the bundle assembly.
+This module also holds what the three audio-visual data sets' readers share (``cremad`` and
+``kinetics-sounds`` are fixed layouts of the same idea): the clip dataset read by
+``LoaderSplit``, the skipped-clip accounting and the bundle assembly. Their options and
+specs are in ``armscope.builtin.datasets``.
 """
 
 from __future__ import annotations
@@ -22,71 +23,27 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, field_validator
 from torch.utils.data import Dataset
 
-from armscope.data.audio import AudioOptions, read_spectrogram
-from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions
+from armscope.builtin.datasets._av import MODALITIES, AudioOptions, AVOptions
+from armscope.builtin.datasets.av_folder import AVFolderOptions
+from armscope.data.audio import read_spectrogram
+from armscope.data.base import DataError, DatasetBundle
 from armscope.data.features import resolve_root
 from armscope.data.frames import FrameTransform, list_frames
 from armscope.data.loader_split import LoaderSplit, LoadFailure, Sample, SampleKey
-from armscope.data.paths import check_data_path, read_data_text, shown
+from armscope.data.paths import read_data_text, shown
 
-MODALITIES = ["audio", "visual"]
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 SKIPPED_EXAMPLES = 5
 AUDIO_SUFFIXES = (".wav", ".npy", ".pkl")
 MANIFEST_COLUMNS = ("clip", "label", "split")
 
 AudioReader = Callable[[Path], torch.Tensor]
-
-
-class AVOptions(DatasetOptions):
-    """Options every audio-visual data set has."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    root: str = Field(
-        min_length=1,
-        description=(
-            "The data set folder. Required. Relative paths are read below $ARMSCOPE_DATA_ROOT when set."
-        ),
-    )
-    frames: int = Field(
-        default=1, ge=1, le=64, description="Frames per clip, stacked on a time axis."
-    )
-    image_size: int = Field(
-        default=224, ge=8, le=1024, description="Frames are cropped/resized to this many pixels square."
-    )
-    num_workers: int = Field(
-        default=2,
-        ge=0,
-        le=64,
-        description="DataLoader worker processes decoding clips (0 = in the training process).",
-    )
-    on_bad_file: Literal["fail", "skip"] = Field(
-        default="fail",
-        description=(
-            "An unreadable or mis-shaped file: 'fail' stops the run naming the file; 'skip' drops "
-            "the clip from its batch and counts it in a warning event."
-        ),
-    )
-    pin_memory: bool | None = Field(
-        default=None,
-        description=(
-            "Pin batches in page-locked memory for faster GPU copies; default (null): when CUDA "
-            "is available."
-        ),
-    )
-
-    _check_root = field_validator("root")(check_data_path)
-
-    def modality_names(self) -> list[str]:
-        return list(MODALITIES)
 
 
 @dataclass(frozen=True)
@@ -309,20 +266,6 @@ def wav_info(options: AudioOptions) -> str:
 # ---------------------------------------------------------------- av-folder
 
 
-class AVFolderOptions(AudioOptions, AVOptions):
-    """Options of ``av-folder``; the audio options apply to raw (.wav) audio only."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    val_split: Literal["auto", "val", "test"] = Field(
-        default="auto",
-        description=(
-            "Manifest rows used for validation: 'val', 'test', or 'auto' (val when the manifest "
-            "has val rows, else test). With val used, test rows become the test split."
-        ),
-    )
-
-
 def read_manifest(path: Path) -> list[tuple[str, str, str]]:
     """(clip, label, split) for every row of manifest.csv."""
     rows = read_csv_rows(path, "manifest of the av-folder layout")
@@ -360,11 +303,6 @@ def _audio_file(folder: Path, clip: str) -> Path | None:
     return None
 
 
-@DATASETS.register(
-    "av-folder",
-    options=AVFolderOptions,
-    summary="Any audio-visual set: manifest.csv, frames/<clip>/*.jpg, audio/<clip>.wav|.npy|.pkl.",
-)
 def build_av_folder(options: AVFolderOptions, seed: int) -> DatasetBundle:
     root = find_root(options.root)
     require_folders(root, ["frames", "audio"], "av-folder")

@@ -1,20 +1,16 @@
-"""What every data set builder returns, and the error it raises on bad input."""
+"""What every data set builder returns, and building a registered data set."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 import torch
-from pydantic import BaseModel
 
-from armscope.registry import Registry
+from armscope.data.errors import DataError
+from armscope.plugins import DATASETS
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
-
-
-class DataError(ValueError):
-    """Bad data on disk or bad data options; the message names the file or option."""
 
 
 class Split(Protocol):
@@ -91,12 +87,7 @@ class DatasetBundle:
         return len(self.class_names)
 
 
-class DatasetOptions(BaseModel):
-    """Base for data set options; ``modality_names`` lets configs be checked before loading."""
-
-    def modality_names(self) -> list[str] | None:
-        return None
-
-
-DatasetBuilder = Callable[[DatasetOptions, int], DatasetBundle]
-DATASETS: Registry[DatasetBuilder] = Registry("data set")
+def build_dataset(name: str, options: dict[str, Any], seed: int) -> DatasetBundle:
+    """The registered data set ``name``, its options validated, built for ``seed``."""
+    parsed = DATASETS.parse_options(name, options, "dataset_options")
+    return DATASETS.get(name).factory(parsed, seed)

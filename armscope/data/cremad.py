@@ -1,4 +1,4 @@
-"""``cremad``: CREMA-D emotion clips in the OGM-GE / ARM layout (6 classes).
+"""``cremad``: CREMA-D emotion clips in the OGM-GE / ARM layout, 6 classes (its spec: ``armscope.builtin.datasets.cremad``).
 
 Layout of the folder given as ``root``::
 
@@ -14,13 +14,9 @@ missing are skipped and reported in ``info["warnings"]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import ConfigDict, Field
-
-from armscope.data.audio import AudioOptions
+from armscope.builtin.datasets.cremad import CLASSES, CremadOptions
 from armscope.data.av_folder import (
-    AVOptions,
     build_bundle,
     check_clip_name,
     existing,
@@ -31,24 +27,12 @@ from armscope.data.av_folder import (
     require_folders,
     wav_info,
 )
-from armscope.data.base import DATASETS, DataError, DatasetBundle
+from armscope.data.base import DataError, DatasetBundle
 from armscope.data.paths import shown
 
-CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 AUDIO_DIR = "AudioWAV"
 FRAMES_DIR = "Image-01-FPS"
 SPLIT_FILES = {"train": "train.csv", "val": "test.csv"}
-
-
-class CremadOptions(AudioOptions, AVOptions):
-    """Options of ``cremad``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    val_split: Literal["test"] = Field(
-        default="test",
-        description="CREMA-D's common split has no validation part: test.csv is used for validation.",
-    )
 
 
 def read_split_csv(path: Path) -> list[tuple[str, int]]:
@@ -69,11 +53,6 @@ def read_split_csv(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-@DATASETS.register(
-    "cremad",
-    options=CremadOptions,
-    summary="CREMA-D (6 emotions): AudioWAV/*.wav + Image-01-FPS/<clip>/*.jpg, train.csv / test.csv.",
-)
 def build_cremad(options: CremadOptions, seed: int) -> DatasetBundle:
     root = find_root(options.root)
     require_folders(root, [AUDIO_DIR, FRAMES_DIR], "cremad")

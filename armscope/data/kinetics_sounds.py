@@ -1,4 +1,4 @@
-"""``kinetics-sounds``: ARM's Kinetics-Sounds (31 classes) with precomputed spectrograms.
+"""``kinetics-sounds``: ARM's Kinetics-Sounds (31 classes) with precomputed spectrograms (its spec: ``armscope.builtin.datasets.kinetics_sounds``).
 
 Layout of the folder given as ``root`` (split = train, and the validation split, ``val``)::
 
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ConfigDict, Field, field_validator
-
+from armscope.builtin.datasets.kinetics_sounds import CLASSES, KineticsSoundsOptions
 from armscope.data.audio import read_spectrogram
 from armscope.data.av_folder import (
-    AVOptions,
     build_bundle,
     check_clip_name,
     existing,
@@ -29,64 +27,8 @@ from armscope.data.av_folder import (
     require_clips,
     require_folders,
 )
-from armscope.data.base import DATASETS, DataError, DatasetBundle
+from armscope.data.base import DataError, DatasetBundle
 from armscope.data.paths import shown
-
-CLASSES = [
-    "blowing_nose",
-    "blowing_out_candles",
-    "bowling",
-    "chopping_wood",
-    "dribbling_basketball",
-    "finger_snapping",
-    "laughing",
-    "mowing_lawn",
-    "playing_accordion",
-    "playing_bagpipes",
-    "playing_bass_guitar",
-    "playing_clarinet",
-    "playing_drums",
-    "playing_guitar",
-    "playing_harmonica",
-    "playing_keyboard",
-    "playing_organ",
-    "playing_piano",
-    "playing_saxophone",
-    "playing_trombone",
-    "playing_trumpet",
-    "playing_violin",
-    "playing_xylophone",
-    "ripping_paper",
-    "shoveling_snow",
-    "shuffling_cards",
-    "singing",
-    "tap_dancing",
-    "tapping_guitar",
-    "tapping_pen",
-    "tickling",
-]
-
-
-class KineticsSoundsOptions(AVOptions):
-    """Options of ``kinetics-sounds``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    val_split: str = Field(
-        default="val",
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description=(
-            "Split used for validation: <root>/<val_split>_list.txt, image/<val_split>, "
-            "spec/<val_split>."
-        ),
-    )
-
-    @field_validator("val_split")
-    @classmethod
-    def _not_train(cls, value: str) -> str:
-        if value == "train":
-            raise ValueError("the validation split must differ from 'train'")
-        return value
 
 
 def read_list(path: Path) -> list[tuple[str, int]]:
@@ -111,11 +53,6 @@ def read_list(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-@DATASETS.register(
-    "kinetics-sounds",
-    options=KineticsSoundsOptions,
-    summary="Kinetics-Sounds (31 classes, ARM's layout): image/<split>/<clip>/*.jpg, spec/<split>/*.npy.",
-)
 def build_kinetics_sounds(options: KineticsSoundsOptions, seed: int) -> DatasetBundle:
     root = find_root(options.root)
     splits = {"train": "train", "val": options.val_split}

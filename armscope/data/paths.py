@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from armscope.data.base import DataError
+from armscope.data.errors import DataError
 
 MAX_PATH_LENGTH = 4096
 DATA_ROOT_VARIABLE = "ARMSCOPE_DATA_ROOT"

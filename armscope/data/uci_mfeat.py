@@ -21,84 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, field_validator
 
-from armscope.data.base import DATASETS, DataError, DatasetBundle, DatasetOptions, TensorSplit
+from armscope.builtin.datasets.uci_mfeat import N_CLASSES, VIEW_DIMS, UciMfeatOptions
+from armscope.data.base import DataError, DatasetBundle, TensorSplit
 from armscope.data.features import read_npz, standardize_splits
-from armscope.data.footprint import FLOAT_BYTES, LABEL_BYTES, DataFootprint
-from armscope.data.paths import check_data_path, resolve_data_path
+from armscope.data.paths import resolve_data_path
 
-VIEW_DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
-N_CLASSES = 10
-SHIPPED_ROWS = 2000
 DEFAULT_FILE = Path(__file__).resolve().parent / "files" / "uci_mfeat.npz"
 ATTRIBUTION = (
     "UCI Multiple Features (van Breukelen et al., Kybernetika 34(4), 1998), "
     "UCI Machine Learning Repository, CC BY 4.0"
 )
-
-
-class UciMfeatOptions(DatasetOptions):
-    """Options of ``uci-mfeat``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    views: list[str] = Field(
-        default_factory=lambda: ["mor", "fou"],
-        min_length=2,
-        max_length=6,
-        description="Views used as modalities, two or more of: fou, fac, kar, pix, zer, mor.",
-    )
-    val_fraction: float = Field(
-        default=0.2,
-        ge=0.01,
-        le=0.9,
-        description="Fraction of every class held out for validation (stratified, fixed by the seed).",
-    )
-    standardize: bool = Field(
-        default=True,
-        description="Z-score every feature with the mean and std of the training split only.",
-    )
-    file: str | None = Field(
-        default=None,
-        description="An .npz in the same layout to read instead of the copy shipped with armscope.",
-    )
-
-    _check_file = field_validator("file")(check_data_path)
-
-    @field_validator("views")
-    @classmethod
-    def _check_views(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in VIEW_DIMS]
-        if unknown:
-            raise ValueError(
-                f"unknown view {', '.join(map(repr, unknown))}; valid views: {', '.join(VIEW_DIMS)}"
-            )
-        duplicates = sorted({v for v in value if value.count(v) > 1})
-        if duplicates:
-            raise ValueError(f"views must be unique; repeated: {', '.join(duplicates)}")
-        return value
-
-    def modality_names(self) -> list[str]:
-        return list(self.views)
-
-    def footprint(self, batch_size: int) -> DataFootprint:
-        """The chosen views of every row as float32, and the labels, held in memory."""
-        features = sum(VIEW_DIMS[v] for v in self.views)
-        notes: tuple[str, ...] = ()
-        if self.file:
-            notes = (f"dataset_options.file: its row count is only known from the file; counted as {SHIPPED_ROWS:,}",)
-        return DataFootprint(
-            modalities=list(self.views),
-            input_shapes={v: (VIEW_DIMS[v],) for v in self.views},
-            n_classes=N_CLASSES,
-            memory_bytes=SHIPPED_ROWS * (FLOAT_BYTES * features + LABEL_BYTES),
-            memory_formula=(
-                f"{SHIPPED_ROWS:,} rows x ({features:,} features x {FLOAT_BYTES} bytes + {LABEL_BYTES} bytes of label)"
-            ),
-            memory_field=("dataset_options", "views"),
-            notes=notes,
-        )
 
 
 def load_arrays(path: Path, views: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -158,11 +91,6 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-@DATASETS.register(
-    "uci-mfeat",
-    options=UciMfeatOptions,
-    summary="UCI Multiple Features: 2,000 handwritten digits, six views (real data, shipped).",
-)
 def build_uci_mfeat(options: UciMfeatOptions, seed: int) -> DatasetBundle:
     path = resolve_data_path(options.file) if options.file else DEFAULT_FILE
     views = list(options.views)

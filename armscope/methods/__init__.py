@@ -1,12 +1,19 @@
-"""Training methods, each registered by name in its own module."""
+"""Training methods: the interface (``base.py``) and the in-tree methods' training code, one module each.
 
-from armscope.methods import arm, baseline, ogm, unimodal  # noqa: F401  (registration)
-from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
+Each method is described by a spec in ``armscope.builtin.methods`` that names
+its class here; importing this package loads no torch until a name below is used.
+"""
+
+from armscope.lazy import exports
 
 __all__ = ["METHODS", "EpochSummary", "LensSettings", "Method", "build_method"]
-
-
-def build_method(name: str, options: dict, modalities: list[str], n_classes: int, feature_dim: int) -> Method:
-    entry = METHODS.get(name)
-    parsed = METHODS.parse_options(name, options, "method_options")
-    return entry.factory(parsed, modalities, n_classes, feature_dim)
+__getattr__ = exports(
+    __name__,
+    {
+        "METHODS": "armscope.plugins",
+        "EpochSummary": "armscope.methods.base",
+        "LensSettings": "armscope.methods.base",
+        "Method": "armscope.methods.base",
+        "build_method": "armscope.methods.base",
+    },
+)

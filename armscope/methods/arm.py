@@ -4,22 +4,23 @@ Every step scores each modality's contribution with the ARM terms and
 re-weights the features entering the reinforced fusion: the modality with
 the larger score is scaled down and the others up (ARM.md sections 1 and 3).
 The probe P stays untrained in both estimator modes. Evaluation uses the
-exponential moving average of the training weights, never the labels.
+exponential moving average of the training weights, never the labels. Its
+options and metric declarations: ``armscope.builtin.methods.arm``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 from torch import Tensor
 from torch.nn import functional as F
 
 from armscope.arm_terms import GUARD_REASONS, arm_step
+from armscope.builtin.methods.arm import ARMOptions
 from armscope.graphed import GraphedCall
-from armscope.methods.base import METHODS, EpochSummary, LensSettings, Method
+from armscope.methods.base import EpochSummary, LensSettings, Method
 from armscope.models.heads import ARMHead, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
@@ -72,45 +73,6 @@ ACCELERATIONS = {
 }
 
 
-class ARMOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    estimator: Literal["plugin", "reference"] = Field(
-        "plugin",
-        description="plugin: true plug-in conditional MI; reference: the published numerics, bit for bit.",
-    )
-    nmi_bins: int = Field(30, ge=2, le=1024, description="Bins per axis for NMI.")
-    ncmi_bins: int = Field(2, ge=2, le=64, description="Bins per axis for NCMI.")
-    w_min: float = Field(0.1, gt=0, description="Smallest allowed weight (guard).")
-    w_max: float = Field(10.0, gt=0, description="Largest allowed weight (guard).")
-    ema_decay: float = Field(
-        0.99, ge=0, lt=1, description="Decay of the moving average of weights used at evaluation."
-    )
-    compile: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Run the per-step scores and weights as one torch.compile graph (fused kernels, "
-        "same scores). auto: on CUDA with Triton on a Volta or newer card, eager if compiling fails; "
-        "on: anywhere (the CPU needs a C++ compiler), failing the run if compiling fails; off: eager.",
-    )
-    cuda_graph: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Replay the per-step work (compiled or not) from a CUDA graph: one host call instead of "
-        "dozens, which pays where the host is slower to queue a step than the GPU is to run it. auto: on "
-        "CUDA, without it if capturing fails; on: CUDA only, failing the run if capturing fails; off.",
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "ARMOptions":
-        if self.w_min >= self.w_max:
-            raise ValueError("w_min must be smaller than w_max")
-        return self
-
-
-@METHODS.register(
-    "arm",
-    options=ARMOptions,
-    summary="Asymmetric reinforcing: re-weight modalities every step by NMI/NCMI contribution scores.",
-)
 class ARM(Method):
     options: ARMOptions
     head_type = ARMHead

@@ -1,9 +1,9 @@
-"""The method interface (its step, epoch pass, sampler, state and prediction) and the method registry."""
+"""The method interface (its step, epoch pass, sampler, state and prediction), and building a registered method."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from armscope.epoch_pass import TrainingData
 from armscope.models.heads import ConcatHead, FusionHead, MultimodalModel
-from armscope.registry import Registry
+from armscope.plugins import METHODS
 from armscope.step import Batch, StepContext
 
 
@@ -153,5 +153,7 @@ class Method:
             )
 
 
-MethodFactory = Callable[[BaseModel, list[str], int, int], Method]
-METHODS: Registry[MethodFactory] = Registry("method")
+def build_method(name: str, options: dict[str, Any], modalities: list[str], n_classes: int, feature_dim: int) -> Method:
+    """The registered method ``name``, its options validated, for a run of these modalities and classes."""
+    parsed = METHODS.parse_options(name, options, "method_options")
+    return METHODS.get(name).factory(parsed, modalities, n_classes, feature_dim)

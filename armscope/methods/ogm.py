@@ -5,35 +5,18 @@ modality m is its score over the mean score of the others, and every modality
 whose ratio exceeds 1 is slowed down. Encoders without convolutions (MLPs)
 have their weight matrices modulated where the original modulates
 convolution kernels: every encoder parameter with two or more dimensions.
+Its options and metric declarations: ``armscope.builtin.methods.ogm``.
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.methods.base import METHODS, EpochSummary, Method
+from armscope.builtin.methods.ogm import OGMOptions
+from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import ConcatHead, MultimodalModel
-
-
-class OGMOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    alpha: float = Field(
-        0.5, gt=0, le=10, description="Modulation strength (0.1-1.0 typical; the original requires it)."
-    )
-    modulation_start: int = Field(1, ge=1, description="First epoch (1-based, inclusive) to modulate.")
-    modulation_end: int | None = Field(
-        None, ge=1, description="Last epoch (inclusive) to modulate; empty means the last epoch."
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "OGMOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 def ogm_coefficients(scores: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
@@ -124,12 +107,3 @@ class OGM(Method):
 class OGMGE(OGM):
     with_noise = True
 
-
-METHODS.register(
-    "ogm", options=OGMOptions, summary="On-the-fly gradient modulation (no noise)."
-)(OGM)
-METHODS.register(
-    "ogm-ge",
-    options=OGMOptions,
-    summary="On-the-fly gradient modulation with generalisation enhancement (Gaussian noise).",
-)(OGMGE)

@@ -1,37 +1,16 @@
-"""One modality alone: the line a modality's masked accuracy inside a fused model is judged against."""
+"""The unimodal method's training: one modality alone (its spec: ``armscope.builtin.methods.unimodal``)."""
 
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.methods.base import METHODS, Method
+from armscope.builtin.methods.unimodal import UnimodalOptions
+from armscope.methods.base import Method
 from armscope.models.heads import MultimodalModel
 
 
-class UnimodalOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    modality: str | None = Field(
-        None, description="The modality to train on; empty means the data set's first modality."
-    )
-
-    def check_modalities(self, modalities: list[str]) -> tuple[tuple[str, ...], str] | None:
-        if self.modality is not None and self.modality not in modalities:
-            return ("modality",), (
-                f"{self.modality!r} is not a modality of this data set; "
-                f"choose from: {', '.join(modalities)}"
-            )
-        return None
-
-
-@METHODS.register(
-    "unimodal",
-    options=UnimodalOptions,
-    summary="Train one modality alone (the others are zeroed at the fusion input).",
-)
 class Unimodal(Method):
     options: UnimodalOptions
 

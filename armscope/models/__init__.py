@@ -1,8 +1,11 @@
-"""Encoders (registered by name, one file each) and fusion heads."""
+"""Encoders (their training code, one module each), fusion heads, and the light model options and sizes.
 
-from armscope.models import mlp, resnet  # noqa: F401  (registration)
-from armscope.models.base import ENCODERS, ModelOptions, build_encoder
-from armscope.models.heads import ARMHead, ConcatHead, FusionHead, MultimodalModel
+Each encoder is described by a spec in ``armscope.builtin.encoders`` that
+names its builder here; importing this package loads no torch until a
+training name below is used.
+"""
+
+from armscope.lazy import exports
 
 __all__ = [
     "ENCODERS",
@@ -13,3 +16,15 @@ __all__ = [
     "MultimodalModel",
     "build_encoder",
 ]
+__getattr__ = exports(
+    __name__,
+    {
+        "ENCODERS": "armscope.plugins",
+        "ModelOptions": "armscope.models.base",
+        "build_encoder": "armscope.models.base",
+        "ARMHead": "armscope.models.heads",
+        "ConcatHead": "armscope.models.heads",
+        "FusionHead": "armscope.models.heads",
+        "MultimodalModel": "armscope.models.heads",
+    },
+)

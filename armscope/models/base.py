@@ -1,65 +1,22 @@
-"""Encoder registry and the options that choose an encoder per modality."""
+"""The options that choose an encoder per modality, and the encoder's size and builder by name.
+
+Torch-free: a config's model options are validated and sized in the API
+process; only ``build_encoder`` loads an encoder's training code.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from torch import nn
 
-from armscope.registry import Registry, prefixed_validation_error
+from armscope.models.sizes import ModuleSize
+from armscope.plugins import ENCODERS
+from armscope.registry import prefixed_validation_error
+from armscope.specs import EncoderSpec
 
-EncoderBuilder = Callable[[BaseModel, tuple[int, ...], int], nn.Module]
-ENCODERS: Registry[EncoderBuilder] = Registry("encoder")
-
-
-@dataclass(frozen=True)
-class ModuleSize:
-    """The numbers a module holds: its parameters and its buffers (running statistics, fixed probes).
-
-    Computed from the options alone, so that a config can be refused before
-    anything is allocated.
-    """
-
-    parameters: int = 0
-    buffers: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.buffers
-
-    def __add__(self, other: ModuleSize) -> ModuleSize:
-        return ModuleSize(self.parameters + other.parameters, self.buffers + other.buffers)
-
-
-def linear_size(inputs: int, outputs: int) -> ModuleSize:
-    """An ``nn.Linear`` with bias."""
-    return ModuleSize(parameters=inputs * outputs + outputs)
-
-
-EncoderCounter = Callable[[Any, tuple[int, ...], int], ModuleSize]
-
-
-@dataclass(frozen=True)
-class EncoderSizer:
-    """How to size an encoder without building it, and which option grows it (named when over budget)."""
-
-    count: EncoderCounter
-    size_option: str | None
-
-
-ENCODER_SIZES: dict[str, EncoderSizer] = {}
-
-
-def sizes_encoder(name: str, size_option: str | None = None) -> Callable[[EncoderCounter], EncoderCounter]:
-    """Register the size function of encoder ``name``; every registered encoder needs one."""
-
-    def register(count: EncoderCounter) -> EncoderCounter:
-        ENCODER_SIZES[name] = EncoderSizer(count, size_option)
-        return count
-
-    return register
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ModelOptions(BaseModel):
@@ -103,19 +60,16 @@ def _parse_encoder_spec(spec: dict[str, Any], field: str) -> dict[str, Any]:
     return {"name": name, **options.model_dump(mode="json")}
 
 
-def encoder_sizer(name: str) -> EncoderSizer:
-    try:
-        return ENCODER_SIZES[name]
-    except KeyError:
-        raise LookupError(f"encoder {name!r} registers no size function (see sizes_encoder)") from None
+def encoder_sizer(name: str) -> EncoderSpec:
+    """The spec that sizes encoder ``name`` (``count``) and names the option that grows it (``size_option``)."""
+    return ENCODERS.get(name)
 
 
 def encoder_size(spec: dict[str, Any], input_shape: tuple[int, ...], feature_dim: int) -> ModuleSize:
     """What ``build_encoder`` with the same arguments would hold, without building it."""
     spec = dict(spec)
-    name = spec.pop("name")
-    options = ENCODERS.get(name).options.model_validate(spec)
-    return encoder_sizer(name).count(options, input_shape, feature_dim)
+    entry = ENCODERS.get(spec.pop("name"))
+    return entry.count(entry.options.model_validate(spec), input_shape, feature_dim)
 
 
 def build_encoder(spec: dict[str, Any], input_shape: tuple[int, ...], feature_dim: int) -> nn.Module:

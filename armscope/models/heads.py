@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from armscope.models.base import ModuleSize, linear_size
+from armscope.models.sizes import ModuleSize, arm_head_size, concat_head_size
 
 
 @dataclass
@@ -84,7 +84,7 @@ class FusionHead(nn.Module):
 
     @classmethod
     def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
-        """What the head would hold, so a config can be sized before it is built."""
+        """What the head would hold, so a config can be sized before it is built (``armscope.models.sizes``)."""
         raise NotImplementedError
 
 
@@ -103,10 +103,7 @@ class ConcatHead(FusionHead):
         probe = (torch.rand(feature_dim, width, generator=gen) * 2 - 1) * bound
         self.register_buffer("lens_probe", probe)
 
-    @classmethod
-    def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
-        width = n_modalities * feature_dim
-        return linear_size(width, n_classes) + ModuleSize(buffers=feature_dim * width)
+    size = staticmethod(concat_head_size)
 
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
         return self.fc(_concat(self.modalities, feats))
@@ -147,11 +144,7 @@ class ARMHead(FusionHead):
         self.classifier = nn.Linear(feature_dim, n_classes)
         self.register_buffer("eval_weights", torch.ones(len(modalities)))
 
-    @classmethod
-    def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
-        width = n_modalities * feature_dim
-        fusion = linear_size(width, feature_dim) + linear_size(width, feature_dim)
-        return fusion + linear_size(feature_dim, n_classes) + ModuleSize(buffers=n_modalities)
+    size = staticmethod(arm_head_size)
 
     def fuse(self, feats: dict[str, Tensor], weights: Tensor) -> Tensor:
         scaled = torch.cat([w * feats[m] for w, m in zip(weights, self.modalities)], dim=1)

@@ -1,4 +1,4 @@
-"""ResNet-18 encoder for images and spectrograms, written here so no torchvision is needed.
+"""The ResNet-18 encoder's modules, written here so no torchvision is needed (its spec: ``armscope.builtin.encoders.resnet``).
 
 Parameter names follow the common ResNet layout (conv1, bn1, layer1.0.conv1, ...), so a
 local ImageNet state dict can be loaded by path; weights are never downloaded. Several
@@ -9,24 +9,10 @@ OGM-GE audio-visual models.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from armscope.data.paths import check_data_path, open_data_file, resolve_data_path, shown
-from armscope.models.base import ENCODERS, ModuleSize, linear_size, sizes_encoder
-
-RESNET18_WIDTH = 512
-STAGE_WIDTHS = (64, 128, 256, 512)
-
-
-class ResNetOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    weights: str | None = Field(
-        None, description="Path to a local state dict (.pt/.pth) to start from; empty means random init."
-    )
-
-    _check_weights = field_validator("weights")(check_data_path)
+from armscope.builtin.encoders.resnet import RESNET18_WIDTH, STAGE_WIDTHS, ResNetOptions
+from armscope.data.paths import open_data_file, resolve_data_path, shown
 
 
 class BasicBlock(nn.Module):
@@ -132,11 +118,6 @@ class FrameEncoder(nn.Module):
         return self.project(pooled)
 
 
-@ENCODERS.register(
-    "resnet18",
-    options=ResNetOptions,
-    summary="ResNet-18 for images (T x 3 x H x W frames, averaged over time) or spectrograms (1 x F x T).",
-)
 def build_resnet18(options: ResNetOptions, input_shape: tuple[int, ...], feature_dim: int) -> nn.Module:
     if len(input_shape) not in (3, 4):
         raise ValueError(
@@ -147,34 +128,3 @@ def build_resnet18(options: ResNetOptions, input_shape: tuple[int, ...], feature
         load_weights(trunk, options.weights)
     return FrameEncoder(trunk, feature_dim)
 
-
-def conv_size(inputs: int, outputs: int, kernel: int) -> ModuleSize:
-    """An ``nn.Conv2d`` without bias."""
-    return ModuleSize(parameters=outputs * inputs * kernel * kernel)
-
-
-def batch_norm_size(channels: int) -> ModuleSize:
-    """An ``nn.BatchNorm2d``: weight and bias; running mean, variance and the batch count."""
-    return ModuleSize(parameters=2 * channels, buffers=2 * channels + 1)
-
-
-def block_size(inplanes: int, planes: int, stride: int) -> ModuleSize:
-    size = conv_size(inplanes, planes, 3) + batch_norm_size(planes)
-    size += conv_size(planes, planes, 3) + batch_norm_size(planes)
-    if stride != 1 or inplanes != planes:
-        size += conv_size(inplanes, planes, 1) + batch_norm_size(planes)
-    return size
-
-
-@sizes_encoder("resnet18")
-def resnet18_size(options: ResNetOptions, input_shape: tuple[int, ...], feature_dim: int) -> ModuleSize:
-    """Depends only on the input channels and the projection, not on the image size."""
-    channels = input_shape[-3] if len(input_shape) >= 3 else 1
-    size = conv_size(channels, 64, 7) + batch_norm_size(64)
-    inplanes = 64
-    for index, width in enumerate(STAGE_WIDTHS, start=1):
-        size += block_size(inplanes, width, 1 if index == 1 else 2) + block_size(width, width, 1)
-        inplanes = width
-    if feature_dim != RESNET18_WIDTH:
-        size += linear_size(RESNET18_WIDTH, feature_dim)
-    return size

@@ -38,9 +38,10 @@ def health(
     report = health_report(settings, store)
     if report["status"] == "degraded":
         response.status_code = 503
-    # Worker names carry host names and process ids: only for callers who may read the API.
-    if access.enabled and report["workers"] is not None and role_of_request(access, request) is None:
-        report["workers"] = None
+    # Worker names carry host names and process ids, plugin errors the names of modules and files: only for
+    # callers who may read the API.
+    if access.enabled and role_of_request(access, request) is None:
+        report.update(workers=None, broken_plugins=None)
     return report
 
 

@@ -154,7 +154,7 @@ def summary_table(runs: Sequence[dict[str, Any]], metric: str, group: str) -> An
     rows = fx.compare_summary(runs, metric, group)
     if not rows:
         return html.P("No values yet.", className="text-body-secondary mb-0")
-    percent = metric.removesuffix(".*") in fx.PERCENT
+    percent = fx.is_percent(metric)
 
     def value(pair: tuple[float, float | None]) -> str:
         mean, deviation = pair
@@ -163,7 +163,7 @@ def summary_table(runs: Sequence[dict[str, Any]], metric: str, group: str) -> An
         return text if deviation is None else f"{text} ± {scale * deviation:.2g}"
 
     seeds = group == "seeds"
-    best = "lowest" if metric.removesuffix(".*") in ss.LOWER_IS_BETTER else "best"
+    best = "lowest" if ss.lower_is_better(metric) else "best"
     heads = ["set" if seeds else "run", "modality", "runs" if seeds else "last epoch", "last value", f"{best} value"]
     if not seeds:
         heads.append("at epoch")

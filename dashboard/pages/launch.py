@@ -13,20 +13,18 @@ from dash import ctx as dash_ctx
 from pydantic import ValidationError
 
 from armscope.config import RunConfig
-from armscope.data import DATASETS
-from armscope.methods import METHODS
-from armscope.models import ENCODERS, ModelOptions
+from armscope.models.base import ModelOptions
+from armscope.plugins import DATASETS, ENCODERS, METHODS
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import schema_form as sf
 from dashboard.context import Context
 from dashboard.inputs import Text, checked, id_from_text
-from service.catalog import catalog, model_options_schema
+from service.catalog import catalog, compared_methods, model_options_schema
 from service.db.store import RunNotFound
 from service.errors import InvalidConfig
 from service.sweeps import SweepSpec
 
-COMPARE_METHODS = ("arm", "baseline", "ogm-ge")
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
 MODEL_EXCLUDE = ("encoder",)  # the default encoder has its own choice and form; overrides are JSON
 SECTIONS = ("dataset", "method", "run", "model", "encoder")
@@ -148,7 +146,7 @@ def plan(
     if result.field_errors or result.seeds_error:
         return result
     run_fields = {f.name for f in section_fields("run", dataset, method, encoder)}
-    methods = list(dict.fromkeys([method, *COMPARE_METHODS])) if compare else [method]
+    methods = list(dict.fromkeys([method, *compared_methods()])) if compare else [method]
     # Each option section on its own first: RunConfig stops at its first failing layer, the form shows all.
     problems: list[tuple[Sequence[Any], str]] = section_problems(raw)
     if len(methods) == 1 and len(seeds) == 1:
@@ -252,6 +250,11 @@ def _choice(label: str, kind: str, cat: dict[str, Any], value: str, md: int) -> 
     )
 
 
+def _default(field: str) -> str:
+    """What a RunConfig chooses when a field is not given (the engine's default data set or method)."""
+    return RunConfig.model_fields[field].default
+
+
 def _select(ident: str, names: list[str], value: str) -> dbc.Select:
     return dbc.Select(id=ident, options=[{"label": n, "value": n} for n in names], value=value)
 
@@ -259,8 +262,8 @@ def _select(ident: str, names: list[str], value: str) -> dbc.Select:
 def layout(ctx: Context, search: str | None = None) -> Any:
     cat = catalog()
     config = _prefill(ctx, search)
-    dataset = config.get("dataset") if config.get("dataset") in cat["datasets"] else "synthetic-shift"
-    method = config.get("method") if config.get("method") in cat["methods"] else "arm"
+    dataset = config.get("dataset") if config.get("dataset") in cat["datasets"] else _default("dataset")
+    method = config.get("method") if config.get("method") in cat["methods"] else _default("method")
     encoder_spec = (config.get("model_options") or {}).get("encoder") or {}
     encoder = encoder_spec.get("name", "mlp")
     run_values = {k: v for k, v in config.items() if k not in RUN_EXCLUDE}
@@ -324,7 +327,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
             dbc.Switch(
                 id="launch-compare",
                 value=False,
-                label="Compare methods: launch arm, baseline and ogm-ge together with these settings",
+                label=f"Compare methods: launch {', '.join(compared_methods())} together with these settings",
             ),
         ],
     )

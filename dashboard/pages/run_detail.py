@@ -1,4 +1,4 @@
-"""Run detail `/runs/<id>`: live curves, contributions, ARM/OGM terms, dominance timeline, events, config."""
+"""Run detail `/runs/<id>`: live curves, contributions, ARM terms, the method's declared charts, dominance, events, config."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
@@ -15,28 +15,34 @@ from dashboard import components as ui
 from dashboard import figures as fx
 from dashboard.inputs import Cursor, Event, Pending, Record, RunId, checked
 from service import seed_sets as ss
+from service.catalog import metrics_of
 from service.db.store import TERMINAL, RunNotFound
 
-GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss", "ogm"]
+GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss"]
+METHOD_GRAPH = "run-method-graph"  # the charts a run's method declares, one graph each: {"type": ..., "index": i}
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}
 MAX_EVENTS_SHOWN = 200
 
 
 def build_figures(
-    records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], mode: str | None
+    records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], mode: str | None, method: str
 ) -> dict[str, Any]:
-    ogm = fx.ogm_figure(records, mode)
+    """The engine's charts by name, and under ``"method"`` the charts ``method`` declares, in declaration order."""
+    declarations = metrics_of(method)
     figs = {
         "dominance": fx.dominance_figure(records, events, mode),
         "contribution": fx.contribution_figure(records, mode),
         "accuracy": fx.accuracy_figure(records, mode),
-        "arm": fx.arm_figure(records, mode),
-        "info": fx.information_figure(records, mode),
+        "arm": fx.arm_figure(records, mode, declarations),
+        "info": fx.information_figure(records, mode, declarations),
         "grad": fx.grad_norm_figure(records, mode),
         "loss": fx.loss_figure(records, mode),
-        "ogm": ogm if ogm is not None else fx.empty_figure("", mode),
     }
-    return {**{k: fx.integer_ticks(f, records) for k, f in figs.items()}, "has_ogm": ogm is not None}
+    declared = [fx.declared_figure(records, mode, title, metrics) for title, metrics in fx.method_charts(declarations)]
+    return {
+        **{k: fx.integer_ticks(f, records) for k, f in figs.items()},
+        "method": [fx.integer_ticks(f, records) for f in declared],
+    }
 
 
 def poll(ctx: Any, run_id: int, cursor: dict[str, Any]) -> dict[str, Any]:
@@ -250,7 +256,7 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
     except RunNotFound:
         return not_found(run_id)
     records, events = ctx.store.metrics(run_id), ctx.store.events(run_id)
-    figs = build_figures(records, events, mode)
+    figs = build_figures(records, events, mode, run["method"])
     buttons = html.Div(
         [
             dbc.Button("Compare…", href=f"/compare?runs={run_id}", color="primary", outline=True, size="sm"),
@@ -304,13 +310,7 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
             two(_card_graph("contribution", figs, run_id), _card_graph("accuracy", figs, run_id)),
             two(_card_graph("arm", figs, run_id), _card_graph("info", figs, run_id)),
             two(_card_graph("grad", figs, run_id), _card_graph("loss", figs, run_id)),
-            html.Div(
-                dbc.Card(
-                    dbc.CardBody(_graph("ogm", figs["ogm"], run_id), class_name="p-2"), class_name="shadow-sm mb-3"
-                ),
-                id="run-ogm-wrap",
-                hidden=not figs["has_ogm"],
-            ),
+            *_method_rows(figs["method"], run_id),
         ]
     )
     tabs = dbc.Tabs(
@@ -350,6 +350,28 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
 
 def _card_graph(name: str, figs: dict[str, Any], run_id: int) -> Any:
     return dbc.Card(dbc.CardBody(_graph(name, figs[name], run_id), class_name="p-2"), class_name="shadow-sm h-100")
+
+
+def _method_rows(figures: Sequence[Any], run_id: int) -> list[Any]:
+    """The method's declared charts, two to a row."""
+    cards = [
+        dbc.Card(
+            dbc.CardBody(
+                dcc.Loading(
+                    ui.graph({"type": METHOD_GRAPH, "index": i}, figure, f"run-{run_id}-method-{i + 1}",
+                             style={"height": "300px"}),
+                    delay_show=800,
+                    type="dot",
+                ),
+                class_name="p-2",
+            ),
+            class_name="shadow-sm h-100",
+        )
+        for i, figure in enumerate(figures)
+    ]
+    return [
+        dbc.Row([dbc.Col(card, lg=6) for card in cards[i : i + 2]], class_name="g-3 mb-3") for i in range(0, len(cards), 2)
+    ]
 
 
 def _jsonable(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -418,7 +440,7 @@ def register(app: Dash, ctx: Any) -> None:
 
     @app.callback(
         *[Output(f"run-graph-{g}", "figure") for g in GRAPHS],
-        Output("run-ogm-wrap", "hidden"),
+        Output({"type": METHOD_GRAPH, "index": ALL}, "figure"),
         Output("run-events-box", "children"),
         Output("run-stats", "children"),
         Input("run-records", "data"),
@@ -429,12 +451,12 @@ def register(app: Dash, ctx: Any) -> None:
     )
     @checked
     def redraw(records: list[Record] | None, events: list[Event] | None, mode: str | None, run_id: RunId) -> Any:
-        figs = build_figures(records or [], events or [], mode)
         try:
             run = ctx.store.get_run(run_id)
         except RunNotFound:
             raise PreventUpdate from None
-        return (*[figs[g] for g in GRAPHS], not figs["has_ogm"], events_table(events or []), stats(run, records or []))
+        figs = build_figures(records or [], events or [], mode, run["method"])
+        return (*[figs[g] for g in GRAPHS], figs["method"], events_table(events or []), stats(run, records or []))
 
     @app.callback(
         Output("run-confirm", "is_open"),

@@ -1,0 +1,75 @@
+"""``arm``: ARM, Asymmetric Reinforcing against Multi-modal Representation Bias (AAAI 2025): options and what it logs.
+
+The training code is ``armscope.methods.arm``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from armscope.metrics import LENS, Metric
+from armscope.models.sizes import ARM_HEAD
+from armscope.specs import MethodSpec
+
+
+class ARMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: Literal["plugin", "reference"] = Field(
+        "plugin",
+        description="plugin: true plug-in conditional MI; reference: the published numerics, bit for bit.",
+    )
+    nmi_bins: int = Field(30, ge=2, le=1024, description="Bins per axis for NMI.")
+    ncmi_bins: int = Field(2, ge=2, le=64, description="Bins per axis for NCMI.")
+    w_min: float = Field(0.1, gt=0, description="Smallest allowed weight (guard).")
+    w_max: float = Field(10.0, gt=0, description="Largest allowed weight (guard).")
+    ema_decay: float = Field(
+        0.99, ge=0, lt=1, description="Decay of the moving average of weights used at evaluation."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run the per-step scores and weights as one torch.compile graph (fused kernels, "
+        "same scores). auto: on CUDA with Triton on a Volta or newer card, eager if compiling fails; "
+        "on: anywhere (the CPU needs a C++ compiler), failing the run if compiling fails; off: eager.",
+    )
+    cuda_graph: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Replay the per-step work (compiled or not) from a CUDA graph: one host call instead of "
+        "dozens, which pays where the host is slower to queue a step than the GPU is to run it. auto: on "
+        "CUDA, without it if capturing fails; on: CUDA only, failing the run if capturing fails; off.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ARMOptions":
+        if self.w_min >= self.w_max:
+            raise ValueError("w_min must be smaller than w_max")
+        return self
+
+
+METRICS = (
+    Metric(
+        "arm_train_weight.{m}", "ARM training weight per modality", LENS, basis="applied", sample="training",
+        short="w (training)",
+        description="The epoch's mean of the weight w_m each step scaled the modality's features by in the fusion.",
+    ),
+    Metric(
+        "arm_guard_steps", "ARM guard steps", "ARM guards", basis="applied", sample="training", better="lower",
+        unit="steps", short="guards",
+        description="Steps of the epoch whose weights a guard reset or clamped (non-finite or mixed-sign scores, "
+        "weights outside [w_min, w_max]).",
+    ),
+)
+
+SPECS = [
+    MethodSpec(
+        "arm",
+        "armscope.methods.arm:ARM",
+        ARMOptions,
+        "Asymmetric reinforcing: re-weight modalities every step by NMI/NCMI contribution scores.",
+        metrics=METRICS,
+        head=ARM_HEAD,
+        compare=True,
+    )
+]

@@ -1,0 +1,129 @@
+"""What a plugin declares: a method, data set or encoder described without its training code.
+
+A spec holds everything that is asked of a plugin before anything trains: its
+name and summary, the pydantic model of its options, what a method logs (its
+metric declarations) and the fusion head it builds, how big an encoder is.
+Its code, which needs torch, is named by ``build``, a ``"module:attr"``
+reference imported only when a run is built. So the API validates configs,
+sizes runs and serves the catalog without importing torch, and a worker
+loads only the training code of the run it trains.
+
+A spec module imports pydantic and the engine's light modules only
+(``armscope.specs``, ``armscope.metrics``, ``armscope.models.sizes``,
+``armscope.data.options``, ``armscope.data.footprint``, ``armscope.data.paths``);
+``tests/test_light_import.py`` holds every registered spec to it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from armscope.data.options import DatasetOptions
+from armscope.metrics import Metric, check_declarations
+from armscope.models.sizes import CONCAT_HEAD, HeadSize, ModuleSize
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+EncoderCount = Callable[[Any, tuple[int, ...], int], ModuleSize]
+
+
+def load_reference(reference: str) -> Any:
+    """The object a ``"module:attr"`` reference names, its module imported on the way."""
+    module, _, attribute = reference.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        found = getattr(found, part)
+    return found
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """Name, builder, options model and one-line summary: what every plugin declares.
+
+    ``build`` is the builder itself or, for a spec that must stay light, a
+    ``"module:attr"`` reference to it.
+    """
+
+    name: str
+    build: str | Callable[..., Any]
+    options: type[BaseModel]
+    summary: str
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise ValueError(
+                f"plugin name {self.name!r} must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter"
+            )
+        if isinstance(self.build, str) and not REFERENCE.match(self.build):
+            raise ValueError(f"{self.name}: build {self.build!r} is not a 'module:attribute' reference")
+        if not isinstance(self.build, str) and not callable(self.build):
+            raise TypeError(f"{self.name}: build must be a callable or a 'module:attribute' reference")
+        if not (isinstance(self.options, type) and issubclass(self.options, BaseModel)):
+            raise TypeError(f"{self.name}: options must be a pydantic model class")
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The builder, its module imported on first use (training code: torch)."""
+        return load_reference(self.build) if isinstance(self.build, str) else self.build
+
+    @property
+    def reference(self) -> str:
+        """Where the builder lives, as a ``"module:attr"`` reference (what the catalog shows)."""
+        if isinstance(self.build, str):
+            return self.build
+        return f"{self.build.__module__}:{self.build.__qualname__}"
+
+    def options_schema(self) -> dict[str, Any]:
+        return self.options.model_json_schema()
+
+
+@dataclass(frozen=True)
+class MethodSpec(PluginSpec):
+    """A training method: ``build(options, modalities, n_classes, feature_dim) -> Method``.
+
+    ``metrics`` declares every key its ``end_epoch`` reports (beyond the
+    measures every run logs, ``armscope.metrics.COMMON``); ``head`` is the
+    fusion head its ``build_head`` makes, sized when a config is validated.
+    ``compare`` puts it among the methods launched beside any other when a
+    comparison is asked for (the launch form's "compare methods", the demo).
+    """
+
+    metrics: tuple[Metric, ...] = ()
+    head: HeadSize = CONCAT_HEAD
+    compare: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "metrics", check_declarations(self.metrics, f"method {self.name!r}"))
+
+
+@dataclass(frozen=True)
+class DatasetSpec(PluginSpec):
+    """A data set: ``build(options, seed) -> DatasetBundle``.
+
+    Its options derive from ``DatasetOptions``, which names the modalities
+    and gives the data's footprint before anything is read.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not issubclass(self.options, DatasetOptions):
+            raise TypeError(f"{self.name}: a data set's options must derive from armscope.data.options.DatasetOptions")
+
+
+@dataclass(frozen=True)
+class EncoderSpec(PluginSpec):
+    """An encoder: ``build(options, input_shape, feature_dim) -> nn.Module``.
+
+    ``count(options, input_shape, feature_dim)`` gives the numbers the built
+    module would hold, so a config is sized without building it;
+    ``size_option`` is the option that grows it, named when a run is over budget.
+    """
+
+    count: EncoderCount = field(kw_only=True)
+    size_option: str | None = field(default=None, kw_only=True)
