@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from armscope.config import RunConfig
 from armscope.rundir import RunDir
 from armscope.train import train
@@ -53,13 +55,22 @@ def config(**overrides: Any) -> RunConfig:
     return RunConfig.model_validate(raw | overrides)
 
 
+RECORDED_THREADS = 2
+
+
 def logged(name: str, folder: Path) -> dict[str, Any]:
     """What case ``name`` logs: its epoch records without timing, its events without clock time."""
     overrides, first_epochs = CASES[name]
     run = folder / name
-    if first_epochs is not None:
-        train(config(**{**overrides, "epochs": first_epochs}), run)
-    result = train(config(**overrides), run, resume=first_epochs is not None)
+    threads = torch.get_num_threads()
+    # Reductions split across threads add in another order: the fixture was recorded with two.
+    torch.set_num_threads(RECORDED_THREADS)
+    try:
+        if first_epochs is not None:
+            train(config(**{**overrides, "epochs": first_epochs}), run)
+        result = train(config(**overrides), run, resume=first_epochs is not None)
+    finally:
+        torch.set_num_threads(threads)
     assert result.status == "succeeded", result.error
     records = without_timing(RunDir(run).metrics())
     events = [{k: v for k, v in e.items() if k != "time"} for e in RunDir(run).events()]
