@@ -4,7 +4,6 @@ import pytest
 from pydantic import ValidationError
 
 from armscope.config import ConfigError, RunConfig, load_config_file, run_config_schema, set_dotted
-from armscope.registry import UnknownNameError
 
 
 def error_of(**raw):
@@ -77,11 +76,6 @@ def test_the_number_of_hidden_layers_is_capped():
     assert detail["loc"] == ("model_options", "encoder", "hidden") and "at most 64 items" in detail["msg"]
 
 
-@pytest.mark.xfail(
-    raises=UnknownNameError,
-    strict=True,
-    reason="an unknown encoder escapes validation as UnknownNameError (a KeyError), so POST /runs answers 500",
-)
 def test_unknown_encoder_lists_the_choices():
     with pytest.raises(ValidationError) as info:
         RunConfig.model_validate({"model_options": {"encoder": {"name": "transformer"}}})

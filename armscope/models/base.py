@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from armscope.models.sizes import ModuleSize
 from armscope.plugins import ENCODERS
@@ -52,6 +53,14 @@ class ModelOptions(BaseModel):
 def _parse_encoder_spec(spec: dict[str, Any], field: str) -> dict[str, Any]:
     spec = dict(spec)
     name = spec.pop("name", "mlp")
+    if not isinstance(name, str) or name not in ENCODERS:
+        error = PydanticCustomError(
+            "unknown_name", "unknown encoder '{name}'; choose from: {choices}",
+            {"name": name, "choices": ", ".join(ENCODERS.names())},
+        )
+        raise ValidationError.from_exception_data(
+            "ModelOptions", [InitErrorDetails(type=error, loc=(field, "name"), input=name)]
+        )
     entry = ENCODERS.get(name)
     try:
         options = entry.options.model_validate(spec)
