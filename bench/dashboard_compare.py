@@ -137,18 +137,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(home: Path, port: int, *options: str, wait: float = 60) -> subprocess.Popen[bytes]:
+    """`armscope serve --no-worker` on ``home`` (plus ``options``), once its health answers 200."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
     env["ARMSCOPE_HOME"] = str(home)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "armscope", "serve", "--port", str(port), "--no-worker"],
+        [sys.executable, "-m", "armscope", "serve", "--port", str(port), "--no-worker", *options],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
@@ -156,7 +157,7 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("the server did not start within 60 s")
+    raise RuntimeError(f"the server did not start within {wait:.0f} s")
 
 
 def time_once(driver: Any, url: str, traces: int, timeout: float = 30) -> float:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard_compare import PROBE, free_port, seed_store, time_once  # noqa: E402  (after the path is set)
+from bench.dashboard_compare import PROBE, free_port, seed_store, start_server, time_once  # noqa: E402  (after the path is set)
 
 HEAVY = ("torch", "numpy", "scipy")
 SETTLE_SECONDS = 1.0
@@ -98,28 +96,6 @@ def sample(processes: list[tuple[int, str]]) -> list[Sample]:
     ]
 
 
-def start_server(home: Path, port: int, processes: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
-    env["ARMSCOPE_HOME"] = str(home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "armscope", "serve", "--port", str(port), "--no-worker", "--processes", str(processes)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("the server did not start within 90 s")
-
-
 def compare_rounds(base: str, ids: list[int], rounds: int, clients: int) -> int:
     """``rounds`` comparisons of ``ids`` (curves and seed-set summaries) from ``clients`` at once; the bytes read."""
     runs = ",".join(map(str, ids))
@@ -173,7 +149,7 @@ def main() -> None:
         print(f"stored {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - started:.1f} s")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_server(home, port, args.processes)
+        server = start_server(home, port, "--processes", str(args.processes), wait=90)
         try:
             processes = server_processes(server.pid, args.processes)
             httpx.get(f"{base}/api/v1/catalog", timeout=30).raise_for_status()
