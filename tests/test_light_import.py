@@ -21,7 +21,6 @@ HEAVY = ["torch", "numpy", "scipy"]
 
 
 @pytest.mark.service  # a fresh interpreter
-@pytest.mark.service  # a fresh interpreter
 def test_validating_a_config_of_every_method_and_data_set_and_building_the_catalog_import_nothing_heavy(tmp_path):
     loaded = run_python(
         f"""
@@ -45,7 +44,6 @@ def test_validating_a_config_of_every_method_and_data_set_and_building_the_catal
     assert loaded == []
 
 
-@pytest.mark.service  # a fresh interpreter
 @pytest.mark.service  # a fresh interpreter
 def test_importing_the_engine_packages_loads_no_torch_until_a_training_name_is_used():
     loaded = run_python(
@@ -75,7 +73,6 @@ def test_synthetic_shift_splits_samples_over_environments_as_numpy_did():
         assert environment_counts(n, weights) == counts.tolist()
 
 
-@pytest.mark.service  # a fresh interpreter
 @pytest.mark.service  # a fresh interpreter
 def test_a_server_process_answers_the_api_and_draws_every_page_without_loading_anything_heavy(tmp_path):
     loaded = run_python(

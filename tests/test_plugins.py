@@ -65,7 +65,6 @@ def test_a_spec_that_does_not_hold_together_is_refused_naming_what(make, message
 
 
 @pytest.mark.service  # a fresh interpreter
-@pytest.mark.service  # a fresh interpreter
 def test_an_installed_plugin_folder_adds_a_method_to_the_registry_and_the_catalog_without_torch():
     found = run_python(
         """
@@ -94,7 +93,6 @@ def test_an_installed_plugin_folder_adds_a_method_to_the_registry_and_the_catalo
 
 
 @pytest.mark.service  # a fresh interpreter
-@pytest.mark.service  # a fresh interpreter
 def test_an_installed_plugin_method_trains_two_epochs_and_logs_its_declared_metric(tmp_path):
     status = run_python(
         f"""
@@ -119,7 +117,6 @@ def test_an_installed_plugin_method_trains_two_epochs_and_logs_its_declared_metr
         assert record["toy_grad_scale.audio"] == record["toy_grad_scale.visual"] == 0.25
 
 
-@pytest.mark.service  # a fresh interpreter
 @pytest.mark.service  # a fresh interpreter
 def test_a_plugin_that_cannot_register_is_reported_by_name_with_its_error_and_the_others_still_work():
     found = run_python(
@@ -148,7 +145,6 @@ def test_a_plugin_that_cannot_register_is_reported_by_name_with_its_error_and_th
 
 
 @pytest.mark.service  # a fresh interpreter
-@pytest.mark.service  # a fresh interpreter
 def test_armscope_methods_lists_an_installed_plugin_with_its_origin_and_the_ones_that_failed():
     listed = run_python(
         """
@@ -172,7 +168,6 @@ def test_armscope_methods_lists_an_installed_plugin_with_its_origin_and_the_ones
     assert sorted(b["name"] for b in listed["json"]["broken_plugins"]) == ["arm-again", "broken-import", "broken-spec"]
 
 
-@pytest.mark.service  # a fresh interpreter
 @pytest.mark.service  # a fresh interpreter
 def test_health_lists_the_plugins_that_failed_and_stays_ok(tmp_path):
     answer = run_python(
