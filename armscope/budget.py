@@ -105,14 +105,14 @@ def estimate_model(options: ModelOptions, head: SizedHead, data: DataFootprint) 
     """The numbers of every encoder (one per modality, as ``build_model`` makes them) and of the head."""
     parts = []
     for modality in data.modalities:
-        spec = options.spec_for(modality)
+        choice = options.choice_for(modality)
         field = ("model_options", f"encoders.{modality}" if modality in options.encoders else "encoder")
-        size_option = encoder_sizer(spec["name"]).size_option
+        size_option = encoder_sizer(choice.name).size_option
         if size_option:
             field = (*field, size_option)
         shape = data.input_shapes[modality]
-        size = encoder_size(spec, shape, options.feature_dim)
-        label = f"{spec['name']} encoder of {modality!r} (input {' x '.join(map(str, shape))})"
+        size = encoder_size(choice, shape, options.feature_dim)
+        label = f"{choice.name} encoder of {modality!r} (input {' x '.join(map(str, shape))})"
         parts.append(ModelPart(label, field, size))
     head_size = head.size(len(data.modalities), options.feature_dim, data.n_classes)
     parts.append(ModelPart("fusion head", ("model_options", "feature_dim"), head_size))

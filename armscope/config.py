@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -41,6 +42,9 @@ class RunConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    _parsed_dataset_options: BaseModel = PrivateAttr()
+    _parsed_method_options: BaseModel = PrivateAttr()
+    _parsed_model_options: ModelOptions = PrivateAttr()
 
     name: str | None = Field(None, max_length=200, description="Display name; generated when empty.")
     tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
@@ -92,6 +96,8 @@ class RunConfig(BaseModel):
             if problem:
                 raise _field_error(("method_options", *problem[0]), problem[1], self.method_options)
         self._check_budget(dataset_opts, model_opts)
+        self._parsed_dataset_options, self._parsed_method_options = dataset_opts, method_opts
+        self._parsed_model_options = model_opts
         self.dataset_options = dataset_opts.model_dump(mode="json")
         self.method_options = method_opts.model_dump(mode="json")
         self.model_options = model_opts.model_dump(mode="json")
@@ -113,6 +119,21 @@ class RunConfig(BaseModel):
                     for o in overruns
                 ],
             )
+
+    @property
+    def parsed_dataset_options(self) -> BaseModel:
+        """The data set's options as validated: its spec's options model, not the stored dict."""
+        return self._parsed_dataset_options
+
+    @property
+    def parsed_method_options(self) -> BaseModel:
+        """The method's options as validated: its spec's options model, not the stored dict."""
+        return self._parsed_method_options
+
+    @property
+    def parsed_model_options(self) -> ModelOptions:
+        """The encoders and feature size as validated, each encoder's options typed."""
+        return self._parsed_model_options
 
     def display_name(self) -> str:
         return self.name or f"{self.method}-{self.dataset}-s{self.seed}"

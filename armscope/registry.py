@@ -12,7 +12,7 @@ by name and with its error, and the others are registered all the same.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -123,14 +123,16 @@ class Registry(Generic[S]):
         self._ensure_loaded()
         return list(self._broken)
 
-    def parse_options(self, name: str, raw: dict[str, Any], field: str) -> BaseModel:
-        """Validate ``raw`` against the entry's options model.
+    def parse_options(self, name: str, raw: BaseModel | Mapping[str, Any], field: str) -> BaseModel:
+        """Validate ``raw`` against the entry's options model; options already validated pass through.
 
         Errors are re-raised with ``field`` prefixed to their location, and an
         unknown option key names the valid ones, so a user sees e.g.
         ``dataset_options.n_samples`` rather than a bare ``n_samples``.
         """
         options_model = self.get(name).options
+        if isinstance(raw, options_model):
+            return raw
         try:
             return options_model.model_validate(raw)
         except ValidationError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,8 +72,10 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def build_model(bundle: DatasetBundle, method: Method, model_options: dict[str, Any]) -> MultimodalModel:
-    options = ModelOptions.model_validate(model_options)
+def build_model(
+    bundle: DatasetBundle, method: Method, model_options: ModelOptions | Mapping[str, Any]
+) -> MultimodalModel:
+    options = model_options if isinstance(model_options, ModelOptions) else ModelOptions.model_validate(model_options)
     unknown = sorted(set(options.encoders) - set(bundle.modalities))
     if unknown:
         raise ValueError(
@@ -81,7 +83,7 @@ def build_model(bundle: DatasetBundle, method: Method, model_options: dict[str, 
             f"(its modalities: {', '.join(bundle.modalities)})"
         )
     encoders = {
-        m: build_encoder(options.spec_for(m), bundle.input_shapes[m], options.feature_dim)
+        m: build_encoder(options.choice_for(m), bundle.input_shapes[m], options.feature_dim)
         for m in bundle.modalities
     }
     return MultimodalModel(encoders, method.build_head())
@@ -126,12 +128,12 @@ class Trainer:
         config = self.config
         device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        bundle = build_dataset(config.dataset, config.dataset_options, config.seed)
-        feature_dim = ModelOptions.model_validate(config.model_options).feature_dim
+        bundle = build_dataset(config.dataset, config.parsed_dataset_options, config.seed)
+        model_options = config.parsed_model_options
         method = build_method(
-            config.method, config.method_options, bundle.modalities, bundle.n_classes, feature_dim
+            config.method, config.parsed_method_options, bundle.modalities, bundle.n_classes, model_options.feature_dim
         )
-        model = build_model(bundle, method, config.model_options).to(device)
+        model = build_model(bundle, method, model_options).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         trainable = [p for p in model.parameters() if p.requires_grad]

@@ -127,3 +127,15 @@ def test_unreadable_config_file_is_named(tmp_path):
 def test_tags_are_bounded_in_number_and_length():
     assert error_of(tags=["t"] * 51).errors()[0]["loc"] == ("tags",)
     assert error_of(tags=["x" * 101]).errors()[0]["loc"] == ("tags", 0)
+
+
+def test_validated_options_stay_typed_beside_the_stored_json():
+    config = RunConfig.model_validate(
+        {"method": "ogm-ge", "method_options": {"alpha": 0.3}, "model_options": {"encoders": {"audio": {"name": "mlp"}}}}
+    )
+    assert config.parsed_method_options.alpha == 0.3
+    assert config.parsed_method_options.model_dump(mode="json") == config.method_options
+    assert config.parsed_dataset_options.model_dump(mode="json") == config.dataset_options
+    audio = config.parsed_model_options.choice_for("audio")
+    assert audio.name == "mlp" and audio.as_json() == config.model_options["encoders"]["audio"]
+    assert "parsed_method_options" not in config.model_dump()

@@ -206,3 +206,31 @@ def test_an_encoder_override_for_a_modality_the_data_set_lacks_is_refused_naming
     config = tiny_config(model_options={"encoders": {"vision": {"name": "mlp"}}})
     with pytest.raises(ValueError, match=r"'vision' is not a modality of this data set \(its modalities: audio, visual\)"):
         train(config, tmp_path / "run")
+
+
+def test_the_engine_builds_from_the_options_the_config_validated_without_parsing_them_again(
+    tiny_config, tmp_path, monkeypatch
+):
+    config = tiny_config(method="ogm-ge", epochs=1)
+    given = {}
+    real_method, real_dataset, real_model = train_module.build_method, train_module.build_dataset, train_module.build_model
+
+    def method(name, options, *rest):
+        given["method"] = options
+        return real_method(name, options, *rest)
+
+    def dataset(name, options, seed):
+        given["dataset"] = options
+        return real_dataset(name, options, seed)
+
+    def model(bundle, built, options):
+        given["model"] = options
+        return real_model(bundle, built, options)
+
+    monkeypatch.setattr(train_module, "build_method", method)
+    monkeypatch.setattr(train_module, "build_dataset", dataset)
+    monkeypatch.setattr(train_module, "build_model", model)
+    assert train(config, tmp_path / "run").status == "succeeded"
+    assert given["method"] is config.parsed_method_options
+    assert given["dataset"] is config.parsed_dataset_options
+    assert given["model"] is config.parsed_model_options

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
 import torch
+from pydantic import BaseModel
 
 from armscope.data.errors import DataError
 from armscope.plugins import DATASETS
@@ -87,7 +89,7 @@ class DatasetBundle:
         return len(self.class_names)
 
 
-def build_dataset(name: str, options: dict[str, Any], seed: int) -> DatasetBundle:
-    """The registered data set ``name``, its options validated, built for ``seed``."""
+def build_dataset(name: str, options: BaseModel | Mapping[str, Any], seed: int) -> DatasetBundle:
+    """The registered data set ``name`` built for ``seed``; options given as a mapping are validated first."""
     parsed = DATASETS.parse_options(name, options, "dataset_options")
     return DATASETS.get(name).factory(parsed, seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,10 @@ class Method:
             )
 
 
-def build_method(name: str, options: dict[str, Any], modalities: list[str], n_classes: int, feature_dim: int) -> Method:
-    """The registered method ``name``, its options validated, for a run of these modalities and classes."""
+def build_method(
+    name: str, options: BaseModel | Mapping[str, Any], modalities: list[str], n_classes: int, feature_dim: int
+) -> Method:
+    """The registered method ``name`` for a run of these modalities and classes; options given as a mapping
+    are validated first, options a RunConfig validated are used as they are."""
     parsed = METHODS.parse_options(name, options, "method_options")
     return METHODS.get(name).factory(parsed, modalities, n_classes, feature_dim)
