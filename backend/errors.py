@@ -6,22 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pydantic_core import to_json
 
 from service.errors import Conflict, InvalidInput, NotFound, QueueUnavailable
 
 
 class ErrorOut(BaseModel):
     detail: str
-
-
-def fast_json(payload: Any) -> Response:
-    """Serialise in Rust and skip response validation: for the large metric payloads, whose
-    shape the store guarantees. Non-finite numbers become null, as JSON has no NaN."""
-    return Response(to_json(payload, inf_nan_mode="null"), media_type="application/json")
 
 
 def invalid(location: str, field: str, message: str) -> HTTPException:

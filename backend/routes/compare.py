@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 
 from backend import deps
-from backend.errors import described, fast_json, invalid
+from backend.errors import described, invalid
 from backend.limits import csv_items
+from backend.responses import streamed_json
 from backend.schemas import CompareOut, SeedSetsOut
 from backend.strict_input import StrictRoute
-from service.compare import MAX_COMPARED, seed_set_summaries
+from service.compare import MAX_COMPARED, curves, seed_set_summaries
 from service.db.store import Store
 from service.runs import MAX_RUN_ID
 
@@ -44,11 +45,11 @@ def compare(
     points: int | None = Query(None, ge=1, le=100_000, description="At most this many epochs per run."),
     store: Store = Depends(deps.store),
 ) -> Response:
-    return fast_json({"runs": store.compare(run_ids(runs), csv_items(keys, "keys"), points)})
+    return streamed_json("runs", curves(store, run_ids(runs), csv_items(keys, "keys"), points))
 
 
 @router.get("/compare/seeds", response_model=SeedSetsOut)
 def compare_seeds(runs: str = RUNS, keys: str | None = KEYS, store: Store = Depends(deps.store)) -> Response:
     """The runs in sets that differ only in their seed; per set and metric, mean ± std epoch by epoch and
     over the runs' last and best values: the numbers a paper reports."""
-    return fast_json({"sets": seed_set_summaries(store, run_ids(runs), csv_items(keys, "keys"))})
+    return streamed_json("sets", seed_set_summaries(store, run_ids(runs), csv_items(keys, "keys")))

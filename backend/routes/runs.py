@@ -9,8 +9,9 @@ from fastapi.responses import FileResponse
 
 from armscope.config import RunConfig
 from backend import deps
-from backend.errors import described, fast_json
+from backend.errors import described
 from backend.limits import csv_items
+from backend.responses import fast_json
 from backend.schemas import EventOut, RunOut, RunPage, RunPatch
 from backend.strict_input import StrictRoute
 from service import runs

@@ -353,29 +353,31 @@ class Store:
     def compare(
         self, run_ids: Sequence[int], keys: Sequence[str] | None = None, points: int | None = None
     ) -> list[dict[str, Any]]:
-        """Many runs' curves in two queries, optionally thinned to ``points`` epochs each."""
+        """Many runs' curves, optionally thinned to ``points`` epochs each, all in memory at once;
+        :meth:`compared_runs` and :meth:`curves` give the same a run at a time."""
+        return [{**run, "records": self.curves(run["id"], keys, points)} for run in self.compared_runs(run_ids)]
+
+    def compared_runs(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """What a comparison shows of each run but its curves, in the order asked; RunNotFound names the
+        first id that is not stored, before anything is returned."""
         with self._session() as s:
             runs = {r.id: r for r in s.scalars(select(Run).where(Run.id.in_(list(run_ids))))}
-            missing = [i for i in run_ids if i not in runs]
-            if missing:
-                raise RunNotFound(missing[0])
-            rows = s.execute(
-                select(EpochMetrics.run_id, EpochMetrics.record)
-                .where(EpochMetrics.run_id.in_(list(run_ids)))
-                .order_by(EpochMetrics.run_id, EpochMetrics.epoch)
+        missing = [i for i in run_ids if i not in runs]
+        if missing:
+            raise RunNotFound(missing[0])
+        return [
+            {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset,
+             "seed": run.seed, "status": run.status, "config": run.config}
+            for run in (runs[i] for i in run_ids)
+        ]
+
+    def curves(self, run_id: int, keys: Sequence[str] | None = None, points: int | None = None) -> list[dict[str, Any]]:
+        """One run's epoch records (only ``keys`` and the epoch when given), thinned to ``points`` epochs."""
+        with self._session() as s:
+            rows = s.scalars(
+                select(EpochMetrics.record).where(EpochMetrics.run_id == run_id).order_by(EpochMetrics.epoch)
             ).all()
-        series: dict[int, list[dict[str, Any]]] = {i: [] for i in run_ids}
-        for run_id, values in rows:
-            series[run_id].append(values)
-        result = []
-        for run_id in run_ids:
-            run = runs[run_id]
-            records = [_pick(r, keys) for r in _thin(series[run_id], points)]
-            result.append(
-                {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset,
-                 "seed": run.seed, "status": run.status, "config": run.config, "records": records}
-            )
-        return result
+        return [_pick(r, keys) for r in _thin(list(rows), points)]
 
     # -- editing ----------------------------------------------------------------
 
