@@ -38,6 +38,30 @@ INFORMATION = "Information: NMI and NCMI"
 GRADIENTS = "Gradient norm per encoder"
 LOSS = "Loss"
 
+# How a chart draws the metrics declared on it:
+# lines: a line per scalar and per modality of each per-modality metric, on one axis;
+# stack: the one per-modality metric stacked on what is left of ``total`` (Shapley values summing to the
+#   fused accuracy), the total drawn over it;
+# strip: one cell per epoch coloured by the label-valued metric;
+# panels: a panel per per-modality metric of the engine's; a method's per-modality metrics declared on it
+#   are drawn dotted over the last panel, its scalars in a panel of their own.
+Style = Literal["lines", "stack", "strip", "panels"]
+OPEN_STYLES: frozenset[str] = frozenset({"lines", "panels"})  # where a method may declare its own metrics
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One of the engine's run-detail charts: ``name`` identifies it on the page, ``title`` is what
+    metric declarations name in ``chart``. Charts a method declares under other titles are drawn
+    as ``panels`` after these."""
+
+    name: str
+    title: str
+    style: Style
+    axis: str = ""
+    total: str = ""
+    height: int = 300
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -104,12 +128,19 @@ class Metric:
 
 
 def check_declarations(metrics: Iterable[Metric], where: str) -> tuple[Metric, ...]:
-    """The declarations, once no key is declared twice (here or among the common measures)."""
+    """The declarations, once no key is declared twice (here or among the common measures) and none is
+    put on an engine chart that draws only the engine's measures (the contribution stack, the dominance strip)."""
     declared = tuple(metrics)
     seen = {m.key: "the measures every run logs" for m in COMMON}
+    closed = {c.title: c for c in CHARTS if c.style not in OPEN_STYLES}
     for metric in declared:
         if metric.key in seen:
             raise ValueError(f"{where} declares metric {metric.key!r}, already declared by {seen[metric.key]}")
+        if metric.chart in closed:
+            raise ValueError(
+                f"{where} declares metric {metric.key!r} on the chart {metric.chart!r}, which draws only the "
+                f"engine's measures ({closed[metric.chart].style}); name a chart of its own"
+            )
         seen[metric.key] = where
     return declared
 
@@ -128,7 +159,7 @@ def declared_order(keys: Iterable[str], declarations: Sequence[Metric]) -> list[
     return sorted(given, key=rank.__getitem__)
 
 
-def _estimate(key: str, label: str, chart: str, **details: Any) -> Metric:
+def _estimate(key: str, label: str, chart: str | None, **details: Any) -> Metric:
     return Metric(key, label, chart, basis="estimate", sample="validation", **details)
 
 
@@ -143,17 +174,17 @@ COMMON: tuple[Metric, ...] = (
     _progress("samples_seen", "Samples seen", unit="samples"),
     _estimate("val_acc", "Fused accuracy (val)", ACCURACY, unit="fraction", better="higher", short="acc"),
     _estimate("val_f1", "Fused macro F1 (val)", ACCURACY, unit="fraction", better="higher", short="f1"),
-    _estimate("val_loss", "Validation loss", LOSS, better="lower"),
     Metric(
         "train_loss", "Training loss", LOSS, basis="applied", sample="training", better="lower",
         description="The mean cross-entropy of the epoch's training batches.",
     ),
+    _estimate("val_loss", "Validation loss", LOSS, better="lower"),
     _estimate(
         "val_acc.{m}", "Masked accuracy per modality", ACCURACY, unit="fraction", short="acc(m)",
         description="Validation accuracy with the other modalities zeroed at the fusion input.",
     ),
     _estimate(
-        "confidence.{m}", "Masked confidence per modality", ACCURACY, unit="fraction", short="conf",
+        "confidence.{m}", "Masked confidence per modality", None, unit="fraction", short="conf",
         description="Mean true-class probability with the other modalities zeroed.",
     ),
     _estimate(
@@ -173,7 +204,7 @@ COMMON: tuple[Metric, ...] = (
         description="The modality with the largest Shapley value.",
     ),
     _estimate(
-        "imbalance", "Imbalance", CONTRIBUTION, better="lower",
+        "imbalance", "Imbalance", None, better="lower",
         description="The spread of the Shapley values (largest minus smallest) over the sum of their sizes.",
     ),
     _progress("epoch_seconds", "Epoch time", unit="s", better="lower"),
@@ -181,3 +212,23 @@ COMMON: tuple[Metric, ...] = (
     _progress("samples_per_second", "Throughput", unit="samples/s", better="higher"),
     _progress("elapsed_seconds", "Elapsed time", unit="s"),
 )
+
+# The engine's run-detail charts, in page order (the strip across the top, then two a row).
+CHARTS: tuple[Chart, ...] = (
+    Chart("dominance", DOMINANCE, "strip", height=150),
+    Chart("contribution", CONTRIBUTION, "stack", "accuracy (stacked)", total="val_acc"),
+    Chart("accuracy", ACCURACY, "lines", "validation accuracy"),
+    Chart("arm", LENS, "panels"),
+    Chart("info", INFORMATION, "panels"),
+    Chart("grad", GRADIENTS, "lines", "mean L2 norm"),
+    Chart("loss", LOSS, "lines", "cross-entropy"),
+)
+
+# What the compare view opens on: the contribution chart's stacked measure, every modality's.
+HEADLINE: Metric = next(m for m in COMMON if m.chart == CONTRIBUTION and m.per_modality)
+
+
+def charted(chart: Chart, declarations: Iterable[Metric]) -> list[Metric]:
+    """The metrics drawn on ``chart``: the common measures declared on it, then a method's ``declarations``
+    (which may repeat the common ones)."""
+    return [m for m in dict.fromkeys((*COMMON, *declarations)) if m.chart == chart.title]

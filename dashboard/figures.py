@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armscope.metrics import COMMON, INFORMATION, LENS, Metric
+from armscope.metrics import CHARTS, COMMON, HEADLINE, Chart, Metric, charted
 from dashboard import theme as th
 from service import seed_sets as ss
 from service.catalog import all_metrics, metric_of
@@ -24,7 +24,7 @@ Record = dict[str, Any]
 
 X_AXES = {"epoch": "epoch", "wall": "wall time (s)", "samples": "samples seen"}
 X_KEYS = {"epoch": "epoch", "wall": "elapsed_seconds", "samples": "samples_seen"}
-DEFAULT_METRIC = "shapley.*"
+DEFAULT_METRIC = HEADLINE.selector
 
 
 # -- reading records -----------------------------------------------------------------
@@ -88,11 +88,11 @@ def ema(values: Sequence[float | None], smoothing: float) -> list[float | None]:
     return out
 
 
-def switches(records: Sequence[Record]) -> list[tuple[int, str, str]]:
-    """(epoch, from, to) for every change of the dominant modality between consecutive records."""
+def switches(records: Sequence[Record], key: str = "dominant") -> list[tuple[int, str, str]]:
+    """(epoch, from, to) for every change of the dominant modality (``key``) between consecutive records."""
     result, previous = [], None
     for record in records:
-        current = record.get("dominant")
+        current = record.get(key)
         if current and previous and current != previous:
             result.append((int(record["epoch"]), previous, current))
         if current:
@@ -162,114 +162,129 @@ def _line(x: Sequence[Any], y: Sequence[Any], name: str, color: str, **kwargs: A
     )
 
 
-def _waiting(records: Sequence[Record], mode: str | None, title: str) -> go.Figure | None:
+def _waiting(records: Sequence[Record], mode: str | None, title: str, height: int = 300) -> go.Figure | None:
     if not records:
-        return empty_figure("No epochs yet: the curves appear after the first epoch.", mode, title)
+        return empty_figure("No epochs yet: the curves appear after the first epoch.", mode, title, height)
     return None
+
+
+def _recorded(records: Sequence[Record], key: str) -> bool:
+    return any(key in r for r in records)
 
 
 # -- run detail ------------------------------------------------------------------------
 
 
-def accuracy_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
-    title = "Accuracy: fused and each modality alone"
-    if (fig := _waiting(records, mode, title)) is not None:
+def chart_figure(
+    chart: Chart, records: Sequence[Record], mode: str | None = None,
+    declarations: Sequence[Metric] = (), events: Sequence[Record] = (),
+) -> go.Figure:
+    """``chart`` drawn in its style from the metrics declared on it: the common measures' and a method's
+    ``declarations``. ``events`` name the dominance switches on the strip."""
+    metrics = charted(chart, declarations)
+    if (fig := _waiting(records, mode, chart.title, chart.height)) is not None:
         return fig
-    fig = _figure(mode, title, "validation accuracy")
-    x = epochs(records)
-    fig.add_trace(_line(x, column(records, "val_acc"), "fused", th.fused_color(mode), width=3))
-    for i, m in enumerate(modalities(records)):
-        fig.add_trace(_line(x, column(records, f"val_acc.{m}"), f"{m} only", th.modality_color(i)))
-    fig.update_yaxes(tickformat=".1~%")
+    if chart.style == "strip":
+        return _strip(records, events, mode, chart, metrics)
+    draw = {"lines": _lines, "stack": _stack, "panels": _panels}[chart.style]
+    return draw(records, mode, chart, metrics)
+
+
+def method_charts(declarations: Sequence[Metric]) -> list[Chart]:
+    """The charts a method's declarations add to the engine's, in declaration order, each drawn as panels."""
+    engine = {c.title for c in CHARTS}
+    titles = dict.fromkeys(m.chart for m in declarations if m.chart is not None and m.chart not in engine)
+    return [Chart(f"method-{i}", title, "panels") for i, title in enumerate(titles)]
+
+
+def _lines(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:
+    """A line per scalar and per modality of each per-modality metric. Beside per-modality lines the scalars
+    are fused values, drawn in the fused colour (the first thick); a second per-modality family is dotted."""
+    x, mods = epochs(records), modalities(records)
+    scalars = [m for m in metrics if not m.per_modality and _recorded(records, m.key)]
+    families = [m for m in metrics if m.per_modality and any(_recorded(records, k) for k in m.keys(mods))]
+    if not scalars and not families:
+        return empty_figure("Not recorded for this run.", mode, chart.title, chart.height)
+    fig = _figure(mode, chart.title, chart.axis, height=chart.height)
+    for i, metric in enumerate(scalars):
+        color = th.fused_color(mode) if families else th.modality_color(i)
+        width = 3 if families and i == 0 else 2
+        fig.add_trace(_line(x, column(records, metric.key), metric.label, color, width=width, dash="dash" if i else "solid"))
+    for j, metric in enumerate(families):
+        for i, m in enumerate(mods):
+            key = f"{metric.family}.{m}"
+            if _recorded(records, key):
+                name = m if len(families) == 1 else f"{m} {metric.column}"
+                fig.add_trace(_line(x, column(records, key), name, th.modality_color(i), dash="dot" if j else "solid"))
+    if all(m.unit == "fraction" for m in (*scalars, *families)):
+        fig.update_yaxes(tickformat=".1~%")
     return fig
 
 
-def contribution_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
-    """Shapley values stacked on the accuracy of the empty coalition: the stack's top is the fused accuracy."""
-    title = "Contributions: Shapley share of the fused accuracy"
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    fig = _figure(mode, title, "accuracy (stacked)")
-    x, fused, mods = epochs(records), column(records, "val_acc"), modalities(records)
-    values = {m: column(records, f"shapley.{m}") for m in mods}
+def _stack(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:
+    """The per-modality metric stacked on what the total leaves (the empty coalition's accuracy under
+    Shapley values), so the stack's top is the total, drawn dotted over it."""
+    (parts,) = [m for m in metrics if m.per_modality]
+    total = metric_of(chart.total)
+    fig = _figure(mode, chart.title, chart.axis, height=chart.height)
+    x, fused, mods = epochs(records), column(records, chart.total), modalities(records)
+    values = {m: column(records, f"{parts.family}.{m}") for m in mods}
     base = []
     for i, acc in enumerate(fused):
-        parts = [values[m][i] for m in mods]
-        base.append(None if acc is None or any(p is None for p in parts) else acc - sum(parts))  # type: ignore[operator]
+        shares = [values[m][i] for m in mods]
+        base.append(None if acc is None or any(p is None for p in shares) else acc - sum(shares))  # type: ignore[operator]
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=base,
-            name="no modality (chance)",
-            stackgroup="shapley",
-            mode="lines",
-            line=dict(width=0.5, color="#adb5bd"),
-            fillcolor="rgba(173,181,189,0.35)",
-            hovertemplate="%{y:.1%}",
+            x=x, y=base, name="no modality (chance)", stackgroup=parts.family, mode="lines",
+            line=dict(width=0.5, color="#adb5bd"), fillcolor="rgba(173,181,189,0.35)", hovertemplate="%{y:.1%}",
         )
     )
     for i, m in enumerate(mods):
         share = [None if v is None or not a else v / a for v, a in zip(values[m], fused)]
         fig.add_trace(
             go.Scatter(
-                x=x,
-                y=values[m],
-                name=plain(m),
-                stackgroup="shapley",
-                mode="lines",
-                customdata=share,
-                line=dict(width=0.5, color=th.modality_color(i)),
-                hovertemplate="%{y:.1%} (%{customdata:.0%} of fused)",
+                x=x, y=values[m], name=plain(m), stackgroup=parts.family, mode="lines", customdata=share,
+                line=dict(width=0.5, color=th.modality_color(i)), hovertemplate="%{y:.1%} (%{customdata:.0%} of fused)",
             )
         )
-    fig.add_trace(_line(x, fused, "fused accuracy", th.fused_color(mode), dash="dot", width=2))
+    fig.add_trace(_line(x, fused, total.label if total else chart.total, th.fused_color(mode), dash="dot", width=2))
     fig.update_yaxes(tickformat=".1~%")
     return fig
 
 
-def _per_modality_panels(
-    records: Sequence[Record],
-    mode: str | None,
-    title: str,
-    panels: Sequence[tuple[str, str]],
-    overlays: Sequence[tuple[str, str, str]] = (),
-    height: int = 300,
-) -> go.Figure:
-    """One subplot per family (``panels``: (family, subplot title)); ``overlays`` draws another family dotted
-    over a panel: (panel family, family, name suffix)."""
-    present = [(f, t) for f, t in panels if has_family(records, f)]
+def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:
+    """A panel per per-modality metric (the engine's, when the chart has any); other per-modality metrics
+    dotted over the last panel; scalars in a last panel without a title."""
+    mods = modalities(records)
+    per_modality = [m for m in metrics if m.per_modality]
+    primary = [m for m in per_modality if m in COMMON] or per_modality
+    overlaid = [m for m in per_modality if m not in primary]
+    lines = [
+        [(name, f"{m.family}.{name}", th.modality_color(i), "solid") for i, name in enumerate(mods)] for m in primary
+    ]
+    if lines:
+        lines[-1] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot")
+                      for m in overlaid for i, name in enumerate(mods)]
+    panels = [(m.label, drawn) for m, drawn in zip(primary, lines)]
+    scalars = [m for m in metrics if not m.per_modality]
+    if scalars:
+        panels.append(("", [(m.label, m.key, th.modality_color(i), "solid") for i, m in enumerate(scalars)]))
+    present = [(t, [line for line in drawn if _recorded(records, line[1])]) for t, drawn in panels]
+    present = [(t, drawn) for t, drawn in present if drawn]
     if not present:
-        return empty_figure("Not recorded for this run.", mode, title, height)
-    titles = [plain(t) for _, t in present]
-    fig = make_subplots(rows=1, cols=len(present), subplot_titles=titles, horizontal_spacing=0.12)
-    fig.update_layout(template=th.template(mode), title=plain(title), height=height, uirevision="keep")
-    x, mods = epochs(records), modalities(records)
-    for col, (family, _) in enumerate(present, start=1):
-        for i, m in enumerate(mods):
-            key = f"{family}.{m}"
-            if not any(key in r for r in records):
-                continue
+        return empty_figure("Not recorded for this run.", mode, chart.title, chart.height)
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[plain(t) for t, _ in present], horizontal_spacing=0.12)
+    fig.update_layout(template=th.template(mode), title=plain(chart.title), height=chart.height, uirevision="keep")
+    x, shown = epochs(records), set()
+    for col, (_, drawn) in enumerate(present, start=1):
+        for name, key, color, dash in drawn:
+            group = name.split(" ", 1)[0] if dash == "dot" else name
             fig.add_trace(
-                _line(x, column(records, key), m, th.modality_color(i), legendgroup=m, showlegend=col == 1),
+                _line(x, column(records, key), name, color, dash=dash, legendgroup=group, showlegend=name not in shown),
                 row=1,
                 col=col,
             )
-            for panel, other, suffix in overlays:
-                okey = f"{other}.{m}"
-                if panel == family and any(okey in r for r in records):
-                    fig.add_trace(
-                        _line(
-                            x,
-                            column(records, okey),
-                            f"{m} {suffix}",
-                            th.modality_color(i),
-                            dash="dot",
-                            legendgroup=m,
-                            showlegend=True,
-                        ),
-                        row=1,
-                        col=col,
-                    )
+            shown.add(name)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_annotations(font_size=12)
     # Room above the subplot titles for the legend.
@@ -277,116 +292,18 @@ def _per_modality_panels(
     return fig
 
 
-# The engine's charts drawn as a panel per family: a method's per-modality metric declared on one of them is
-# drawn over its last panel, dotted (ARM's training weights over the lens weights). A method's metric declared
-# on any other chart gets a chart of its own (``method_charts``).
-OVERLAID = (LENS, INFORMATION)
-
-
-def _overlays(panel: str, chart: str, declarations: Sequence[Metric]) -> list[tuple[str, str, str]]:
-    return [
-        (panel, m.family, m.column)
-        for m in declarations
-        if m.chart == chart and m.per_modality and m not in COMMON
-    ]
-
-
-def arm_figure(records: Sequence[Record], mode: str | None = None, declarations: Sequence[Metric] = ()) -> go.Figure:
-    """The lens's score and weight per modality, and a method's own per-modality metrics declared on this chart."""
-    title = "ARM: contribution score Φ and weight w"
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    panels = [("arm_score", "score Φ"), ("arm_weight", "weight w")]
-    return _per_modality_panels(records, mode, title, panels, _overlays("arm_weight", LENS, declarations))
-
-
-def information_figure(
-    records: Sequence[Record], mode: str | None = None, declarations: Sequence[Metric] = ()
+def _strip(
+    records: Sequence[Record], events: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]
 ) -> go.Figure:
-    title = "Information: NMI and NCMI"
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    panels = [("nmi", "NMI"), ("ncmi", "NCMI")]
-    return _per_modality_panels(records, mode, title, panels, _overlays("ncmi", INFORMATION, declarations))
-
-
-def method_charts(declarations: Sequence[Metric]) -> list[tuple[str, list[Metric]]]:
-    """The charts a method's declarations add, in declaration order: (title, its metrics)."""
-    charts: dict[str, list[Metric]] = {}
-    for metric in declarations:
-        if metric in COMMON or metric.chart is None or (metric.per_modality and metric.chart in OVERLAID):
-            continue
-        charts.setdefault(metric.chart, []).append(metric)
-    return list(charts.items())
-
-
-def declared_figure(records: Sequence[Record], mode: str | None, title: str, metrics: Sequence[Metric]) -> go.Figure:
-    """A chart a method declares: a panel per per-modality metric (a line per modality), one for its scalars."""
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    mods = modalities(records)
-    panels = [
-        (m.label, [(name, f"{m.family}.{name}", th.modality_color(i)) for i, name in enumerate(mods)])
-        for m in metrics
-        if m.per_modality
-    ]
-    scalars = [m for m in metrics if not m.per_modality]
-    if scalars:
-        panels.append(("", [(m.label, m.key, th.modality_color(i)) for i, m in enumerate(scalars)]))
-    present = [(t, [line for line in lines if any(line[1] in r for r in records)]) for t, lines in panels]
-    present = [(t, lines) for t, lines in present if lines]
-    if not present:
-        return empty_figure("Not recorded for this run.", mode, title)
-    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[plain(t) for t, _ in present], horizontal_spacing=0.12)
-    fig.update_layout(template=th.template(mode), title=plain(title), height=300, uirevision="keep")
-    x, shown = epochs(records), set()
-    for col, (_, lines) in enumerate(present, start=1):
-        for name, key, color in lines:
-            fig.add_trace(
-                _line(x, column(records, key), name, color, legendgroup=name, showlegend=name not in shown), row=1, col=col
-            )
-            shown.add(name)
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_annotations(font_size=12)
-    fig.update_layout(margin=dict(t=78), legend=dict(y=1.2, yanchor="bottom"))
-    return fig
-
-
-def grad_norm_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
-    title = "Gradient norm per encoder"
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    fig = _figure(mode, title, "mean L2 norm")
-    x = epochs(records)
-    for i, m in enumerate(modalities(records)):
-        if any(f"grad_norm.{m}" in r for r in records):
-            fig.add_trace(_line(x, column(records, f"grad_norm.{m}"), m, th.modality_color(i)))
-    return fig
-
-
-def loss_figure(records: Sequence[Record], mode: str | None = None) -> go.Figure:
-    title = "Loss"
-    if (fig := _waiting(records, mode, title)) is not None:
-        return fig
-    fig = _figure(mode, title, "cross-entropy")
-    x = epochs(records)
-    fig.add_trace(_line(x, column(records, "train_loss"), "train", th.modality_color(0)))
-    fig.add_trace(_line(x, column(records, "val_loss"), "validation", th.modality_color(1), dash="dash"))
-    return fig
-
-
-def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), mode: str | None = None) -> go.Figure:
-    """A strip with one cell per epoch coloured by the dominant modality; switches marked with ▼."""
-    title = "Dominant modality per epoch"
-    if not records:
-        return empty_figure("No epochs yet.", mode, title, height=150)
-    fig = _figure(mode, title, height=150)
+    """One cell per epoch coloured by the label-valued metric (the dominant modality); switches marked with ▼."""
+    (label,) = [m for m in metrics if not m.numeric]
+    fig = _figure(mode, chart.title, height=chart.height)
     mods = modalities(records)
     for r in records:  # a dominant modality without per-modality keys still gets a colour
-        if r.get("dominant") and r["dominant"] not in mods:
-            mods.append(r["dominant"])
+        if r.get(label.key) and r[label.key] not in mods:
+            mods.append(r[label.key])
     for i, m in enumerate(mods):
-        xs = [int(r["epoch"]) for r in records if r.get("dominant") == m]
+        xs = [int(r["epoch"]) for r in records if r.get(label.key) == m]
         if xs:
             fig.add_trace(
                 go.Bar(
@@ -403,7 +320,7 @@ def dominance_figure(records: Sequence[Record], events: Sequence[Record] = (), m
         for e in events
         if e.get("kind") == "dominance_switch" and e.get("epoch") is not None
     }
-    marks = switches(records)
+    marks = switches(records, label.key)
     if marks:
         fig.add_trace(
             go.Scatter(

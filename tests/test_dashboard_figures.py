@@ -6,11 +6,17 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
-from armscope.metrics import Metric
+from armscope.metrics import CHARTS, Chart, Metric
 from dashboard import figures as fx
 from dashboard import theme as th
 from service import seed_sets as ss
 from service.catalog import metrics_of
+
+
+def draw(name: str, records, declarations=(), events=(), mode="light"):
+    """The engine's run-detail chart ``name``, as the run page draws it."""
+    (chart,) = [c for c in CHARTS if c.name == name]
+    return fx.chart_figure(chart, records, mode, declarations, events)
 
 
 def record(epoch: int, audio: float, visual: float, acc: float, **extra) -> dict:
@@ -68,78 +74,98 @@ def test_switches_are_found_between_consecutive_dominant_modalities():
 
 
 def test_accuracy_figure_draws_fused_and_each_masked_modality():
-    fig = fx.accuracy_figure(RECORDS, "light")
-    assert names(fig) == ["fused", "audio only", "visual only"]
+    fig = draw("accuracy", RECORDS)
+    assert names(fig) == ["Fused accuracy (val)", "audio", "visual"]
+    assert fig.data[0].line.width == 3
     assert list(fig.data[1].y) == pytest.approx([r["val_acc.audio"] for r in RECORDS])
     assert fig.layout.yaxis.tickformat.endswith("%")
 
 
 def test_contribution_stack_adds_up_to_the_fused_accuracy():
-    fig = fx.contribution_figure(RECORDS, "light")
+    fig = draw("contribution", RECORDS)
     stacked = [t for t in fig.data if t.stackgroup == "shapley"]
     assert [t.name for t in stacked] == ["no modality (chance)", "audio", "visual"]
     for i, r in enumerate(RECORDS):
         assert sum(t.y[i] for t in stacked) == pytest.approx(r["val_acc"])
     audio = stacked[1]
     assert list(audio.customdata) == pytest.approx([r["shapley.audio"] / r["val_acc"] for r in RECORDS])
-    assert fig.data[-1].name == "fused accuracy"
+    assert fig.data[-1].name == "Fused accuracy (val)"
 
 
 def test_every_run_chart_says_when_there_are_no_epochs_yet():
-    for build in (
-        fx.accuracy_figure,
-        fx.contribution_figure,
-        fx.arm_figure,
-        fx.information_figure,
-        fx.grad_norm_figure,
-        fx.loss_figure,
-    ):
-        fig = build([], "dark")
+    for chart in CHARTS:
+        fig = fx.chart_figure(chart, [], "dark")
         assert not fig.data and "No epochs yet" in fig.layout.annotations[0].text
-    assert "No epochs yet" in fx.dominance_figure([], [], "light").layout.annotations[0].text
 
 
 def test_arm_panels_show_score_and_weight_and_the_training_weight_dotted():
     records = [dict(r, **{"arm_train_weight.audio": 1.2, "arm_train_weight.visual": 0.8}) for r in RECORDS]
-    assert len(fx.arm_figure(records, "light").data) == 4  # the training weights are ARM's, declared by ARM
-    fig = fx.arm_figure(records, "light", metrics_of("arm"))
-    assert [a.text for a in fig.layout.annotations] == ["score Φ", "weight w"]
+    assert len(draw("arm", records).data) == 4  # the training weights are ARM's, declared by ARM
+    fig = draw("arm", records, metrics_of("arm"))
+    assert [a.text for a in fig.layout.annotations] == ["ARM score Φ per modality", "ARM weight w per modality"]
     training = [t for t in fig.data if "(training)" in t.name]
     assert len(training) == 2 and all(t.line.dash == "dot" for t in training)
     assert len(fig.data) == 6
 
 
 def test_information_and_grad_norm_figures_have_one_trace_per_modality_and_panel():
-    assert len(fx.information_figure(RECORDS).data) == 4
-    assert names(fx.grad_norm_figure(RECORDS)) == ["audio", "visual"]
+    assert len(draw("info", RECORDS).data) == 4
+    assert names(draw("grad", RECORDS)) == ["audio", "visual"]
+
+
+def test_the_loss_chart_draws_training_and_validation_loss_as_declared():
+    records = [dict(r, train_loss=1.0 / r["epoch"], val_loss=1.2 / r["epoch"]) for r in RECORDS]
+    fig = draw("loss", records)
+    assert names(fig) == ["Training loss", "Validation loss"] and fig.data[1].line.dash == "dash"
+
+
+def test_a_chart_whose_measures_were_not_logged_says_so():
+    assert "Not recorded" in draw("grad", [{"epoch": 1, "val_acc": 0.5}]).layout.annotations[0].text
+
+
+def test_a_method_metric_declared_on_an_engine_line_chart_is_drawn_there_dotted():
+    extra = Metric("toy_acc.{m}", "Toy accuracy", "Accuracy: fused and each modality alone", basis="estimate",
+                   sample="validation", unit="fraction", short="toy")
+    records = [dict(r, **{"toy_acc.audio": 0.4, "toy_acc.visual": 0.3}) for r in RECORDS]
+    fig = draw("accuracy", records, [extra])
+    dotted = [t.name for t in fig.data if t.line.dash == "dot"]
+    assert dotted == ["audio toy", "visual toy"]
+
+
+def test_a_method_may_not_declare_a_metric_on_the_contribution_stack_or_the_dominance_strip():
+    from armscope.metrics import CONTRIBUTION, check_declarations
+
+    metric = Metric("toy_share.{m}", "Toy share", CONTRIBUTION, basis="applied", sample="training")
+    with pytest.raises(ValueError, match="draws only the engine's measures"):
+        check_declarations([metric], "method 'toy'")
 
 
 def test_a_method_gets_the_charts_its_declarations_name_and_no_others():
     assert fx.method_charts(metrics_of("baseline")) == []
-    assert fx.method_charts(metrics_of("arm")) == [("ARM guards", [m for m in metrics_of("arm") if m.key == "arm_guard_steps"])]
-    ((title, metrics),) = fx.method_charts(metrics_of("ogm"))
+    assert [c.title for c in fx.method_charts(metrics_of("arm"))] == ["ARM guards"]
+    (chart,) = fx.method_charts(metrics_of("ogm"))
     ogm = [
         dict(r, **{"ogm_coeff.audio": 0.5, "ogm_coeff.visual": 1.0, "ogm_ratio.audio": 1.3, "ogm_ratio.visual": 0.7})
         for r in RECORDS
     ]
-    fig = fx.declared_figure(ogm, "light", title, metrics)
+    fig = fx.chart_figure(chart, ogm, "light", metrics_of("ogm"))
     assert fig.layout.title.text == "OGM-GE modulation" and len(fig.data) == 4
     assert [a.text for a in fig.layout.annotations] == ["OGM coefficient per modality", "OGM ratio per modality"]
-    assert "Not recorded" in fx.declared_figure(RECORDS, "light", title, metrics).layout.annotations[0].text
+    assert "Not recorded" in fx.chart_figure(chart, RECORDS, "light", metrics_of("ogm")).layout.annotations[0].text
 
 
 def test_a_declared_chart_draws_a_panel_per_family_and_one_for_its_scalars():
     scale = Metric("toy_scale.{m}", "Toy scale", "Toy", basis="applied", sample="training")
     steps = Metric("toy_steps", "Toy steps", "Toy", basis="applied", sample="training")
     records = [dict(r, **{"toy_scale.audio": 0.5, "toy_scale.visual": 0.25, "toy_steps": 3.0}) for r in RECORDS]
-    fig = fx.declared_figure(records, "light", "Toy", [scale, steps])
+    fig = fx.chart_figure(Chart("method-0", "Toy", "panels"), records, "light", [scale, steps])
     assert [a.text for a in fig.layout.annotations] == ["Toy scale"]  # the scalars panel has no title
     assert names(fig) == ["audio", "visual", "Toy steps"]
 
 
 def test_dominance_strip_colours_epochs_and_marks_switches_with_the_event_message():
     events = [{"epoch": 3, "kind": "dominance_switch", "message": "dominance switched from audio to visual at epoch 3"}]
-    fig = fx.dominance_figure(RECORDS, events, "light")
+    fig = draw("dominance", RECORDS, events=events)
     bars = {t.name: list(t.x) for t in fig.data if t.type == "bar"}
     assert bars == {"audio": [1, 2], "visual": [3, 4]}
     assert fig.data[0].marker.color == th.modality_color(0)
@@ -303,6 +329,6 @@ def test_one_template_per_colour_mode_is_registered_and_used():
 
 
 def test_integer_ticks_for_short_runs_only():
-    assert fx.integer_ticks(fx.accuracy_figure(RECORDS), RECORDS).layout.xaxis.dtick == 1
+    assert fx.integer_ticks(draw("accuracy", RECORDS), RECORDS).layout.xaxis.dtick == 1
     long = [record(e, 0.3, 0.1, 0.5) for e in range(1, 40)]
-    assert fx.integer_ticks(fx.accuracy_figure(long), long).layout.xaxis.dtick is None
+    assert fx.integer_ticks(draw("accuracy", long), long).layout.xaxis.dtick is None

@@ -10,6 +10,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 
+from armscope.metrics import CHARTS
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import figures as fx
@@ -18,7 +19,7 @@ from service import seed_sets as ss
 from service.catalog import metrics_of
 from service.db.store import TERMINAL, RunNotFound
 
-GRAPHS = ["dominance", "contribution", "accuracy", "arm", "info", "grad", "loss"]
+GRAPHS = [chart.name for chart in CHARTS]
 METHOD_GRAPH = "run-method-graph"  # the charts a run's method declares, one graph each: {"type": ..., "index": i}
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}
 MAX_EVENTS_SHOWN = 200
@@ -27,18 +28,11 @@ MAX_EVENTS_SHOWN = 200
 def build_figures(
     records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], mode: str | None, method: str
 ) -> dict[str, Any]:
-    """The engine's charts by name, and under ``"method"`` the charts ``method`` declares, in declaration order."""
+    """The engine's charts by name, and under ``"method"`` the charts ``method`` declares, in declaration order;
+    each drawn from the metrics declared on it."""
     declarations = metrics_of(method)
-    figs = {
-        "dominance": fx.dominance_figure(records, events, mode),
-        "contribution": fx.contribution_figure(records, mode),
-        "accuracy": fx.accuracy_figure(records, mode),
-        "arm": fx.arm_figure(records, mode, declarations),
-        "info": fx.information_figure(records, mode, declarations),
-        "grad": fx.grad_norm_figure(records, mode),
-        "loss": fx.loss_figure(records, mode),
-    }
-    declared = [fx.declared_figure(records, mode, title, metrics) for title, metrics in fx.method_charts(declarations)]
+    figs = {chart.name: fx.chart_figure(chart, records, mode, declarations, events) for chart in CHARTS}
+    declared = [fx.chart_figure(chart, records, mode, declarations) for chart in fx.method_charts(declarations)]
     return {
         **{k: fx.integer_ticks(f, records) for k, f in figs.items()},
         "method": [fx.integer_ticks(f, records) for f in declared],
@@ -300,19 +294,7 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
         ),
         class_name="shadow-sm mb-3",
     )
-    two = lambda a, b: dbc.Row([dbc.Col(a, lg=6), dbc.Col(b, lg=6)], class_name="g-3 mb-3")  # noqa: E731
-    charts = html.Div(
-        [
-            dbc.Card(
-                dbc.CardBody(_graph("dominance", figs["dominance"], run_id, 150), class_name="p-2"),
-                class_name="shadow-sm mb-3",
-            ),
-            two(_card_graph("contribution", figs, run_id), _card_graph("accuracy", figs, run_id)),
-            two(_card_graph("arm", figs, run_id), _card_graph("info", figs, run_id)),
-            two(_card_graph("grad", figs, run_id), _card_graph("loss", figs, run_id)),
-            *_method_rows(figs["method"], run_id),
-        ]
-    )
+    charts = html.Div([*_engine_rows(figs, run_id), *_method_rows(figs["method"], run_id)])
     tabs = dbc.Tabs(
         [
             dbc.Tab(
@@ -348,8 +330,27 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
     )
 
 
-def _card_graph(name: str, figs: dict[str, Any], run_id: int) -> Any:
-    return dbc.Card(dbc.CardBody(_graph(name, figs[name], run_id), class_name="p-2"), class_name="shadow-sm h-100")
+def _engine_rows(figs: dict[str, Any], run_id: int) -> list[Any]:
+    """The engine's charts in declaration order: a strip across the page, the others two to a row."""
+    cards = {
+        chart.name: dbc.Card(
+            dbc.CardBody(_graph(chart.name, figs[chart.name], run_id, chart.height), class_name="p-2"),
+            class_name="shadow-sm " + ("mb-3" if chart.style == "strip" else "h-100"),
+        )
+        for chart in CHARTS
+    }
+    rows, pair = [], []
+    for chart in CHARTS:
+        if chart.style == "strip":
+            rows.append(cards[chart.name])
+            continue
+        pair.append(dbc.Col(cards[chart.name], lg=6))
+        if len(pair) == 2:
+            rows.append(dbc.Row(pair, class_name="g-3 mb-3"))
+            pair = []
+    if pair:
+        rows.append(dbc.Row(pair, class_name="g-3 mb-3"))
+    return rows
 
 
 def _method_rows(figures: Sequence[Any], run_id: int) -> list[Any]:
