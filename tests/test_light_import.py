@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from armscope.builtin.datasets.synthetic import environment_counts, pairwise_sum
-from tests.plugin_support import run_python
+from tests.plugin_support import home_with_store, run_python
 from tests.service_support import free_port, service_env, start, stop, wait_for, wait_for_server
 
 HEAVY = ["torch", "numpy", "scipy"]
@@ -39,7 +39,8 @@ def test_validating_a_config_of_every_method_and_data_set_and_building_the_catal
             }})
         json.dumps(build_catalog())
         print(json.dumps(sorted(name for name in {HEAVY!r} if name in sys.modules)))
-        """
+        """,
+        prelude=home_with_store(tmp_path / "home"),
     )
     assert loaded == []
 
@@ -83,14 +84,7 @@ def test_a_server_process_answers_the_api_and_draws_every_page_without_loading_a
         from dashboard.context import Context
         from dashboard.pages import compare, launch, run_detail, runs
         from server.app import create_app
-        from service.db.store import Store
-        from service.settings import Settings
-        from tests.fakes import RecordingQueue
 
-        settings = Settings(home={str(tmp_path / "home")!r})
-        settings.ensure_home()
-        store = Store(settings.resolved_database_url)
-        store.upgrade()
         queue = RecordingQueue()
         run = store.create_run(RunConfig(method="ogm-ge").model_dump(mode="json"), queue="cpu")
         store.claim_run(run["id"], "w")
@@ -110,12 +104,12 @@ def test_a_server_process_answers_the_api_and_draws_every_page_without_loading_a
         run_detail.layout(ctx, run["id"], "light")
         compare.render(ctx, compare.make_view([run["id"]], "ogm_coeff.*", 0.6, "epoch", "run", "seeds"), "dark")
         print(json.dumps(sorted(name for name in {HEAVY!r} if name in sys.modules)))
-        """
+        """,
+        prelude=home_with_store(tmp_path / "home"),
     )
     assert loaded == []
 
 
-@pytest.mark.service  # armscope serve
 @pytest.mark.service  # a real `armscope serve`
 def test_every_process_of_armscope_serve_maps_no_torch_numpy_or_scipy(tmp_path):
     port, log = free_port(), tmp_path / "serve.log"

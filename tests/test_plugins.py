@@ -9,7 +9,7 @@ import pytest
 from armscope import plugins
 from armscope.plugins import DATASETS, ENCODERS, METHODS, broken_plugins
 from armscope.specs import DatasetSpec, EncoderSpec, MethodSpec
-from tests.plugin_support import BROKEN, TOY, run_python
+from tests.plugin_support import BROKEN, TOY, home_with_store, run_python
 
 
 def test_the_in_tree_plugins_are_found_by_discovery():
@@ -171,22 +171,16 @@ def test_armscope_methods_lists_an_installed_plugin_with_its_origin_and_the_ones
 @pytest.mark.service  # a fresh interpreter
 def test_health_lists_the_plugins_that_failed_and_stays_ok(tmp_path):
     answer = run_python(
-        f"""
+        """
         import json
         from fastapi.testclient import TestClient
         from server.app import create_app
-        from service.db.store import Store
-        from service.settings import Settings
-        from tests.fakes import RecordingQueue
-        settings = Settings(home={str(tmp_path / "home")!r})
-        settings.ensure_home()
-        store = Store(settings.resolved_database_url)
-        store.upgrade()
         with TestClient(create_app(settings, store, RecordingQueue())) as client:
             response = client.get("/api/v1/health")
         print(json.dumps([response.status_code, response.json()]))
         """,
         BROKEN,
+        prelude=home_with_store(tmp_path / "home"),
     )
     status, body = answer
     assert status == 200 and body["status"] == "ok"
