@@ -7,16 +7,22 @@ features are, never wait for the device, and are fused: ``arm_information``
 bins each distinct tensor once, counts every histogram in one pass and
 evaluates all entropies together.
 
-Binning follows ARM.md §2 exactly: per variable, float64 edges
-``min + k * (max - min) / bins`` (last edge = max; a zero range is widened to
-[v - 0.5, v + 0.5]); v falls in bin k when edge_k <= v < edge_{k+1}, the max
-in the last bin.
+Binning follows the published code (numpy's ``histogram``): per variable,
+float64 edges ``min + k * ((max - min) / bins)`` as ``numpy.linspace`` computes
+them (last edge = max; a zero range is widened to [v - 0.5, v + 0.5]); v falls
+in bin k when edge_k <= v < edge_{k+1}, the max in the last bin. ARM.md §2
+writes ``min + k * (max - min) / bins``, which differs in the last bit for some
+k, enough to move values that sit exactly on an edge (quantised or bf16 data).
 
 Estimators (the ``estimator`` argument): ``"plugin"`` (default) is the true
 plug-in conditional mutual information, normalised as
 ``2 I(X;Y|Z) / (H(X|Z) + H(Y|Z))`` and 0 when that denominator is 0;
+``"debiased"`` subtracts from the plug-in I what it measures on the same
+elements with the fused tensor's elements scrambled by a fixed permutation
+(same marginals, no dependence: the plug-in's finite-sample bias), normalised
+by the same entropies, so independent inputs score about 0 at any size;
 ``"reference"`` is the published implementation's defective "NCMI"
-(ARM.md §2), only for reproducing its numbers. NMI is the same in both. The
+(ARM.md §2), only for reproducing its numbers; its NMI is the plug-in's. The
 default bin counts are the reference's: 30 per axis for NMI, 2 for NCMI.
 Scores come back as float64. A score involving a tensor with NaN or infinity
 is NaN, so ARM's guards see it.
@@ -26,25 +32,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-ESTIMATORS = ("plugin", "reference")
+ESTIMATORS = ("plugin", "debiased", "reference")
 
 # While one modality's NMI x NCMI product table has at most this many cells,
 # each element is counted once, in that table; beyond it, once per table.
 _MAX_PRODUCT_CELLS = 1 << 16
 
 
-def nmi(x: Tensor, y: Tensor, bins: int = 30) -> Tensor:
+def nmi(x: Tensor, y: Tensor, bins: int = 30, estimator: str = "plugin") -> Tensor:
     """How much x and y (element i with element i) tell about each other, on a 0..1 scale.
 
     Normalising by the entropies makes modalities with different spreads
     comparable (ARM.md §2). Two constants share nothing, so that is 0.
+    ``"debiased"`` may go slightly below 0 where x and y are independent.
     """
-    scores, _ = _information([x], y, None, bins, None, "plugin")
+    _check_estimator(estimator)
+    scores, _ = _information([x], y, None, bins, None, estimator)
     return scores[0]
 
 
@@ -59,6 +68,32 @@ def ncmi(x: Tensor, y: Tensor, z: Tensor, bins: int = 2, estimator: str = "plugi
     _check_estimator(estimator)
     _, scores = _information([x], y, [z], None, bins, estimator)
     return scores[0]
+
+
+def scramble(n: int, device: torch.device | str = "cpu") -> Tensor:
+    """A fixed permutation of ``range(n)`` that looks random: element i goes to the rank of hash(i).
+
+    The hash (odd multipliers and xor-shifts, a bijection on 32 bits) gives distinct keys, so the
+    order is the same on every device and run, needs no random state (a resumed run draws the same),
+    and breaks the sample and feature-index layout of a flattened B x d tensor, which an affine
+    shuffle ``i * p mod n`` would keep. Cached per size and device outside compiled code.
+    """
+    if torch.compiler.is_compiling():
+        return _scrambled(n, torch.device(device))
+    return _cached_scramble(n, torch.device(device))
+
+
+@lru_cache(maxsize=16)
+def _cached_scramble(n: int, device: torch.device) -> Tensor:
+    return _scrambled(n, device)
+
+
+def _scrambled(n: int, device: torch.device) -> Tensor:
+    mask = 0xFFFFFFFF
+    h = (torch.arange(n, dtype=torch.int64, device=device) * 0x9E3779B1) & mask
+    h = ((h ^ (h >> 16)) * 0x7FEB352D) & mask
+    h = ((h ^ (h >> 15)) * 0x2C1B3C6D) & mask
+    return torch.argsort(h ^ (h >> 16))
 
 
 def arm_information(
@@ -129,17 +164,31 @@ def _information(
         coarse = _bin(values, ranges, ncmi_bins)
     nmi_counts, ncmi_counts = _histograms(fine, nmi_bins, coarse, ncmi_bins, rest_rows, n_mod)
 
+    nmi_null = ncmi_null = None
+    if estimator == "debiased":
+        order = scramble(total, values.device)
+        nmi_null, ncmi_null = _histograms(
+            _with_fused(fine, order), nmi_bins, _with_fused(coarse, order), ncmi_bins, rest_rows, n_mod
+        )
+
     pair_defined = ranges.defined[0] & ranges.defined[1 : n_mod + 1]
     nmi_scores = ncmi_scores = None
     if nmi_counts is not None:
-        scores = _plugin_from_counts(nmi_counts[..., None])
+        scores = _plugin_from_counts(nmi_counts[..., None], None if nmi_null is None else nmi_null[..., None])
         nmi_scores = torch.where(pair_defined, scores, math.nan)
     if ncmi_counts is not None:
         reference = estimator == "reference"
-        scores = _reference_from_counts(ncmi_counts) if reference else _plugin_from_counts(ncmi_counts)
+        scores = _reference_from_counts(ncmi_counts) if reference else _plugin_from_counts(ncmi_counts, ncmi_null)
         defined = pair_defined & torch.stack([ranges.defined[i] for i in rest_rows])
         ncmi_scores = torch.where(defined, scores, math.nan)
     return nmi_scores, ncmi_scores
+
+
+def _with_fused(binned: Tensor | None, order: Tensor) -> Tensor | None:
+    """The bin rows with row 0 (the fused tensor) in ``order``: same marginals, its pairing undone."""
+    if binned is None:
+        return None
+    return torch.cat([binned[:1].index_select(1, order), binned[1:]])
 
 
 def _working_dtype(tensors: Sequence[Tensor]) -> torch.dtype:
@@ -186,7 +235,7 @@ def _bin(values: Tensor, ranges: _Ranges, bins: int) -> Tensor:
     dtype, device = values.dtype, values.device
     rows = values.shape[0]
     k = torch.arange(1, bins, dtype=torch.float64, device=device)
-    interior = ranges.start[:, None] + k * ranges.span[:, None] / bins
+    interior = ranges.start[:, None] + k * (ranges.span[:, None] / bins)
     edges = _round_up(interior, dtype)
     if bins == 2:
         return torch.ge(values, edges, out=torch.empty(values.shape, dtype=torch.int32, device=device))
@@ -289,20 +338,30 @@ def _count(keys: Tensor, cells: int) -> Tensor:
     return torch.zeros(cells, dtype=torch.float64, device=keys.device).index_add_(0, keys, ones)
 
 
-def _plugin_from_counts(joint: Tensor) -> Tensor:
+def _plugin_from_counts(joint: Tensor, null: Tensor | None = None) -> Tensor:
     """2 I(X;Y|Z) / (H(X|Z) + H(Y|Z)) per leading index of joint[m, x, y, z]; 0 if that is 0/0.
+    With ``null``, the table of the same elements with their pairing undone, the I it measures
+    (the plug-in's bias) is taken off first; the entropies stay the real table's.
 
     With a single z this is NMI. Every term is a count times the log of a
     ratio of counts, so the 1/N factors cancel, a variable fixed by Z gives
     exactly 0 rather than rounding noise.
     """
+    mutual, spread = _mutual_and_spread(joint)
+    if null is not None:
+        mutual = mutual - _mutual_and_spread(null)[0]
+    return torch.where(spread < 0, -2 * mutual / spread, 0.0)
+
+
+def _mutual_and_spread(joint: Tensor) -> tuple[Tensor, Tensor]:
+    """N I(X;Y|Z), and minus N (H(X|Z) + H(Y|Z)), per leading index of joint[m, x, y, z]."""
     cxz = joint.sum(2, keepdim=True)
     cyz = joint.sum(1, keepdim=True)
     cz = cxz.sum(1, keepdim=True).clamp_min(1)
     mutual = torch.xlogy(joint, joint * cz / (cxz * cyz).clamp_min(1)).sum((1, 2, 3))
     # Sums of count * log(share) <= 0: minus the conditional entropies, times N.
     spread = torch.xlogy(cxz, cxz / cz).sum((1, 2, 3)) + torch.xlogy(cyz, cyz / cz).sum((1, 2, 3))
-    return torch.where(spread < 0, -2 * mutual / spread, 0.0)
+    return mutual, spread
 
 
 def _reference_from_counts(joint: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from armscope.information import ESTIMATORS, arm_information, ncmi, nmi
+from armscope.information import ESTIMATORS, arm_information, ncmi, nmi, scramble
 
 # ARM.md §2 test vectors, produced by the reference numerics on float32 inputs.
 X = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
@@ -119,11 +119,11 @@ def test_plugin_ncmi_is_zero_when_z_determines_both_variables():
 
 
 def reference_histogram_nmi(x: np.ndarray, y: np.ndarray, bins: int) -> float:
-    """ARM.md §2 evaluated directly: float64 edges, edge_k <= v < edge_k+1, max in the last bin."""
+    """ARM.md §2 evaluated directly: float64 edges as numpy makes them, edge_k <= v < edge_k+1, max in the last bin."""
 
     def bin_of(values: np.ndarray) -> np.ndarray:
         low, high = float(values.min()), float(values.max())
-        edges = [low + k * (high - low) / bins for k in range(bins)] + [high]
+        edges = [low + k * ((high - low) / bins) for k in range(bins)] + [high]
         index = np.searchsorted(np.array(edges), values.astype(np.float64), side="right") - 1
         return np.minimum(index, bins - 1)
 
@@ -144,7 +144,7 @@ def reference_histogram_nmi(x: np.ndarray, y: np.ndarray, bins: int) -> float:
 def test_values_on_and_next_to_the_float64_edges_fall_in_the_right_bin(bins):
     rng = np.random.default_rng(bins)
     low, high = np.float32(-3.7), np.float32(1234.5)
-    edges = np.array([float(low) + k * (float(high) - float(low)) / bins for k in range(bins + 1)])
+    edges = np.array([float(low) + k * ((float(high) - float(low)) / bins) for k in range(bins + 1)])
     on_edges = edges.astype(np.float32)
     # Each edge as float32, and the float32 neighbours either side of it.
     up, down = np.nextafter(on_edges, np.float32(np.inf)), np.nextafter(on_edges, np.float32(-np.inf))
@@ -166,7 +166,7 @@ def test_fused_call_equals_the_single_calls_for_two_modalities(estimator):
 
     nmis, ncmis = arm_information([h_a, h_v], fused, [h_v, h_a], estimator=estimator)
 
-    expected_nmi = torch.stack([nmi(h_a, fused), nmi(h_v, fused)])
+    expected_nmi = torch.stack([nmi(h_a, fused, estimator=estimator), nmi(h_v, fused, estimator=estimator)])
     expected_ncmi = torch.stack(
         [ncmi(h_a, fused, h_v, estimator=estimator), ncmi(h_v, fused, h_a, estimator=estimator)]
     )
@@ -185,7 +185,7 @@ def test_fused_call_equals_the_single_calls_for_three_modalities(estimator, nmi_
     nmis, ncmis = arm_information(features, fused, rest, nmi_bins, ncmi_bins, estimator)
 
     for m, (h, h_rest) in enumerate(zip(features, rest)):
-        assert nmis[m].item() == pytest.approx(nmi(h, fused, nmi_bins).item(), abs=1e-12)
+        assert nmis[m].item() == pytest.approx(nmi(h, fused, nmi_bins, estimator).item(), abs=1e-12)
         expected = ncmi(h, fused, h_rest, ncmi_bins, estimator)
         assert ncmis[m].item() == pytest.approx(expected.item(), abs=1e-12)
 
@@ -287,3 +287,120 @@ def test_one_bin_carries_no_information():
     x, y, z = torch.randn(30), torch.randn(30), torch.randn(30)
     assert nmi(x, y, bins=1).item() == 0.0
     assert ncmi(x, y, z, bins=1).item() == 0.0
+
+
+def numpy_nmi(x: np.ndarray, y: np.ndarray, bins: int) -> float:
+    """The published NMI: numpy's own 2-D histogram (edges as numpy.linspace makes them), then ARM.md §2."""
+    joint, _, _ = np.histogram2d(x.astype(np.float64), y.astype(np.float64), bins=bins)
+    p = joint / joint.sum()
+    px, py = p.sum(1), p.sum(0)
+    cells = p > 0
+    mutual = (p[cells] * np.log(p[cells] / np.outer(px, py)[cells])).sum()
+
+    def entropy(q: np.ndarray) -> float:
+        return -(q[q > 0] * np.log(q[q > 0])).sum()
+
+    return float(2 * mutual / (entropy(px) + entropy(py)))
+
+
+def numpy_reference_ncmi(x: np.ndarray, y: np.ndarray, z: np.ndarray, bins: int) -> float:
+    """The published "NCMI" (ARM.md §2), defects included, on numpy's 3-D histogram."""
+    joint, _ = np.histogramdd(np.stack([x, y, z], axis=1).astype(np.float64), bins=bins)
+    p = joint / joint.sum()
+    pz = p.sum((0, 1))
+    pz = np.where(pz <= 0, 1e-10, pz)
+
+    def q(table: np.ndarray) -> float:
+        c = table / pz[:, None, None]
+        return float(-(c[c > 0] * np.log(c[c > 0])).sum())
+
+    q_xz, q_yz, q_xyz = q(p.sum(1)), q(p.sum(0)), q(p)
+    return (q_xz + q_yz - q_xyz) / (q_xz + q_yz) if q_xz + q_yz else 0.0
+
+
+def on_grid(step: float, low: int, count: int, seed: int) -> np.ndarray:
+    """4,096 float32 multiples of ``step`` from ``low`` to ``low + count - 1`` steps, both ends present."""
+    q = np.random.default_rng(seed).integers(0, count, size=4096)
+    q[:2] = 0, count - 1
+    return ((q + low).astype(np.float32) * np.float32(step)).astype(np.float32)
+
+
+def edge_heavy_inputs() -> list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Data with values exactly on an edge that ``min + k * span / bins`` and numpy's
+    ``min + k * (span / bins)`` put on different sides (found by search): quantised grids, bf16 normals."""
+    cases = [
+        ("grid 1/7", 30, on_grid(1 / 7, -6, 31, 1)),
+        ("grid 0.7", 30, on_grid(0.7, -53, 175, 2)),
+        ("grid 0.375", 100, on_grid(0.375, 0, 297, 3)),
+        ("bf16 normals", 30, torch.randn(4096, generator=torch.Generator().manual_seed(10)).bfloat16().float().numpy()),
+    ]
+    return [(name, bins, x, on_grid(0.1, -7, 60, 4), x[::-1].copy()) for name, bins, x in cases]
+
+
+def moved_by_the_other_edge_formula(values: np.ndarray, bins: int) -> int:
+    v = values.astype(np.float64)
+    k = np.arange(1, bins)
+    low, span = v.min(), v.max() - v.min()
+    ours = np.searchsorted(low + k * span / bins, v, side="right")
+    return int((ours != np.searchsorted(low + k * (span / bins), v, side="right")).sum())
+
+
+@pytest.mark.parametrize(("name", "bins", "x", "y", "z"), edge_heavy_inputs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_values_on_edges_fall_in_numpy_s_bins_so_the_published_numerics_hold_exactly(name, bins, x, y, z):
+    assert moved_by_the_other_edge_formula(x, bins) > 0  # the case tells the two formulas apart
+    assert nmi(torch.from_numpy(x), torch.from_numpy(y), bins).item() == pytest.approx(numpy_nmi(x, y, bins), abs=1e-12)
+    expected = numpy_reference_ncmi(x, y, z, 2)
+    score = ncmi(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(z), 2, "reference")
+    assert score.item() == pytest.approx(expected, abs=1e-12)
+
+
+SIZES = [1024, 4096, 16384, 65536, 131072]
+
+
+def independent(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three independent variables of other shapes: a normal, an exponential and a post-ReLU normal."""
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(n, generator=generator),
+        torch.empty(n).exponential_(generator=generator),
+        torch.relu(torch.randn(n, generator=generator)),
+    )
+
+
+def dependent(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x and z independent, f = x + z + noise: x tells about f, and still does once z is known."""
+    generator = torch.Generator().manual_seed(seed)
+    x, z, noise = (torch.randn(n, generator=generator) for _ in range(3))
+    return x, x + z + noise, z
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_debiased_scores_of_independent_variables_are_about_zero_at_every_size(n):
+    x, y, z = independent(n, seed=n)
+    assert abs(nmi(x, y, estimator="debiased").item()) <= 0.01
+    assert abs(ncmi(x, y, z, estimator="debiased").item()) <= 0.01
+    assert abs(ncmi(x, y, z, bins=5, estimator="debiased").item()) <= 0.01
+
+
+def test_the_plugin_scores_of_independent_variables_are_mostly_bias_at_small_sizes():
+    x, y, _ = independent(1024, seed=1024)
+    assert nmi(x, y).item() > 0.05 > abs(nmi(x, y, estimator="debiased").item())
+
+
+def test_debiased_scores_of_a_fixed_dependence_do_not_depend_on_the_element_count():
+    scores = {n: dependent(n, seed=7) for n in (4096, 16384, 65536)}
+    for name, score in [
+        ("nmi", lambda x, f, z: nmi(x, f, estimator="debiased")),
+        ("ncmi", lambda x, f, z: ncmi(x, f, z, bins=5, estimator="debiased")),
+    ]:
+        values = [score(*scores[n]).item() for n in scores]
+        assert max(values) <= 1.1 * min(values), (name, values)
+
+
+def test_the_scramble_is_one_fixed_permutation_per_size():
+    order = scramble(4096)
+    assert sorted(order.tolist()) == list(range(4096))
+    assert torch.equal(order, scramble(4096)) and not torch.equal(order, torch.arange(4096))
+    # No feature-index structure survives: the partners of feature k of a 64 x 64 tensor spread over the features.
+    partner_features = (order.view(64, 64) % 64)[:, 0]
+    assert len(set(partner_features.tolist())) > 32
