@@ -20,6 +20,12 @@ from armscope.models.heads import ARMHead, Lens, arm_lens
 GUARD_NONFINITE = 1
 GUARD_SIGN = 2
 GUARD_RANGE = 4
+# Rows of the per-epoch sums a step adds to (``step_stats``, one column per modality): the applied
+# weight and its square; the score and its square, and the count, over steps whose scores were finite;
+# and the steps whose scores were all negative (the same in every column).
+STEP_STATS = 6
+WEIGHT, WEIGHT_SQ, SCORE, SCORE_SQ, FINITE, NEGATIVE = range(STEP_STATS)
+
 GUARD_REASONS = {
     GUARD_NONFINITE: "a contribution score was not finite",
     GUARD_SIGN: "the contribution scores differed in sign (or one was zero)",
@@ -108,10 +114,11 @@ def arm_step(
     feats: dict[str, Tensor],
     head: ARMHead,
     labels: Tensor,
-    weight_sum: Tensor,
+    step_stats: Tensor,
     *,
     ema_decay: float,
     estimator: str,
+    reweight: bool = True,
     nmi_bins: int,
     ncmi_bins: int,
     w_min: float,
@@ -122,7 +129,9 @@ def arm_step(
 
     Returns the weights in the features' dtype, ready for the fusion, and the
     GUARD_* bits; moves the head's evaluation weights (their moving average,
-    decay ``ema_decay``) and adds the weights to ``weight_sum``, both in place.
+    decay ``ema_decay``) and adds the step's weights and scores to ``step_stats``
+    (rows ``WEIGHT`` .. ``NEGATIVE``), both in place. ``reweight`` false pins
+    the applied weights to 1, the scores still measured.
     ``compiled`` runs all of it (the lens, the terms, the two updates) as one
     torch.compile graph. On a GPU the eager version is a couple of hundred
     tiny kernels, each a host call; compiled, it is a few dozen fused kernels
@@ -140,11 +149,12 @@ def arm_step(
             classifier,
             labels,
             head.eval_weights,
-            weight_sum,
+            step_stats,
             ema_decay,
             estimator,
             (nmi_bins, ncmi_bins),
             (w_min, w_max),
+            reweight,
         )
 
 
@@ -154,11 +164,12 @@ def _step(
     classifier: tuple[Tensor, Tensor],
     labels: Tensor,
     eval_weights: Tensor,
-    weight_sum: Tensor,
+    step_stats: Tensor,
     ema_decay: float,
     estimator: str,
     bins: tuple[int, int],
     bounds: tuple[float, float],
+    reweight: bool,
 ) -> tuple[Tensor, Tensor]:
     """arm_step on plain tensors and constants: what torch.compile traces as one graph.
 
@@ -168,9 +179,19 @@ def _step(
     keys = [str(i) for i in range(len(features))]
     lens = arm_lens(dict(zip(keys, features)), keys, probe, classifier)
     terms = _terms(features, lens, keys, labels, estimator, bins, bounds)
-    eval_weights.mul_(ema_decay).add_(terms.weight.to(eval_weights.dtype), alpha=1 - ema_decay)
-    weight_sum.add_(terms.weight.to(weight_sum.dtype))
-    return terms.weight.to(features[0].dtype), terms.guard
+    applied = terms.weight if reweight else torch.ones_like(terms.weight)
+    eval_weights.mul_(ema_decay).add_(applied.to(eval_weights.dtype), alpha=1 - ema_decay)
+    step_stats.add_(_step_row(applied, terms.score).to(step_stats.dtype))
+    return applied.to(features[0].dtype), terms.guard
+
+
+def _step_row(weight: Tensor, score: Tensor) -> Tensor:
+    """What one step adds to ``step_stats``: a column per modality, the rows ``WEIGHT`` .. ``NEGATIVE``."""
+    weight, score = weight.double(), score.double()
+    finite = torch.isfinite(score)
+    kept = torch.where(finite, score, 0.0)
+    negative = (score < 0).all().double().expand_as(score)
+    return torch.stack([weight, weight * weight, kept, kept * kept, finite.double(), negative])
 
 
 # Compiled variants of _step one process may hold: a worker's runs differ in the number of

@@ -72,7 +72,9 @@ class Metric:
     values; ``"fraction"`` marks a value in [0, 1] shown as a percentage. ``better`` is None for a diagnostic that is neither
     good nor bad high (a gradient norm, a modulation coefficient). ``short`` is
     the compact column header (the console table); it defaults to the key's
-    family. ``numeric`` is false only for a label-valued key (``dominant``).
+    family. ``numeric`` is false only for a label-valued key (``dominant``). ``over`` names the family
+    of the engine's panel a method's per-modality metric is drawn over on a ``panels`` chart (its last
+    panel when empty).
     """
 
     key: str
@@ -85,6 +87,7 @@ class Metric:
     short: str = ""
     description: str = ""
     numeric: bool = True
+    over: str = ""
 
     def __post_init__(self) -> None:
         if not KEY_PATTERN.match(self.key):

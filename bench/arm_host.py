@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import torch
 from torch.nn import functional as F
 
-from armscope.arm_terms import arm_step
+from armscope.arm_terms import STEP_STATS, arm_step
 from armscope.graphed import GraphedCall
 from armscope.models.heads import ARMHead, ConcatHead
 
@@ -63,7 +63,7 @@ def main() -> None:
         feats = {m: torch.relu(torch.randn(args.batch, args.dim, device=device)).to(dtype) for m in names}
         labels = torch.randint(0, 6, (args.batch,), device=device)
         arm_head, concat_head = ARMHead(names, args.dim, 6).to(device), ConcatHead(names, args.dim, 6).to(device)
-        weight_sum = torch.zeros(2, dtype=torch.float64, device=device)
+        step_stats = torch.zeros(STEP_STATS, 2, dtype=torch.float64, device=device)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) \
             if precision == "bf16" else nullcontext()
         unit = torch.zeros(1, device=device)
@@ -71,13 +71,13 @@ def main() -> None:
         weight = torch.ones(2, device=device, dtype=dtype)
 
         def step(compiled: bool) -> Callable[[], object]:
-            return lambda: arm_step(feats, arm_head, labels, weight_sum, compiled=compiled, **SETTINGS)
+            return lambda: arm_step(feats, arm_head, labels, step_stats, compiled=compiled, **SETTINGS)
 
         def graphed(compiled: bool) -> Callable[[], object]:
             call = GraphedCall(
-                lambda a, v, y: arm_step({"audio": a, "visual": v}, arm_head, y, weight_sum, compiled=compiled,
+                lambda a, v, y: arm_step({"audio": a, "visual": v}, arm_head, y, step_stats, compiled=compiled,
                                          **SETTINGS),
-                [arm_head.eval_weights, weight_sum],
+                [arm_head.eval_weights, step_stats],
             )
             return lambda: call(feats["audio"], feats["visual"], labels)
 

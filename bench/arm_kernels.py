@@ -3,7 +3,7 @@
     python bench/arm_kernels.py [--batch B] [--dim D] [--modalities M]
 
 The work is arm_step: the lens, the contribution scores and weights, and the
-updates of the moving average and the epoch's weight sum. On a GPU its cost
+updates of the moving average and the epoch's step statistics. On a GPU its cost
 is mostly launch overhead: hundreds of kernels on tensors of a few dozen
 elements. Eager, every ATen operator that is not a view
 launches one kernel (counted with a dispatch mode); compiled, the count is what
@@ -25,7 +25,7 @@ from torch.autograd.profiler_util import EventList
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from armscope.arm_terms import arm_step
+from armscope.arm_terms import STEP_STATS, arm_step
 from armscope.models.heads import ARMHead
 
 VIEWS = {"view", "_unsafe_view", "unsqueeze", "squeeze", "slice", "select", "expand", "detach", "split",
@@ -81,7 +81,7 @@ def main() -> None:
     head = ARMHead(names, args.dim, 6).to(device)
     feats = {m: torch.relu(torch.randn(args.batch, args.dim, device=device)) for m in names}
     labels = torch.randint(0, 6, (args.batch,), device=device)
-    weight_sum = torch.zeros(args.modalities, dtype=torch.float64, device=device)
+    step_stats = torch.zeros(STEP_STATS, args.modalities, dtype=torch.float64, device=device)
     settings = dict(ema_decay=0.99, nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
     card = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__} on {card}; B={args.batch}, d={args.dim}, {args.modalities} modalities")
@@ -92,10 +92,10 @@ def main() -> None:
     inductor_config.fx_graph_cache = False
     for estimator in ("plugin", "reference"):
         def eager_run() -> object:
-            return arm_step(feats, head, labels, weight_sum, estimator=estimator, **settings)
+            return arm_step(feats, head, labels, step_stats, estimator=estimator, **settings)
 
         def compiled_run() -> object:
-            return arm_step(feats, head, labels, weight_sum, estimator=estimator, compiled=True, **settings)
+            return arm_step(feats, head, labels, step_stats, estimator=estimator, compiled=True, **settings)
 
         with OperatorCount() as eager:
             eager_run()

@@ -262,9 +262,11 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
     lines = [
         [(name, f"{m.family}.{name}", th.modality_color(i), "solid") for i, name in enumerate(mods)] for m in primary
     ]
-    if lines:
-        lines[-1] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot")
-                      for m in overlaid for i, name in enumerate(mods)]
+    families = [m.family for m in primary]
+    for m in overlaid:
+        panel = families.index(m.over) if m.over in families else len(lines) - 1
+        lines[panel] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot")
+                         for i, name in enumerate(mods)]
     panels = [(m.label, drawn) for m, drawn in zip(primary, lines)]
     scalars = [m for m in metrics if not m.per_modality]
     if scalars:

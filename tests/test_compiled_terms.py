@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from armscope import arm_terms as arm_terms_module
-from armscope.arm_terms import GUARD_NONFINITE, arm_step
+from armscope.arm_terms import GUARD_NONFINITE, STEP_STATS, arm_step
 from armscope.methods import build_method
 from armscope.methods.arm import compiles_on
 from armscope.models import MultimodalModel, build_encoder
@@ -26,20 +26,20 @@ def post_relu_features(seed=0):
 
 
 def one_step(feats, estimator, compiled):
-    """The step's weights and guard, and the head's moving average and the weight sum it left."""
+    """The step's weights and guard, and the head's moving average and the step statistics it left."""
     torch.manual_seed(1)
     head = ARMHead(list(feats), 16, 5)
     labels = torch.randint(0, 5, (32,))
-    weight_sum = torch.zeros(len(feats), dtype=torch.float64)
-    weight, guard = arm_step(feats, head, labels, weight_sum, estimator=estimator, compiled=compiled, **ARGS)
-    return weight, guard, head.eval_weights, weight_sum
+    step_stats = torch.zeros(STEP_STATS, len(feats), dtype=torch.float64)
+    weight, guard = arm_step(feats, head, labels, step_stats, estimator=estimator, compiled=compiled, **ARGS)
+    return weight, guard, head.eval_weights, step_stats
 
 
 def both_ways(feats, estimator):
     return one_step(feats, estimator, False), one_step(feats, estimator, True)
 
 
-@pytest.mark.parametrize("estimator", ["plugin", "reference"])
+@pytest.mark.parametrize("estimator", ["plugin", "debiased", "reference"])
 def test_a_compiled_step_gives_the_weights_guard_and_updates_of_the_eager_step(estimator):
     for seed in range(3):
         eager, compiled = both_ways(post_relu_features(seed), estimator)

@@ -46,15 +46,15 @@ def arm_on_cpu(device=torch.device("cpu")):
     return method, model, feats, torch.randint(0, 5, (32,))
 
 
-def test_the_weight_sum_a_graph_adds_into_is_one_tensor_zeroed_each_epoch():
+def test_the_step_stats_a_graph_adds_into_is_one_tensor_zeroed_each_epoch():
     # A device with an index, as "cuda" becomes "cuda:0" on the tensors made there.
     method, model, feats, labels = arm_on_cpu(torch.device("cpu", 0))
-    kept = method.weight_sum
+    kept = method.step_stats
     method.loss(model, feats, labels, step=0)
     assert kept.abs().sum() > 0
     method.end_epoch()
     method.begin_epoch(2, 1, 2, torch.device("cpu", 0))
-    assert method.weight_sum is kept and kept.abs().sum() == 0
+    assert method.step_stats is kept and kept.abs().sum() == 0
 
 
 def test_a_graph_that_cannot_be_captured_falls_back_once_and_says_so(monkeypatch):
@@ -75,7 +75,7 @@ def test_a_graph_that_cannot_be_captured_falls_back_once_and_says_so(monkeypatch
 
 
 def twin_heads():
-    """Two identical ARM heads and weight sums on the GPU: one stepped directly, one from a graph."""
+    """Two identical ARM heads and step statisticss on the GPU: one stepped directly, one from a graph."""
     made = []
     for _ in range(2):
         torch.manual_seed(3)
@@ -95,8 +95,8 @@ def random_batch(batch, seed, dtype=torch.float32):
 def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(compiled, precision):
     (direct_head, direct_sum), (graph_head, graph_sum) = twin_heads()
 
-    def step(head, weight_sum, feats, labels):
-        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, weight_sum, compiled=compiled, **SETTINGS)
+    def step(head, step_stats, feats, labels):
+        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, compiled=compiled, **SETTINGS)
 
     graphed = GraphedCall(lambda *t: step(graph_head, graph_sum, t[:2], t[2]), [graph_head.eval_weights, graph_sum])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -116,8 +116,8 @@ def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(com
 def test_each_batch_size_gets_its_own_graph_and_the_last_partial_batch_is_right():
     (direct_head, direct_sum), (graph_head, graph_sum) = twin_heads()
 
-    def step(head, weight_sum, feats, labels):
-        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, weight_sum, **SETTINGS)
+    def step(head, step_stats, feats, labels):
+        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, **SETTINGS)
 
     graphed = GraphedCall(lambda *t: step(graph_head, graph_sum, t[:2], t[2]), [graph_head.eval_weights, graph_sum])
     for seed, batch in enumerate([48, 48, 17, 48]):

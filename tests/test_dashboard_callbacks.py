@@ -89,7 +89,7 @@ def test_option_fields_follow_the_catalog_schemas():
     assert fields["modalities"].kind == "list" and fields["schedule"].kind == "json"
     assert fields["dims"].kind == "json" and fields["noise"].kind == "number"
     method = {f.name: f for f in launch.section_fields("method", "", "arm", "")}
-    assert method["estimator"].kind == "enum" and method["estimator"].choices == ["plugin", "reference"]
+    assert method["estimator"].kind == "enum" and method["estimator"].choices == ["plugin", "debiased", "reference"]
     ogm = {f.name: f for f in launch.section_fields("method", "", "ogm-ge", "")}
     assert ogm["modulation_end"].kind == "integer" and ogm["modulation_end"].nullable
     features = {f.name: f for f in launch.section_fields("dataset", "features", "", "")}

@@ -332,3 +332,12 @@ def test_integer_ticks_for_short_runs_only():
     assert fx.integer_ticks(draw("accuracy", RECORDS), RECORDS).layout.xaxis.dtick == 1
     long = [record(e, 0.3, 0.1, 0.5) for e in range(1, 40)]
     assert fx.integer_ticks(draw("accuracy", long), long).layout.xaxis.dtick is None
+
+
+def test_arm_s_training_scores_are_drawn_over_the_score_panel_and_its_weights_over_the_weight_panel():
+    extra = {"arm_train_weight.audio": 1.2, "arm_train_weight.visual": 0.8,
+             "arm_train_score.audio": 0.1, "arm_train_score.visual": 0.2}
+    fig = draw("arm", [dict(r, **extra) for r in RECORDS], metrics_of("arm"))
+    panel = {t.name: t.xaxis for t in fig.data}
+    assert panel["audio Φ (training)"] == "x"
+    assert panel["audio w (training)"] == "x2"

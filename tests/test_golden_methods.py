@@ -1,4 +1,10 @@
-"""Every in-tree method logs, bit for bit on the CPU, what it logged before the step interface was redesigned."""
+"""Every in-tree method logs, bit for bit on the CPU, what it logged before the step interface was redesigned.
+
+Measures added since (ARM's per-step score statistics) are keys the fixture does not hold, and events of
+kinds added since are left out; every key it holds keeps its value exactly. The bf16 case is the exception:
+CPU bf16 kernels round by the instruction set the processor has (one value moved by an ulp on another
+machine), so it is held to 1e-12 of each value.
+"""
 
 import json
 
@@ -7,6 +13,7 @@ import pytest
 from tests.golden_runs import CASES, FIXTURE, logged
 
 GOLDEN = json.loads(FIXTURE.read_text())
+NEW_EVENT_KINDS = {"negative_scores"}
 
 
 def test_the_fixture_holds_every_case():
@@ -15,4 +22,13 @@ def test_the_fixture_holds_every_case():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_run_logs_the_golden_metrics_and_events(name, tmp_path):
-    assert logged(name, tmp_path) == GOLDEN[name]
+    run, golden = logged(name, tmp_path), GOLDEN[name]
+    assert [e for e in run["events"] if e["kind"] not in NEW_EVENT_KINDS] == golden["events"]
+    kept = [{key: record.get(key) for key in before} for record, before in zip(run["metrics"], golden["metrics"])]
+    assert len(run["metrics"]) == len(golden["metrics"])
+    if "bf16" in name:
+        for record, before in zip(kept, golden["metrics"]):
+            for key, value in before.items():
+                assert record[key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12)), key
+    else:
+        assert kept == golden["metrics"]

@@ -103,12 +103,16 @@ def test_the_catalog_publishes_the_common_measures_and_each_methods_declarations
         "short": "shapley",
         "description": "",
         "numeric": True,
+        "over": "",
         "per_modality": True,
         "selector": "shapley.*",
     }
     arm = catalog["methods"]["arm"]
     assert arm["head"] == "arm"
-    assert [m["key"] for m in arm["metrics"]] == ["arm_train_weight.{m}", "arm_guard_steps"]
+    assert [m["key"] for m in arm["metrics"]] == [
+        "arm_train_weight.{m}", "arm_train_weight_std.{m}", "arm_train_score.{m}", "arm_train_score_std.{m}",
+        "arm_negative_steps", "arm_guard_steps",
+    ]
     assert catalog["methods"]["baseline"]["metrics"] == []
     assert catalog["broken_plugins"] == []
 

@@ -11,13 +11,14 @@ options and metric declarations: ``armscope.builtin.methods.arm``.
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import torch
 from pydantic import BaseModel
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.arm_terms import GUARD_REASONS, arm_step
+from armscope.arm_terms import FINITE, GUARD_REASONS, NEGATIVE, SCORE, SCORE_SQ, STEP_STATS, WEIGHT, WEIGHT_SQ, arm_step
 from armscope.builtin.methods.arm import ARMOptions
 from armscope.graphed import GraphedCall
 from armscope.methods.base import EpochSummary, LensSettings, Method
@@ -82,7 +83,7 @@ class ARM(Method):
         # Per speed-up option, why it failed, once it has: the run goes on without it (auto), for good.
         self.failures: dict[str, str] = {}
         # Kept across epochs: a captured CUDA graph adds into this very tensor.
-        self.weight_sum: Tensor | None = None
+        self.step_stats: Tensor | None = None
         self.graphed: GraphedCall[tuple[Tensor, Tensor]] | None = None
 
     @property
@@ -95,10 +96,10 @@ class ARM(Method):
         self.first_step = first_step
         self.guards = torch.zeros(steps, dtype=torch.int32, device=device)
         # By type: a tensor made on "cuda" says "cuda:0", and a new tensor would leave a captured graph behind.
-        if self.weight_sum is None or self.weight_sum.device.type != device.type:
-            self.weight_sum = torch.zeros(len(self.modalities), device=device, dtype=torch.float64)
+        if self.step_stats is None or self.step_stats.device.type != device.type:
+            self.step_stats = torch.zeros(STEP_STATS, len(self.modalities), device=device, dtype=torch.float64)
         else:
-            self.weight_sum.zero_()
+            self.step_stats.zero_()
         self.steps = 0
         self.compiled = "compile" not in self.failures and compiles_on(self.options.compile, device)
         self.graphing = "cuda_graph" not in self.failures and graphs_on(self.options.cuda_graph, device)
@@ -127,22 +128,22 @@ class ARM(Method):
 
     def _graph(self, head: ARMHead) -> GraphedCall[tuple[Tensor, Tensor]]:
         if self.graphed is None:
-            assert self.weight_sum is not None
+            assert self.step_stats is not None
             names = self.modalities
 
             def step_weights(*tensors: Tensor) -> tuple[Tensor, Tensor]:
                 feats = dict(zip(names, tensors))
                 return self._direct(feats, head, tensors[-1], self.first_step + self.steps)
 
-            self.graphed = GraphedCall(step_weights, state=[head.eval_weights, self.weight_sum])
+            self.graphed = GraphedCall(step_weights, state=[head.eval_weights, self.step_stats])
         return self.graphed
 
     def _direct(self, feats: dict[str, Tensor], head: ARMHead, labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
         """arm_step, compiled where asked; an automatic choice that fails to compile runs eagerly."""
-        assert self.weight_sum is not None
+        assert self.step_stats is not None
         if self.compiled:
             try:
-                return arm_step(feats, head, labels, self.weight_sum, compiled=True, **self._estimator_args())
+                return arm_step(feats, head, labels, self.step_stats, compiled=True, **self._estimator_args())
             except torch.cuda.OutOfMemoryError:
                 raise  # the run's failure, not the compiler's
             except Exception as exc:
@@ -150,7 +151,7 @@ class ARM(Method):
                     raise
                 self.compiled = False
                 self._failed("compile", exc, step)
-        return arm_step(feats, head, labels, self.weight_sum, compiled=False, **self._estimator_args())
+        return arm_step(feats, head, labels, self.step_stats, compiled=False, **self._estimator_args())
 
     def _failed(self, option: str, exc: Exception, step: int) -> None:
         """Stop the run if ``option`` was 'on'; else note the fallback, to be logged as an event once."""
@@ -177,6 +178,7 @@ class ARM(Method):
         return dict(
             ema_decay=self.options.ema_decay,
             estimator=s.estimator,
+            reweight=self.options.reweight,
             nmi_bins=s.nmi_bins,
             ncmi_bins=s.ncmi_bins,
             w_min=s.w_min,
@@ -184,13 +186,36 @@ class ARM(Method):
         )
 
     def end_epoch(self) -> EpochSummary:
-        count = max(self.steps, 1)
-        metrics = {
-            f"arm_train_weight.{m}": self.weight_sum[i] / count for i, m in enumerate(self.modalities)
-        }
+        assert self.step_stats is not None
+        stats = self.step_stats.cpu()
+        steps, finite = max(self.steps, 1), stats[FINITE].clamp_min(1)
+        weight, score = stats[WEIGHT] / steps, stats[SCORE] / finite
+        weight_sd = _spread(stats[WEIGHT_SQ] / steps, weight, stats.new_full(weight.shape, float(steps)))
+        score_sd = _spread(stats[SCORE_SQ] / finite, score, stats[FINITE])
+        metrics: dict[str, Tensor] = {}
+        for i, m in enumerate(self.modalities):
+            # Element by element: a vector divided by a number may be multiplied by its reciprocal instead.
+            metrics[f"arm_train_weight.{m}"] = stats[WEIGHT, i] / steps
+            metrics[f"arm_train_weight_std.{m}"] = weight_sd[i]
+            metrics[f"arm_train_score.{m}"] = torch.where(stats[FINITE, i] > 0, score[i], math.nan)
+            metrics[f"arm_train_score_std.{m}"] = score_sd[i]
+        negative = int(stats[NEGATIVE, 0].item())
+        metrics["arm_negative_steps"] = torch.tensor(float(negative))
         guards = self.guards[: self.steps].tolist()
         flagged = [(i, g) for i, g in enumerate(guards) if g]
         metrics["arm_guard_steps"] = torch.tensor(float(len(flagged)))
+        negatives = []
+        if self.steps and 2 * negative > self.steps:
+            negatives.append(
+                {
+                    "step": self.first_step + self.steps - 1,
+                    "kind": "negative_scores",
+                    "level": "warning",
+                    "message": f"every modality's ARM score was negative in {negative} of {self.steps} steps this "
+                    "epoch: the ratio rule then scales the stronger modality up (the published behaviour)",
+                    "data": {"steps": negative},
+                }
+            )
         events = [
             {
                 "step": self.first_step + i,
@@ -213,4 +238,10 @@ class ARM(Method):
                     "data": {"steps": len(flagged)},
                 }
             )
-        return EpochSummary(metrics=metrics, events=self.fallbacks + events)
+        return EpochSummary(metrics=metrics, events=self.fallbacks + negatives + events)
+
+
+def _spread(mean_square: Tensor, mean: Tensor, count: Tensor) -> Tensor:
+    """Sample standard deviation from the mean of squares and the mean over ``count`` values (NaN below 2)."""
+    variance = (mean_square - mean * mean).clamp_min(0) * count / (count - 1).clamp_min(1)
+    return torch.where(count > 1, variance.sqrt(), math.nan)

@@ -17,9 +17,15 @@ from armscope.specs import MethodSpec
 class ARMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    estimator: Literal["plugin", "reference"] = Field(
+    estimator: Literal["plugin", "debiased", "reference"] = Field(
         "plugin",
-        description="plugin: true plug-in conditional MI; reference: the published numerics, bit for bit.",
+        description="plugin: true plug-in conditional MI; debiased: the plug-in less its finite-sample bias, "
+        "so scores do not grow with batch x feature size; reference: the published numerics, bit for bit.",
+    )
+    reweight: bool = Field(
+        True,
+        description="false: ARM's head and loss with every weight pinned to 1 (scores still measured and "
+        "logged), the control that tells the re-weighting's effect from the head's.",
     )
     nmi_bins: int = Field(30, ge=2, le=1024, description="Bins per axis for NMI.")
     ncmi_bins: int = Field(2, ge=2, le=64, description="Bins per axis for NCMI.")
@@ -51,8 +57,31 @@ class ARMOptions(BaseModel):
 METRICS = (
     Metric(
         "arm_train_weight.{m}", "ARM training weight per modality", LENS, basis="applied", sample="training",
-        short="w (training)",
-        description="The epoch's mean of the weight w_m each step scaled the modality's features by in the fusion.",
+        short="w (training)", over="arm_weight",
+        description="The epoch's mean of the weight w_m each step scaled the modality's features by in the fusion "
+        "(1 with reweight false).",
+    ),
+    Metric(
+        "arm_train_weight_std.{m}", "ARM training weight, spread over steps", None, basis="applied",
+        sample="training", short="w sd (training)",
+        description="The standard deviation over the epoch's steps of the weight each step applied.",
+    ),
+    Metric(
+        "arm_train_score.{m}", "ARM training score Φ per modality", LENS, basis="applied", sample="training",
+        short="Φ (training)", over="arm_score",
+        description="The epoch's mean of the per-step contribution score Φ_m the weights were computed from, "
+        "over the steps whose scores were finite; each step's score is estimated on its batch's B x d elements.",
+    ),
+    Metric(
+        "arm_train_score_std.{m}", "ARM training score, spread over steps", None, basis="applied",
+        sample="training", short="Φ sd (training)",
+        description="The standard deviation over the epoch's steps (with finite scores) of the per-step score.",
+    ),
+    Metric(
+        "arm_negative_steps", "ARM steps with every score negative", "ARM guards", basis="applied",
+        sample="training", unit="steps", short="neg",
+        description="Steps whose scores were all negative: the ratio rule then scales the stronger modality up, "
+        "the published behaviour. An event says so when most steps of an epoch were.",
     ),
     Metric(
         "arm_guard_steps", "ARM guard steps", "ARM guards", basis="applied", sample="training", better="lower",
