@@ -115,7 +115,8 @@ def test_launch_a_run_from_the_form_and_see_it_finish_on_the_runs_page(server, b
 
     browser.find_element(By.ID, "nav-runs").click()  # client-side navigation; the table updates itself
     row = f"#runs-table tr[data-run-id='{run_id}']"
-    WebDriverWait(browser, 90, poll_frequency=0.25).until(
+    # The table re-renders as it updates itself: a row found may be replaced before its text is read.
+    WebDriverWait(browser, 90, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: (
             "succeeded" in d.find_element(By.CSS_SELECTOR, row).text.lower()
             if d.find_elements(By.CSS_SELECTOR, row)
