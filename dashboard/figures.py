@@ -259,18 +259,20 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
     per_modality = [m for m in metrics if m.per_modality]
     primary = [m for m in per_modality if m in COMMON] or per_modality
     overlaid = [m for m in per_modality if m not in primary]
+    # (legend name, key, colour, dash, legend group): a modality's lines share its group across panels.
     lines = [
-        [(name, f"{m.family}.{name}", th.modality_color(i), "solid") for i, name in enumerate(mods)] for m in primary
+        [(name, f"{m.family}.{name}", th.modality_color(i), "solid", name) for i, name in enumerate(mods)]
+        for m in primary
     ]
     families = [m.family for m in primary]
     for m in overlaid:
         panel = families.index(m.over) if m.over in families else len(lines) - 1
-        lines[panel] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot")
+        lines[panel] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot", name)
                          for i, name in enumerate(mods)]
     panels = [(m.label, drawn) for m, drawn in zip(primary, lines)]
     scalars = [m for m in metrics if not m.per_modality]
     if scalars:
-        panels.append(("", [(m.label, m.key, th.modality_color(i), "solid") for i, m in enumerate(scalars)]))
+        panels.append(("", [(m.label, m.key, th.modality_color(i), "solid", m.label) for i, m in enumerate(scalars)]))
     present = [(t, [line for line in drawn if _recorded(records, line[1])]) for t, drawn in panels]
     present = [(t, drawn) for t, drawn in present if drawn]
     if not present:
@@ -279,8 +281,7 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
     fig.update_layout(template=th.template(mode), title=plain(chart.title), height=chart.height, uirevision="keep")
     x, shown = epochs(records), set()
     for col, (_, drawn) in enumerate(present, start=1):
-        for name, key, color, dash in drawn:
-            group = name.split(" ", 1)[0] if dash == "dot" else name
+        for name, key, color, dash, group in drawn:
             fig.add_trace(
                 _line(x, column(records, key), name, color, dash=dash, legendgroup=group, showlegend=name not in shown),
                 row=1,

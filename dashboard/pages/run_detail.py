@@ -331,26 +331,21 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
 
 
 def _engine_rows(figs: dict[str, Any], run_id: int) -> list[Any]:
-    """The engine's charts in declaration order: a strip across the page, the others two to a row."""
-    cards = {
-        chart.name: dbc.Card(
+    """The engine's charts in declaration order: strips across the page, the others two to a row."""
+    cards = [
+        (chart.style == "strip", dbc.Card(
             dbc.CardBody(_graph(chart.name, figs[chart.name], run_id, chart.height), class_name="p-2"),
             class_name="shadow-sm " + ("mb-3" if chart.style == "strip" else "h-100"),
-        )
+        ))
         for chart in CHARTS
-    }
-    rows, pair = [], []
-    for chart in CHARTS:
-        if chart.style == "strip":
-            rows.append(cards[chart.name])
-            continue
-        pair.append(dbc.Col(cards[chart.name], lg=6))
-        if len(pair) == 2:
-            rows.append(dbc.Row(pair, class_name="g-3 mb-3"))
-            pair = []
-    if pair:
-        rows.append(dbc.Row(pair, class_name="g-3 mb-3"))
-    return rows
+    ]
+    return [card for strip, card in cards if strip] + _two_per_row([card for strip, card in cards if not strip])
+
+
+def _two_per_row(cards: Sequence[Any]) -> list[Any]:
+    return [
+        dbc.Row([dbc.Col(card, lg=6) for card in cards[i : i + 2]], class_name="g-3 mb-3") for i in range(0, len(cards), 2)
+    ]
 
 
 def _method_rows(figures: Sequence[Any], run_id: int) -> list[Any]:
@@ -370,9 +365,7 @@ def _method_rows(figures: Sequence[Any], run_id: int) -> list[Any]:
         )
         for i, figure in enumerate(figures)
     ]
-    return [
-        dbc.Row([dbc.Col(card, lg=6) for card in cards[i : i + 2]], class_name="g-3 mb-3") for i in range(0, len(cards), 2)
-    ]
+    return _two_per_row(cards)
 
 
 def _jsonable(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
