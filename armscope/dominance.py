@@ -1,10 +1,10 @@
 """The per-epoch dominance measures of ARM.md section 5, computed on the validation split.
 
 Features are encoded once; every masked evaluation (masked accuracy, the
-2^M subsets of the Shapley value) reuses them through the method's
-evaluation-time prediction only (the fusion head unless the method has its
-own rule), with zeros for a masked modality. Everything stays on the device
-until one read-back at the end.
+2^M subsets of the Shapley value, the contribution lens of ``armscope.lens``)
+reuses them through the method's evaluation-time prediction only (the fusion
+head unless the method has its own rule), with zeros for a masked modality.
+Everything stays on the device until one read-back at the end.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.arm_terms import arm_terms, confidence
+from armscope.arm_terms import confidence
 from armscope.data.base import Split
-from armscope.methods.base import LensSettings
+from armscope.lens import lens_terms
 from armscope.models.heads import MultimodalModel
 from armscope.step import autocast
 
@@ -81,7 +81,6 @@ def evaluate(
     *,
     batch_size: int,
     device: torch.device,
-    lens: LensSettings,
     precision: str = "fp32",
     predict: Predict | None = None,
 ) -> dict[str, Any]:
@@ -94,14 +93,12 @@ def evaluate(
     model.eval()
     try:
         feats, labels = encode_split(model, split, batch_size, device, precision)
-        return _measures(model, feats, labels, lens, predict or model.head)
+        return _measures(model, feats, labels, predict or model.head)
     finally:
         model.train(was_training)
 
 
-def _measures(
-    model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, lens: LensSettings, predict: Predict
-) -> dict[str, Any]:
+def _measures(model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, predict: Predict) -> dict[str, Any]:
     head = model.head
     names = head.modalities
     if len(names) > MAX_EXACT_SHAPLEY:
@@ -115,6 +112,7 @@ def _measures(
         "val_f1": macro_f1(pred, labels, head.n_classes),
     }
     accuracy: dict[frozenset[str], Tensor] = {}
+    without: dict[str, Tensor] = {}
     for size in range(len(names) + 1):
         for subset in itertools.combinations(names, size):
             masked = {m: feats[m] if m in subset else zeros[m] for m in names}
@@ -122,19 +120,13 @@ def _measures(
             accuracy[frozenset(subset)] = (subset_logits.argmax(1) == labels).double().mean()
             if size == 1:
                 out[f"confidence.{subset[0]}"] = confidence(subset_logits, labels)
+            if size == len(names) - 1:
+                (missing,) = set(names) - set(subset)
+                without[missing] = subset_logits
     for m in names:
         out[f"val_acc.{m}"] = accuracy[frozenset([m])]
     shapley = shapley_values(accuracy, names)
-    terms = arm_terms(
-        feats,
-        head.lens(feats),
-        labels,
-        estimator=lens.estimator,
-        nmi_bins=lens.nmi_bins,
-        ncmi_bins=lens.ncmi_bins,
-        w_min=lens.w_min,
-        w_max=lens.w_max,
-    )
+    terms = lens_terms(feats, names, logits, without, labels)
     for i, m in enumerate(names):
         out[f"shapley.{m}"] = shapley[m]
         out[f"nmi.{m}"] = terms.nmi[i]
@@ -145,4 +137,6 @@ def _measures(
     out["imbalance"] = (values.max() - values.min()) / values.abs().sum().clamp(min=1e-12)
     record: dict[str, Any] = dict(zip(out, torch.stack([v.double().reshape(()) for v in out.values()]).tolist()))
     record["dominant"] = names[int(torch.argmax(values))]
+    # What each of the lens's NMI and NCMI estimates pairs up: every validation sample's d features.
+    record["lens_elements"] = labels.numel() * feats[names[0]].shape[1]
     return record

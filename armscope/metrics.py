@@ -74,7 +74,8 @@ class Metric:
     the compact column header (the console table); it defaults to the key's
     family. ``numeric`` is false only for a label-valued key (``dominant``). ``over`` names the family
     of the engine's panel a method's per-modality metric is drawn over on a ``panels`` chart (its last
-    panel when empty).
+    panel when empty). ``elements`` names the record key holding how many paired elements each
+    value was estimated on (an information estimate's sample size), shown beside it.
     """
 
     key: str
@@ -88,6 +89,7 @@ class Metric:
     description: str = ""
     numeric: bool = True
     over: str = ""
+    elements: str = ""
 
     def __post_init__(self) -> None:
         if not KEY_PATTERN.match(self.key):
@@ -166,6 +168,15 @@ def _estimate(key: str, label: str, chart: str | None, **details: Any) -> Metric
     return Metric(key, label, chart, basis="estimate", sample="validation", **details)
 
 
+def _lens(key: str, label: str, chart: str, short: str, what: str) -> Metric:
+    """A term of the contribution lens every run is measured with (``armscope.lens``)."""
+    return _estimate(
+        key, label, chart, short=short, elements="lens_elements",
+        description=f"{what}, on the validation set, defined identically for every method (the common lens: the "
+        "model's own predictions, a fixed projection, the debiased estimator); not what ARM's training applied.",
+    )
+
+
 def _progress(key: str, label: str, **details: Any) -> Metric:
     return Metric(key, label, None, basis="progress", **details)
 
@@ -194,10 +205,15 @@ COMMON: tuple[Metric, ...] = (
         "shapley.{m}", "Contribution (Shapley) per modality", CONTRIBUTION, unit="fraction", short="shapley",
         description="Exact Shapley value of the validation accuracy over every subset of modalities.",
     ),
-    _estimate("nmi.{m}", "NMI per modality", INFORMATION, short="nmi"),
-    _estimate("ncmi.{m}", "NCMI per modality", INFORMATION, short="ncmi"),
-    _estimate("arm_score.{m}", "ARM score Φ per modality", LENS, short="arm_score"),
-    _estimate("arm_weight.{m}", "ARM weight w per modality", LENS, short="arm_w"),
+    _lens("nmi.{m}", "NMI per modality", INFORMATION, "nmi", "NMI(h_m; f) with f the lens's fixed projection"),
+    _lens("ncmi.{m}", "NCMI per modality", INFORMATION, "ncmi", "NCMI(h_m; f | h_-m), h_-m the other features' mean"),
+    _lens("arm_score.{m}", "ARM score Φ per modality", LENS, "arm_score", "ARM's contribution score Φ_m"),
+    _lens("arm_weight.{m}", "ARM weight w per modality", LENS, "arm_w", "The weight ARM's ratio rule gives Φ"),
+    _estimate(
+        "lens_elements", "Validation lens elements per estimate", None, unit="elements", short="lens n",
+        description="How many element pairs each NMI and NCMI of the validation lens is estimated on: "
+        "the validation samples times the feature width.",
+    ),
     Metric(
         "grad_norm.{m}", "Gradient norm per modality", GRADIENTS, basis="applied", sample="training",
         short="grad", description="Mean L2 norm of the encoder's gradient as applied, after any modulation.",

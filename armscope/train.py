@@ -89,6 +89,15 @@ def build_model(
     return MultimodalModel(encoders, method.build_head())
 
 
+# Buffers earlier versions kept in the model that are no longer part of it.
+RETIRED_BUFFERS = ("head.lens_probe",)  # the concat head's lens projection, now ``armscope.lens``'s
+
+
+def _current_model_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model state without retired buffers, so runs started before can resume."""
+    return {key: value for key, value in state.items() if key not in RETIRED_BUFFERS}
+
+
 def build_optimizer(config: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -141,7 +150,7 @@ class Trainer:
         shuffle = torch.Generator().manual_seed(config.seed)
         state = {"epoch": 0, "step": 0, "dominant": None, "elapsed": 0.0, "samples_seen": 0}
         if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
+            model.load_state_dict(_current_model_state(checkpoint["model"]))
             optimizer.load_state_dict(checkpoint["optimizer"])
             method.load_state_dict(checkpoint.get("method", {}))
             shuffle.set_state(checkpoint["shuffle_rng"])
@@ -301,7 +310,7 @@ class _Loop:
         train_seconds = time.perf_counter() - started
         measures = evaluate(
             model, self.bundle.val, batch_size=2 * config.batch_size, device=device,
-            lens=method.lens_settings, precision=config.precision,
+            precision=config.precision,
             predict=lambda feats: method.predict(model, feats),
         )
         summary = method.end_epoch()

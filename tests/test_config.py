@@ -15,7 +15,7 @@ def error_of(**raw):
 def test_defaults_fill_every_option_dictionary():
     config = RunConfig()
     assert config.method == "arm" and config.dataset == "synthetic-shift"
-    assert config.method_options["estimator"] == "plugin"
+    assert config.method_options["estimator"] == "debiased"
     assert config.model_options["encoder"]["name"] == "mlp"
     assert "n_samples" in config.dataset_options
 

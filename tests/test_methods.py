@@ -8,6 +8,7 @@ from armscope.information import ncmi, nmi
 from armscope.methods import build_method
 from armscope.methods.ogm import ogm_coefficients
 from armscope.models import ARMHead, ConcatHead, MultimodalModel, build_encoder
+from armscope.models.heads import arm_lens
 
 
 def test_ogm_slows_the_modality_whose_ratio_exceeds_one():
@@ -92,7 +93,7 @@ def test_arm_weights_for_two_modalities_equal_the_reference_formula():
     feats = {"audio": torch.relu(torch.randn(32, 16)), "visual": torch.relu(torch.randn(32, 16) * 2)}
     labels = torch.randint(0, 5, (32,))
     for estimator in ("plugin", "reference"):
-        terms = arm_terms(feats, head.lens(feats), labels, estimator=estimator, nmi_bins=30, ncmi_bins=2, w_min=1e-6, w_max=1e6)
+        terms = arm_terms(feats, arm_lens(feats, head.modalities, *head.lens_parameters), labels, estimator=estimator, nmi_bins=30, ncmi_bins=2, w_min=1e-6, w_max=1e6)
         f = head.probe(torch.cat([feats["audio"], feats["visual"]], 1))
         p_f = confidence(head.classifier(f), labels)
         p_a = confidence(head.classifier(feats["audio"]), labels)

@@ -104,6 +104,7 @@ def test_the_catalog_publishes_the_common_measures_and_each_methods_declarations
         "description": "",
         "numeric": True,
         "over": "",
+        "elements": "",
         "per_modality": True,
         "selector": "shapley.*",
     }
@@ -111,7 +112,7 @@ def test_the_catalog_publishes_the_common_measures_and_each_methods_declarations
     assert arm["head"] == "arm"
     assert [m["key"] for m in arm["metrics"]] == [
         "arm_train_weight.{m}", "arm_train_weight_std.{m}", "arm_train_score.{m}", "arm_train_score_std.{m}",
-        "arm_negative_steps", "arm_guard_steps",
+        "arm_step_elements", "arm_negative_steps", "arm_guard_steps",
     ]
     assert catalog["methods"]["baseline"]["metrics"] == []
     assert catalog["broken_plugins"] == []

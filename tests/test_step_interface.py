@@ -9,7 +9,7 @@ from armscope.data import build_dataset
 from armscope.data.base import TensorSplit
 from armscope.data.loader_split import LoaderSplit
 from armscope.dominance import encode_split, evaluate
-from armscope.methods import LensSettings, Method, build_method
+from armscope.methods import Method, build_method
 from armscope.methods.state import MethodStateError
 from armscope.models import ConcatHead, MultimodalModel, build_encoder
 from armscope.rundir import RunDir
@@ -247,7 +247,7 @@ def test_every_measure_judges_the_methods_prediction():
     def always_class_one(feats):
         return torch.tensor([0.0, 5.0, 0.0, 0.0]).expand(feats["a"].shape[0], 4)
 
-    record = evaluate(model, split, batch_size=16, device=torch.device("cpu"), lens=LensSettings(), predict=always_class_one)
+    record = evaluate(model, split, batch_size=16, device=torch.device("cpu"), predict=always_class_one)
     assert record["val_acc"] == record["val_acc.a"] == record["val_acc.b"] == 0.25
     assert record["shapley.a"] == record["shapley.b"] == 0.0
 

@@ -6,13 +6,12 @@ its class here; importing this package loads no torch until a name below is used
 
 from armscope.lazy import exports
 
-__all__ = ["METHODS", "EpochSummary", "LensSettings", "Method", "build_method"]
+__all__ = ["METHODS", "EpochSummary", "Method", "build_method"]
 __getattr__ = exports(
     __name__,
     {
         "METHODS": "armscope.plugins",
         "EpochSummary": "armscope.methods.base",
-        "LensSettings": "armscope.methods.base",
         "Method": "armscope.methods.base",
         "build_method": "armscope.methods.base",
     },

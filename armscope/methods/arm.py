@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from armscope.arm_terms import FINITE, GUARD_REASONS, NEGATIVE, SCORE, SCORE_SQ, STEP_STATS, WEIGHT, WEIGHT_SQ, arm_step
 from armscope.builtin.methods.arm import ARMOptions
 from armscope.graphed import GraphedCall
-from armscope.methods.base import EpochSummary, LensSettings, Method
+from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import ARMHead, MultimodalModel
 
 MAX_GUARD_EVENTS_PER_EPOCH = 10
@@ -86,11 +86,6 @@ class ARM(Method):
         self.step_stats: Tensor | None = None
         self.graphed: GraphedCall[tuple[Tensor, Tensor]] | None = None
 
-    @property
-    def lens_settings(self) -> LensSettings:
-        o = self.options
-        return LensSettings(o.estimator, o.nmi_bins, o.ncmi_bins, o.w_min, o.w_max)
-
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
         self.first_step = first_step
@@ -101,6 +96,7 @@ class ARM(Method):
         else:
             self.step_stats.zero_()
         self.steps = 0
+        self.elements = 0
         self.compiled = "compile" not in self.failures and compiles_on(self.options.compile, device)
         self.graphing = "cuda_graph" not in self.failures and graphs_on(self.options.cuda_graph, device)
         self.fallbacks: list[dict[str, object]] = []
@@ -112,6 +108,7 @@ class ARM(Method):
         weight, guard = self._step_weights(feats, head, labels, step)
         self.guards[self.steps] = guard
         self.steps += 1
+        self.elements += feats[self.modalities[0]].numel()
         return F.cross_entropy(head.fuse(feats, weight), labels)
 
     def _step_weights(self, feats: dict[str, Tensor], head: ARMHead, labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
@@ -174,15 +171,15 @@ class ARM(Method):
         )
 
     def _estimator_args(self) -> dict[str, object]:
-        s = self.lens_settings
+        o = self.options
         return dict(
-            ema_decay=self.options.ema_decay,
-            estimator=s.estimator,
-            reweight=self.options.reweight,
-            nmi_bins=s.nmi_bins,
-            ncmi_bins=s.ncmi_bins,
-            w_min=s.w_min,
-            w_max=s.w_max,
+            ema_decay=o.ema_decay,
+            estimator=o.estimator,
+            reweight=o.reweight,
+            nmi_bins=o.nmi_bins,
+            ncmi_bins=o.ncmi_bins,
+            w_min=o.w_min,
+            w_max=o.w_max,
         )
 
     def end_epoch(self) -> EpochSummary:
@@ -201,6 +198,7 @@ class ARM(Method):
             metrics[f"arm_train_score_std.{m}"] = score_sd[i]
         negative = int(stats[NEGATIVE, 0].item())
         metrics["arm_negative_steps"] = torch.tensor(float(negative))
+        metrics["arm_step_elements"] = torch.tensor(self.elements / max(self.steps, 1), dtype=torch.float64)
         guards = self.guards[: self.steps].tolist()
         flagged = [(i, g) for i, g in enumerate(guards) if g]
         metrics["arm_guard_steps"] = torch.tensor(float(len(flagged)))

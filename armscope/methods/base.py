@@ -17,17 +17,6 @@ from armscope.plugins import METHODS
 from armscope.step import Batch, StepContext
 
 
-@dataclass(frozen=True)
-class LensSettings:
-    """How the ARM terms are estimated for the per-epoch measures."""
-
-    estimator: str = "plugin"
-    nmi_bins: int = 30
-    ncmi_bins: int = 2
-    w_min: float = 0.1
-    w_max: float = 10.0
-
-
 @dataclass
 class EpochSummary:
     """A method's own per-epoch metrics (tensors, read once) and events."""
@@ -72,10 +61,6 @@ class Method:
         self.modalities = list(modalities)
         self.n_classes = n_classes
         self.feature_dim = feature_dim
-
-    @property
-    def lens_settings(self) -> LensSettings:
-        return LensSettings()
 
     def build_head(self) -> FusionHead:
         return self.head_type(self.modalities, self.feature_dim, self.n_classes)

@@ -7,7 +7,6 @@ it, so heads must accept zeros in place of any modality.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,8 @@ from armscope.models.sizes import ModuleSize, arm_head_size, concat_head_size
 
 @dataclass
 class Lens:
-    """What the ARM contribution score needs from a head, for any method.
+    """The pieces of the ARM contribution score: ARM's step takes them from its head (``arm_lens``),
+    every run's validation lens from its predictions (``armscope.lens``).
 
     ``probe`` is the fused representation f paired element-wise with each
     modality's features; ``fused_logits`` give the fused confidence p_f, and
@@ -79,9 +79,6 @@ class FusionHead(nn.Module):
         self.feature_dim = feature_dim
         self.n_classes = n_classes
 
-    def lens(self, feats: dict[str, Tensor]) -> Lens:
-        raise NotImplementedError
-
     @classmethod
     def size(cls, n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
         """What the head would hold, so a config can be sized before it is built (``armscope.models.sizes``)."""
@@ -95,13 +92,6 @@ class ConcatHead(FusionHead):
         super().__init__(modalities, feature_dim, n_classes)
         width = len(modalities) * feature_dim
         self.fc = nn.Linear(width, n_classes)
-        # A fixed random projection stands in for ARM's untrained probe P, so
-        # non-ARM runs get the same NMI/NCMI lens. Its own generator keeps the
-        # global RNG stream (and so training) unchanged by its presence.
-        gen = torch.Generator().manual_seed(1234)
-        bound = 1.0 / math.sqrt(width)
-        probe = (torch.rand(feature_dim, width, generator=gen) * 2 - 1) * bound
-        self.register_buffer("lens_probe", probe)
 
     size = staticmethod(concat_head_size)
 
@@ -116,15 +106,6 @@ class ConcatHead(FusionHead):
             m: feats[m] @ weight[:, i * d : (i + 1) * d].T + share
             for i, m in enumerate(self.modalities)
         }
-
-    def lens(self, feats: dict[str, Tensor]) -> Lens:
-        zeros = {m: torch.zeros_like(h) for m, h in feats.items()}
-        return Lens(
-            probe=_concat(self.modalities, feats) @ self.lens_probe.T,
-            fused_logits=self(feats),
-            rest_logits={m: self({**feats, m: zeros[m]}) for m in self.modalities},
-            rest_features=rest_means(feats),
-        )
 
 
 class ARMHead(FusionHead):
@@ -157,9 +138,6 @@ class ARMHead(FusionHead):
     def lens_parameters(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         """(weight, bias) of the probe P and of the classifier C, as arm_lens takes them."""
         return (self.probe.weight, self.probe.bias), (self.classifier.weight, self.classifier.bias)
-
-    def lens(self, feats: dict[str, Tensor]) -> Lens:
-        return arm_lens(feats, self.modalities, *self.lens_parameters)
 
 
 class MultimodalModel(nn.Module):

@@ -14,7 +14,7 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class ModuleSize:
-    """The numbers a module holds: its parameters and its buffers (running statistics, fixed probes)."""
+    """The numbers a module holds: its parameters and its buffers (running statistics, moving averages)."""
 
     parameters: int = 0
     buffers: int = 0
@@ -33,9 +33,8 @@ def linear_size(inputs: int, outputs: int) -> ModuleSize:
 
 
 def concat_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
-    """``ConcatHead``: a linear classifier on the concatenated features, and the fixed lens probe."""
-    width = n_modalities * feature_dim
-    return linear_size(width, n_classes) + ModuleSize(buffers=feature_dim * width)
+    """``ConcatHead``: a linear classifier on the concatenated features."""
+    return linear_size(n_modalities * feature_dim, n_classes)
 
 
 def arm_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:

@@ -18,9 +18,10 @@ class ARMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     estimator: Literal["plugin", "debiased", "reference"] = Field(
-        "plugin",
-        description="plugin: true plug-in conditional MI; debiased: the plug-in less its finite-sample bias, "
-        "so scores do not grow with batch x feature size; reference: the published numerics, bit for bit.",
+        "debiased",
+        description="debiased: the plug-in MI less its finite-sample bias, so scores do not grow as batch x "
+        "feature size shrinks; plugin: true plug-in conditional MI, mostly bias at small batches; reference: "
+        "the published numerics, bit for bit.",
     )
     reweight: bool = Field(
         True,
@@ -68,7 +69,7 @@ METRICS = (
     ),
     Metric(
         "arm_train_score.{m}", "ARM training score Φ per modality", LENS, basis="applied", sample="training",
-        short="Φ (training)", over="arm_score",
+        short="Φ (training)", over="arm_score", elements="arm_step_elements",
         description="The epoch's mean of the per-step contribution score Φ_m the weights were computed from, "
         "over the steps whose scores were finite; each step's score is estimated on its batch's B x d elements.",
     ),
@@ -76,6 +77,12 @@ METRICS = (
         "arm_train_score_std.{m}", "ARM training score, spread over steps", None, basis="applied",
         sample="training", short="Φ sd (training)",
         description="The standard deviation over the epoch's steps (with finite scores) of the per-step score.",
+    ),
+    Metric(
+        "arm_step_elements", "ARM elements per step estimate", None, basis="applied", sample="training",
+        unit="elements", short="step n",
+        description="How many element pairs each step's NMI and NCMI were estimated on, the epoch's mean: the "
+        "batch size times the feature width.",
     ),
     Metric(
         "arm_negative_steps", "ARM steps with every score negative", "ARM guards", basis="applied",
