@@ -54,6 +54,7 @@ def _entry(spec: PluginSpec, origin: str) -> dict[str, Any]:
         entry |= {
             "head": spec.head.name,
             "compare": spec.compare,
+            "controls": [control.as_json() for control in spec.controls],
             "metrics": [metric.as_json() for metric in spec.metrics],
         }
     return entry

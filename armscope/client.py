@@ -183,11 +183,22 @@ class Client:
         methods: Iterable[str],
         seeds: Iterable[int],
         name: str | None = None,
+        *,
+        variants: Iterable[Mapping[str, Any]] = (),
+        compare: bool = False,
     ) -> dict[str, Any]:
-        """Queue the grid methods x seeds over one base config; returns ``{"id", "runs"}``."""
+        """Queue the grid methods x seeds over one base config; returns ``{"id", "runs"}``.
+
+        ``variants`` adds arms of a method with options of their own (``{"method", "method_options",
+        "label"}``); ``compare`` adds every compared method and their controls (ARM without re-weighting).
+        """
         body: dict[str, Any] = {"config": _config_payload(config), "methods": list(methods), "seeds": list(seeds)}
         if name is not None:
             body["name"] = name
+        if variants:
+            body["variants"] = [dict(v) for v in variants]
+        if compare:
+            body["compare"] = True
         return self._json("POST", "/sweeps", json=body)
 
     def get(self, run_id: int) -> Run:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from pydantic import BaseModel
@@ -83,6 +84,26 @@ class PluginSpec:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A variant of a method that a comparison runs beside it, ``options`` over the method's own.
+
+    The control tells what a method's mechanism adds from what its other parts do (ARM's head and
+    loss without the re-weighting). ``label`` names it in run names (letters, digits and '-').
+    """
+
+    label: str
+    options: Mapping[str, Any] = field(hash=False)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.label):
+            raise ValueError(f"control label {self.label!r} must be lower-case letters, digits and '-'")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"label": self.label, "options": dict(self.options), "description": self.description}
+
+
+@dataclass(frozen=True)
 class MethodSpec(PluginSpec):
     """A training method: ``build(options, modalities, n_classes, feature_dim) -> Method``.
 
@@ -90,16 +111,20 @@ class MethodSpec(PluginSpec):
     measures every run logs, ``armscope.metrics.COMMON``); ``head`` is the
     fusion head its ``build_head`` makes, sized when a config is validated.
     ``compare`` puts it among the methods launched beside any other when a
-    comparison is asked for (the launch form's "compare methods", the demo).
+    comparison is asked for (the launch form's "compare methods", the demo);
+    a comparison with it also runs each of its ``controls``.
     """
 
     metrics: tuple[Metric, ...] = ()
     head: HeadSize = CONCAT_HEAD
     compare: bool = False
+    controls: tuple[Control, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "metrics", check_declarations(self.metrics, f"method {self.name!r}"))
+        for control in self.controls:
+            self.options.model_validate(dict(control.options))  # a control's options are the method's
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def demo_explainer() -> str:
     runs = len(demo.configs)
     first = demo.configs[0]
     return (
-        f"The demo sweep trains {', '.join(demo.methods)} on the {first.dataset} data set with seeds "
+        f"The demo sweep trains {', '.join(arm.title for arm in demo.arms)} on the {first.dataset} data set with seeds "
         f"{', '.join(map(str, demo.seeds))} ({runs} runs, {first.epochs} epochs each, a few minutes on a laptop CPU)."
     )
 

@@ -254,22 +254,33 @@ def _stack(records: Sequence[Record], mode: str | None, chart: Chart, metrics: S
 
 def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:
     """A panel per per-modality metric (the engine's, when the chart has any); other per-modality metrics
-    dotted over the last panel; scalars in a last panel without a title."""
+    drawn over the panel they name (else the last), dotted; scalars in a last panel without a title.
+
+    Where a panel's overlay is what training applied (ARM's per-step scores and weights over the lens's
+    validation estimates), the applied series lead, solid, and the estimates are dotted: the page shows
+    first what the method did. Titles give each estimate's sample size where its metric names one.
+    """
     mods = modalities(records)
     per_modality = [m for m in metrics if m.per_modality]
     primary = [m for m in per_modality if m in COMMON] or per_modality
-    overlaid = [m for m in per_modality if m not in primary]
-    # (legend name, key, colour, dash, legend group): a modality's lines share its group across panels.
-    lines = [
-        [(name, f"{m.family}.{name}", th.modality_color(i), "solid", name) for i, name in enumerate(mods)]
-        for m in primary
-    ]
     families = [m.family for m in primary]
-    for m in overlaid:
-        panel = families.index(m.over) if m.over in families else len(lines) - 1
-        lines[panel] += [(f"{name} {m.column}", f"{m.family}.{name}", th.modality_color(i), "dot", name)
-                         for i, name in enumerate(mods)]
-    panels = [(m.label, drawn) for m, drawn in zip(primary, lines)]
+    placed = [
+        (families.index(m.over) if m.over in families else len(primary) - 1, m)
+        for m in per_modality if m not in primary
+    ]
+    led = {p for p, m in placed if _leads(m, records, mods)}
+    # (legend name, key, colour, dash, legend group): a modality's lines share its group across panels.
+    lines: list[list[tuple[str, str, str, str, str]]] = [[] for _ in primary]
+    for p, m in placed:
+        if p in led and _leads(m, records, mods):
+            lines[p] += _modality_lines(m, mods, "solid", m.column)
+    for p, m in enumerate(primary):
+        lines[p] += _modality_lines(m, mods, "dot", "(validation)") if p in led else _modality_lines(m, mods, "solid")
+    for p, m in placed:
+        if not (p in led and _leads(m, records, mods)):
+            lines[p] += _modality_lines(m, mods, "dot", m.column)
+    titles = [_panel_title(m, [n for q, n in placed if q == p], records) for p, m in enumerate(primary)]
+    panels = list(zip(titles, lines))
     scalars = [m for m in metrics if not m.per_modality]
     if scalars:
         panels.append(("", [(m.label, m.key, th.modality_color(i), "solid", m.label) for i, m in enumerate(scalars)]))
@@ -277,7 +288,7 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
     present = [(t, drawn) for t, drawn in present if drawn]
     if not present:
         return empty_figure("Not recorded for this run.", mode, chart.title, chart.height)
-    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[plain(t) for t, _ in present], horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[t for t, _ in present], horizontal_spacing=0.12)
     fig.update_layout(template=th.template(mode), title=plain(chart.title), height=chart.height, uirevision="keep")
     x, shown = epochs(records), set()
     for col, (_, drawn) in enumerate(present, start=1):
@@ -290,9 +301,39 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
             shown.add(name)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
     fig.update_annotations(font_size=12)
-    # Room above the subplot titles for the legend.
-    fig.update_layout(margin=dict(t=78), legend=dict(y=1.2, yanchor="bottom"))
+    # Room above the subplot titles (and their sample-size line) for the legend.
+    fig.update_layout(margin=dict(t=92), legend=dict(y=1.25, yanchor="bottom"))
     return fig
+
+
+def _leads(metric: Metric, records: Sequence[Record], mods: Sequence[str]) -> bool:
+    """Whether ``metric`` is what training applied, recorded in this run: it leads the panel it is drawn over."""
+    return metric.basis == "applied" and any(_recorded(records, k) for k in metric.keys(mods))
+
+
+def _modality_lines(
+    metric: Metric, mods: Sequence[str], dash: str, suffix: str = ""
+) -> list[tuple[str, str, str, str, str]]:
+    return [
+        (f"{name} {suffix}" if suffix else name, f"{metric.family}.{name}", th.modality_color(i), dash, name)
+        for i, name in enumerate(mods)
+    ]
+
+
+def _panel_title(metric: Metric, overlays: Sequence[Metric], records: Sequence[Record]) -> str:
+    """The panel's label, and under it how many element pairs each of its estimates was made on."""
+    sizes = []
+    for m in (*[o for o in overlays if o.basis == "applied"], metric):
+        count = _last(records, m.elements) if m.elements else None
+        if count is not None:
+            where = "training: " if m.sample == "training" else "validation: "
+            sizes.append(where + f"{round(count):,} elements" + (" per step" if m.sample == "training" else ""))
+    title = plain(metric.label)
+    return title + "<br><sup>" + plain(" · ".join(sizes)) + "</sup>" if sizes else title
+
+
+def _last(records: Sequence[Record], key: str) -> float | None:
+    return next((r[key] for r in reversed(records) if isinstance(r.get(key), (int, float))), None)
 
 
 def _strip(

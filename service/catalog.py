@@ -48,6 +48,12 @@ def compared_methods() -> list[str]:
     return [name for name, entry in catalog()["methods"].items() if entry["compare"]]
 
 
+def controls_of(method: str) -> list[dict[str, Any]]:
+    """The controls a comparison runs beside ``method`` (``{"label", "options", "description"}``), if any."""
+    entry = catalog()["methods"].get(method)
+    return list(entry.get("controls", [])) if entry else []
+
+
 def broken() -> list[dict[str, str]]:
     """The plugins that could not be registered, by name, with where they came from and why."""
     return [plugin.as_json() for plugin in broken_plugins()]

@@ -213,6 +213,35 @@ def test_a_sweep_crosses_methods_and_seeds(api, queue):
     assert len(listed) == 4
 
 
+def test_a_comparison_sweep_runs_every_compared_method_and_arm_without_re_weighting(api, queue):
+    body = {"config": {**TINY, "method": "arm", "method_options": {"estimator": "plugin"}}, "methods": ["arm"],
+            "seeds": [0], "compare": True}
+    response = api.post("/api/v1/sweeps", json=body)
+    assert response.status_code == 201
+    runs = {r["name"]: r for r in response.json()["runs"]}
+    assert sorted(runs) == sorted(["arm-synthetic-shift-s0", "baseline-synthetic-shift-s0", "ogm-ge-synthetic-shift-s0",
+                                   "arm-no-reweight-synthetic-shift-s0"])
+    control = runs["arm-no-reweight-synthetic-shift-s0"]["config"]["method_options"]
+    assert control["reweight"] is False and control["estimator"] == "plugin"
+
+
+def test_a_sweep_variant_is_a_method_with_its_own_options_under_its_label(api, queue):
+    variant = {"method": "arm", "method_options": {"estimator": "reference"}, "label": "published"}
+    response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["baseline"], "seeds": [3],
+                                                "variants": [variant]})
+    assert response.status_code == 201
+    runs = {r["name"]: r["config"]["method_options"] for r in response.json()["runs"]}
+    assert runs["arm-published-synthetic-shift-s3"]["estimator"] == "reference" and len(runs) == 2
+
+
+def test_a_sweep_variant_with_a_bad_option_names_it_and_stores_nothing(api, queue):
+    variant = {"method": "arm", "method_options": {"reweigh": False}, "label": "typo"}
+    response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["baseline"], "seeds": [0],
+                                                "variants": [variant]})
+    assert response.status_code == 422 and "arm (typo)" in str(response.json()["detail"])
+    assert api.get("/api/v1/runs").json()["items"] == [] and queue.sent == []
+
+
 def test_an_invalid_sweep_names_the_method_and_stores_nothing(api, queue):
     response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["arm", "nope"], "seeds": [0]})
     assert response.status_code == 422

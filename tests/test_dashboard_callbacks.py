@@ -192,12 +192,21 @@ def test_inputs_of_a_schema_being_replaced_are_ignored():
     assert plan.ok and plan.request.dataset == "uci-mfeat"
 
 
-def test_seeds_and_compare_methods_make_a_sweep():
+def test_seeds_and_compare_methods_make_a_sweep_with_arm_s_control():
     plan = launch.plan("synthetic-shift", "arm", "mlp", "0-2", True, "cmp", None, [opt("run", "epochs", 2)])
-    assert plan.ok and plan.runs == 9
-    assert plan.request.methods == ["arm", "baseline", "ogm-ge"] and plan.request.seeds == [0, 1, 2]
+    assert plan.ok and plan.runs == 12
+    assert [arm.title for arm in plan.request.arms] == ["arm", "baseline", "ogm-ge", "arm (no-reweight)"]
+    assert plan.request.seeds == [0, 1, 2]
     assert plan.request.name == "cmp" and "name" not in plan.request.config
-    assert launch.summary_text(plan, True) == "Launches a method comparison of 9 runs."
+    assert launch.summary_text(plan, True) == "Launches a method comparison of 12 runs."
+
+
+def test_arm_s_control_in_a_comparison_keeps_the_form_s_arm_options():
+    items = [opt("run", "epochs", 2), opt("method", "estimator", "reference")]
+    plan = launch.plan("synthetic-shift", "arm", "mlp", "0", True, None, None, items)
+    control = [c for c in plan.request.configs if c.method_options.get("reweight") is False]
+    assert [c.display_name() for c in control] == ["arm-no-reweight-synthetic-shift-s0"]
+    assert control[0].method_options["estimator"] == "reference"
     seeds = launch.plan("synthetic-shift", "baseline", "mlp", "1,2", False, None, None, [])
     assert seeds.runs == 2 and seeds.request.methods == ["baseline"]
 
@@ -210,9 +219,9 @@ def test_launching_goes_through_the_api_path_and_lands_on_the_run_or_sweep(ctx):
     assert ctx.store.get_run(run_id)["config"]["epochs"] == 2
     sweep = launch.plan("synthetic-shift", "arm", "mlp", "0,1", True, None, None, [])
     href = launch.launch(ctx, sweep)
-    assert href.startswith("/?sweep=") and len(ctx.queue.sent) == 1 + 6
+    assert href.startswith("/?sweep=") and len(ctx.queue.sent) == 1 + 8
     sweep_id = int(href.split("=")[1])
-    assert len(ctx.store.list_runs(sweep=sweep_id)[0]) == 6
+    assert len(ctx.store.list_runs(sweep=sweep_id)[0]) == 8
     assert "&group=seeds&color=method" in dump(runs.layout(ctx, f"?sweep={sweep_id}"))  # its compare link
 
 
@@ -226,10 +235,13 @@ def test_a_broken_queue_is_reported_and_nothing_is_stored(ctx):
     assert ctx.store.list_runs()[0] == []
 
 
-def test_the_demo_sweep_is_nine_short_runs(ctx):
+def test_the_demo_sweep_is_twelve_short_runs_with_arm_s_control(ctx):
     sweep = actions.launch_demo(ctx)
     items, _ = ctx.store.list_runs(sweep=sweep["id"])
-    assert len(items) == 9 and {r["method"] for r in items} == {"arm", "baseline", "ogm-ge"}
+    assert len(items) == 12 and {r["method"] for r in items} == {"arm", "baseline", "ogm-ge"}
+    assert sorted(r["name"] for r in items if r["name"].startswith("arm-no-reweight")) == [
+        f"arm-no-reweight-synthetic-shift-s{seed}" for seed in (0, 1, 2)
+    ]
     assert {r["seed"] for r in items} == {0, 1, 2} and {r["progress"]["epochs"] for r in items} == {10}
     assert {r["dataset"] for r in items} == {"synthetic-shift"}
 

@@ -98,14 +98,26 @@ def test_every_run_chart_says_when_there_are_no_epochs_yet():
         assert not fig.data and "No epochs yet" in fig.layout.annotations[0].text
 
 
-def test_arm_panels_show_score_and_weight_and_the_training_weight_dotted():
+def test_arm_panels_lead_with_what_training_applied_solid_and_dot_the_validation_estimates():
     records = [dict(r, **{"arm_train_weight.audio": 1.2, "arm_train_weight.visual": 0.8}) for r in RECORDS]
     assert len(draw("arm", records).data) == 4  # the training weights are ARM's, declared by ARM
     fig = draw("arm", records, metrics_of("arm"))
     assert [a.text for a in fig.layout.annotations] == ["ARM score Φ per modality", "ARM weight w per modality"]
-    training = [t for t in fig.data if "(training)" in t.name]
-    assert len(training) == 2 and all(t.line.dash == "dot" for t in training)
-    assert len(fig.data) == 6
+    weight_panel = [(t.name, t.line.dash) for t in fig.data if t.xaxis == "x2"]
+    assert weight_panel == [("audio w (training)", "solid"), ("visual w (training)", "solid"),
+                            ("audio (validation)", "dot"), ("visual (validation)", "dot")]
+    score_panel = [(t.name, t.line.dash) for t in fig.data if t.xaxis == "x"]
+    assert score_panel == [("audio", "solid"), ("visual", "solid")]  # nothing applied to lead with
+
+
+def test_panel_titles_give_the_element_count_of_each_estimate():
+    extra = {"arm_train_score.audio": 0.1, "arm_train_score.visual": 0.2, "arm_step_elements": 4096.0,
+             "lens_elements": 51200}
+    fig = draw("arm", [dict(r, **extra) for r in RECORDS], metrics_of("arm"))
+    score_title = fig.layout.annotations[0].text
+    assert score_title.startswith("ARM score Φ per modality<br>")
+    assert "training: 4,096 elements per step" in score_title and "validation: 51,200 elements" in score_title
+    assert "51,200" in draw("info", [dict(r, lens_elements=51200) for r in RECORDS]).layout.annotations[0].text
 
 
 def test_information_and_grad_norm_figures_have_one_trace_per_modality_and_panel():

@@ -20,10 +20,10 @@ from dashboard import components as ui
 from dashboard import schema_form as sf
 from dashboard.context import Context
 from dashboard.inputs import Text, checked, id_from_text
-from service.catalog import catalog, compared_methods, model_options_schema
+from service.catalog import catalog, model_options_schema
 from service.db.store import RunNotFound
 from service.errors import InvalidConfig
-from service.sweeps import SweepSpec
+from service.sweeps import SweepSpec, comparison_titles
 
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
 MODEL_EXCLUDE = ("encoder",)  # the default encoder has its own choice and form; overrides are JSON
@@ -146,24 +146,24 @@ def plan(
     if result.field_errors or result.seeds_error:
         return result
     run_fields = {f.name for f in section_fields("run", dataset, method, encoder)}
-    methods = list(dict.fromkeys([method, *compared_methods()])) if compare else [method]
     # Each option section on its own first: RunConfig stops at its first failing layer, the form shows all.
     problems: list[tuple[Sequence[Any], str]] = section_problems(raw)
-    if len(methods) == 1 and len(seeds) == 1:
+    result.runs = len(seeds)
+    if not compare and len(seeds) == 1:
         try:
             result.request = RunConfig.model_validate({**raw, "name": (name or "").strip() or None, "seed": seeds[0]})
         except ValidationError as exc:
             problems += [(e["loc"], e["msg"]) for e in exc.errors()]
     else:
         try:
-            sweep = SweepSpec(config=raw, methods=methods, seeds=seeds, name=(name or "").strip() or None)
+            sweep = SweepSpec(config=raw, methods=[method], seeds=seeds, compare=compare, name=(name or "").strip() or None)
+            result.runs = len(sweep.arms) * len(seeds)
             sweep.configs  # expanded and validated here, once: launching the sweep reuses them
             result.request = sweep
         except ValidationError as exc:
             problems += [(e["loc"], e["msg"]) for e in exc.errors()]
         except InvalidConfig as exc:
             problems += [([p for p in e["loc"] if p != "config"], e["msg"]) for e in exc.problems]
-    result.runs = len(methods) * len(seeds)
     for loc, msg in problems:
         where = _locate(loc, run_fields)
         if where == "seeds":
@@ -327,7 +327,7 @@ def layout(ctx: Context, search: str | None = None) -> Any:
             dbc.Switch(
                 id="launch-compare",
                 value=False,
-                label=f"Compare methods: launch {', '.join(compared_methods())} together with these settings",
+                label=f"Compare methods: launch {', '.join(comparison_titles())} together with these settings",
             ),
         ],
     )
@@ -364,7 +364,8 @@ def layout(ctx: Context, search: str | None = None) -> Any:
                 "Method options",
                 "launch-method-fields",
                 sf.render("method", section_fields("method", dataset, method, encoder), config.get("method_options")),
-                "With 'compare methods', the other methods use their defaults.",
+                "With 'compare methods', the other methods use their defaults, and a control (such as ARM without "
+                "re-weighting) uses its method's options here with its own.",
             ),
             section(
                 "Training",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from armscope.metrics import LENS, Metric
 from armscope.models.sizes import ARM_HEAD
-from armscope.specs import MethodSpec
+from armscope.specs import Control, MethodSpec
 
 
 class ARMOptions(BaseModel):
@@ -58,7 +58,7 @@ class ARMOptions(BaseModel):
 METRICS = (
     Metric(
         "arm_train_weight.{m}", "ARM training weight per modality", LENS, basis="applied", sample="training",
-        short="w (training)", over="arm_weight",
+        short="w (training)", over="arm_weight", elements="arm_step_elements",
         description="The epoch's mean of the weight w_m each step scaled the modality's features by in the fusion "
         "(1 with reweight false).",
     ),
@@ -107,5 +107,11 @@ SPECS = [
         metrics=METRICS,
         head=ARM_HEAD,
         compare=True,
+        controls=(
+            Control(
+                "no-reweight", {"reweight": False},
+                "ARM's head and loss with every weight pinned to 1: what the re-weighting adds over them.",
+            ),
+        ),
     )
 ]
