@@ -48,7 +48,7 @@ def test_submitting_a_run_stores_and_queues_it(api, queue):
     response = api.post("/api/v1/runs", json=TINY)
     assert response.status_code == 201
     run = response.json()
-    assert run["status"] == "queued" and run["config"]["method_options"]["estimator"] == "plugin"
+    assert run["status"] == "queued" and run["config"]["method_options"]["estimator"] == "debiased"
     assert queue.sent == [(run["id"], "cpu")]
 
 
