@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pydantic import BaseModel

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from armscope import plugins
+from armscope.methods import build_method
 from armscope.plugins import DATASETS, ENCODERS, METHODS, broken_plugins
 from armscope.specs import DatasetSpec, EncoderSpec, MethodSpec
 from tests.plugin_support import BROKEN, TOY, home_with_store, run_python
@@ -48,6 +49,14 @@ def test_every_in_tree_method_spec_sizes_the_head_its_method_builds():
     for spec in METHODS.entries():
         built = spec.factory.head_type
         assert built.size(3, 16, 7) == spec.head.size(3, 16, 7), spec.name
+
+
+def test_every_in_tree_method_spec_counts_the_numbers_its_head_holds():
+    for spec in METHODS.entries():
+        head = build_method(spec.name, {}, ["a", "b", "c"], 7, 16).build_head()
+        size = spec.head.size(3, 16, 7)
+        assert sum(p.numel() for p in head.parameters()) == size.parameters, spec.name
+        assert sum(b.numel() for b in head.buffers()) == size.buffers, spec.name
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ __all__ = [
     "FusionHead",
     "ModelOptions",
     "MultimodalModel",
+    "UnimodalHeadsHead",
     "build_encoder",
 ]
 __getattr__ = exports(
@@ -26,5 +27,6 @@ __getattr__ = exports(
         "ConcatHead": "armscope.models.heads",
         "FusionHead": "armscope.models.heads",
         "MultimodalModel": "armscope.models.heads",
+        "UnimodalHeadsHead": "armscope.models.heads",
     },
 )

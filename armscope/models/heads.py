@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from armscope.models.sizes import ModuleSize, arm_head_size, concat_head_size
+from armscope.models.sizes import ModuleSize, arm_head_size, concat_head_size, unimodal_heads_size
 
 
 @dataclass
@@ -106,6 +106,25 @@ class ConcatHead(FusionHead):
             m: feats[m] @ weight[:, i * d : (i + 1) * d].T + share
             for i, m in enumerate(self.modalities)
         }
+
+
+class UnimodalHeadsHead(ConcatHead):
+    """The concat fusion plus a linear classifier per modality on that modality's features alone.
+
+    For the methods whose objective has a loss per modality (MMPareto, Gradient-Blending, UMT and
+    others): ``unimodal_heads(feats)`` gives each modality's own logits. The fused prediction
+    (``forward``) is the concat classifier's, as the baseline's.
+    """
+
+    def __init__(self, modalities: list[str], feature_dim: int, n_classes: int) -> None:
+        super().__init__(modalities, feature_dim, n_classes)
+        self.unimodal = nn.ModuleDict({m: nn.Linear(feature_dim, n_classes) for m in modalities})
+
+    size = staticmethod(unimodal_heads_size)
+
+    def unimodal_heads(self, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each present modality's logits from its own classifier."""
+        return {m: self.unimodal[m](feats[m]) for m in self.modalities if m in feats}
 
 
 class ARMHead(FusionHead):

@@ -37,6 +37,13 @@ def concat_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> Mod
     return linear_size(n_modalities * feature_dim, n_classes)
 
 
+def unimodal_heads_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
+    """``UnimodalHeadsHead``: the concat classifier and one linear classifier per modality."""
+    return concat_head_size(n_modalities, feature_dim, n_classes) + ModuleSize(
+        parameters=n_modalities * linear_size(feature_dim, n_classes).parameters
+    )
+
+
 def arm_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
     """``ARMHead``: probe P and reinforced fusion Q, classifier C, and the evaluation weights."""
     width = n_modalities * feature_dim
@@ -57,3 +64,4 @@ class HeadSize:
 
 CONCAT_HEAD = HeadSize("concat", concat_head_size)
 ARM_HEAD = HeadSize("arm", arm_head_size)
+UNIMODAL_HEADS = HeadSize("concat+unimodal", unimodal_heads_size)
