@@ -10,7 +10,7 @@ generator, which the checkpoint holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 import torch
@@ -27,7 +27,9 @@ class TrainingData:
     ``model`` is the run's model in the state the previous epoch left; the
     method chooses its mode (``eval()`` for fixed features) and gradients
     (usually ``torch.no_grad()``); the loop sets train mode again afterwards.
-    Batches carry ``step``, the step the epoch's training starts at.
+    Batches carry ``step``, the step the epoch's training starts at. A long
+    pass says how far it is with ``progress`` (shown beside the run's progress
+    bar); its time counts in the epoch's ``epoch_seconds``.
     """
 
     def __init__(
@@ -41,10 +43,17 @@ class TrainingData:
         device: torch.device,
         precision: str,
         channels_last: bool,
+        report: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.split, self.model, self.epoch, self.step = split, model, epoch, step
         self.batch_size, self.device = batch_size, device
         self.precision, self.channels_last = precision, channels_last
+        self.report = report
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` units of the pass ``what`` (say "prototypes", 3, 9) are finished."""
+        if self.report is not None:
+            self.report(what, done, total)
 
     def __len__(self) -> int:
         return len(self.split)
