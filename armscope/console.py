@@ -59,6 +59,7 @@ class ConsoleSink(Sink):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[phase]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -82,7 +83,7 @@ class ConsoleSink(Sink):
         done = resumed or 0
         self.bar.start()
         self.task = self.bar.add_task(
-            "train", total=None, completed=0, epoch=done + 1, epochs=config["epochs"], loss="-"
+            "train", total=None, completed=0, epoch=done + 1, epochs=config["epochs"], loss="-", phase=""
         )
         self.first_epoch = done + 1
         self.epochs_left = config["epochs"] - done
@@ -93,8 +94,11 @@ class ConsoleSink(Sink):
         self.bar.update(
             self.task,
             completed=(epoch - self.first_epoch) * steps + step,
-            epoch=epoch, epochs=epochs, loss=f"{loss:.4f}" if loss is not None else "-"
+            epoch=epoch, epochs=epochs, loss=f"{loss:.4f}" if loss is not None else "-", phase=""
         )
+
+    def phase(self, epoch: int, what: str, done: int, total: int) -> None:
+        self.bar.update(self.task, epoch=epoch, phase=f"{what} {done}/{total}")
 
     def epoch(self, record: dict[str, Any]) -> None:
         self.bar.console.print(epoch_table(record, self.modalities, self.declarations))

@@ -14,6 +14,9 @@ class Sink:
     def progress(self, epoch: int, step: int, steps: int, epochs: int, loss: float | None) -> None:
         """``step`` of ``steps`` batches of ``epoch`` are done."""
 
+    def phase(self, epoch: int, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` units of a method's pass ``what`` over the training data, before ``epoch``'s steps."""
+
     def epoch(self, record: dict[str, Any]) -> None:
         """An epoch's measures, after they are durably written to the run folder."""
 

@@ -357,6 +357,7 @@ class _Loop:
             TrainingData(
                 split, self.model, epoch=epoch, step=self.state["step"], batch_size=config.batch_size,
                 device=self.device, precision=config.precision, channels_last=config.channels_last,
+                report=lambda what, done, total: self.sink.phase(epoch, what, done, total),
             )
         )
         order = method.sample_order(epoch, len(split), self.shuffle)

@@ -18,6 +18,7 @@ class Progress(BaseModel):
     total_steps: int | None
     fraction: float
     eta_seconds: float | None
+    phase: str | None = None
 
 
 class RunOut(BaseModel):

@@ -68,11 +68,12 @@ def progress_cell(run: dict[str, Any]) -> Any:
     epochs = f"epoch {p['epoch']}/{p['epochs']}"
     if status == "running":
         eta = f" · ETA {duration(p['eta_seconds'])}" if p.get("eta_seconds") is not None else ""
+        phase = f" · {p['phase']}" if p.get("phase") else ""
         pct = 100 * (p.get("fraction") or 0.0)
         return html.Div(
             [
                 dbc.Progress(value=pct, label=f"{pct:.0f}%", striped=True, animated=True, class_name="run-progress"),
-                html.Small(f"{epochs}{eta}", className="text-body-secondary"),
+                html.Small(f"{epochs}{phase}{eta}", className="text-body-secondary"),
             ]
         )
     if status == "queued":

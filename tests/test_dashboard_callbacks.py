@@ -12,7 +12,7 @@ from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import event
 
 from armscope.config import RunConfig
-from dashboard import actions
+from dashboard import actions, components
 from dashboard import schema_form as sf
 from dashboard.app import create_dash, route
 from dashboard.context import Context
@@ -585,3 +585,9 @@ def test_every_catalog_entry_gets_a_form_and_its_defaults_read_back_as_valid_opt
             shown = {f.name: sf.shown(f) for f in fields}
             options, errors = sf.collect(fields, shown)
             assert not {k: v for k, v in errors.items() if v != "Required."}, (section, name, errors)
+
+
+def test_a_running_run_shows_a_method_pass_in_progress_beside_its_epoch():
+    progress = {"epoch": 2, "epochs": 5, "fraction": 0.3, "eta_seconds": 12.0, "phase": "prototypes 3/9"}
+    _, caption = components.progress_cell({"status": "running", "progress": progress}).children
+    assert caption.children == "epoch 2/5 · prototypes 3/9 · ETA 12s"

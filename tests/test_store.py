@@ -119,6 +119,15 @@ def test_heartbeat_records_progress(store):
     assert progress["eta_seconds"] is not None
 
 
+def test_a_method_pass_in_progress_is_shown_until_the_run_ends(store):
+    run_id = store.create_run(config(), queue="cpu")["id"]
+    store.claim_run(run_id, "w")
+    store.heartbeat(run_id, "w", {"step": 0, "total_steps": 20, "phase": "prototypes 3/9"})
+    assert store.get_run(run_id)["progress"]["phase"] == "prototypes 3/9"
+    store.finish_run(run_id, "w", "succeeded")
+    assert store.get_run(run_id)["progress"]["phase"] is None
+
+
 def test_discard_after_forgets_a_crashed_attempts_later_epochs_and_events(store):
     run_id = store.create_run(config(), queue="cpu")["id"]
     for e in (1, 2, 3):

@@ -19,6 +19,9 @@ class Recorder(Sink):
     def progress(self, epoch, step, steps, epochs, loss):
         self.progress_calls.append((epoch, step, steps))
 
+    def phase(self, epoch, what, done, total):
+        self.progress_calls.append((epoch, what, done, total))
+
     def epoch(self, record):
         self.epochs.append(record)
 
@@ -234,3 +237,16 @@ def test_the_engine_builds_from_the_options_the_config_validated_without_parsing
     assert given["method"] is config.parsed_method_options
     assert given["dataset"] is config.parsed_dataset_options
     assert given["model"] is config.parsed_model_options
+
+
+def test_a_method_pass_over_the_training_data_reports_its_progress_to_the_sink(tiny_config, tmp_path, monkeypatch):
+    def counting_pass(self, data):
+        batches = list(data.batches())
+        for done in range(1, len(batches) + 1):
+            data.progress("counting", done, len(batches))
+
+    monkeypatch.setattr(Method, "epoch_pass", counting_pass)
+    sink = Recorder()
+    assert train(tiny_config(method="baseline", epochs=1), tmp_path / "run", sink).status == "succeeded"
+    phases = [call for call in sink.progress_calls if len(call) == 4]
+    assert phases[0] == (1, "counting", 1, 8) and phases[-1] == (1, "counting", 8, 8)

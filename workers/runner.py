@@ -29,14 +29,17 @@ class DatabaseSink(Sink):
 
     def __init__(self, store: Store, run_id: int, retry_seconds: float) -> None:
         self.store, self.run_id, self.retry_seconds = store, run_id, retry_seconds
-        self.latest: dict[str, int] = {}
+        self.latest: dict[str, int | str | None] = {}
 
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         epoch = info.get("resumed_from_epoch") or 0
         with_retry(lambda: self.store.discard_after(self.run_id, epoch), "discarding stale epochs", self.retry_seconds)
 
     def progress(self, epoch: int, step: int, steps: int, epochs: int, loss: float | None) -> None:
-        self.latest = {"step": (epoch - 1) * steps + step, "total_steps": steps * epochs}
+        self.latest = {"step": (epoch - 1) * steps + step, "total_steps": steps * epochs, "phase": None}
+
+    def phase(self, epoch: int, what: str, done: int, total: int) -> None:
+        self.latest = {**self.latest, "phase": f"{what} {done}/{total}"[:200]}
 
     def epoch(self, record: dict[str, Any]) -> None:
         with_retry(lambda: self.store.add_epoch(self.run_id, record), "storing an epoch", self.retry_seconds)

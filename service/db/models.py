@@ -64,6 +64,8 @@ class Run(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+    # A method's pass over the training data in progress ("prototypes 3/9"); None during the steps.
+    phase: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     best_val_acc: Mapped[float | None] = mapped_column(Float)

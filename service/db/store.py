@@ -137,6 +137,7 @@ def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
             "total_steps": run.total_steps,
             "fraction": min(max(fraction, 0.0), 1.0),
             "eta_seconds": eta,
+            "phase": run.phase,
         },
         "error": run.error,
         "cancel_requested": run.cancel_requested,
@@ -577,7 +578,7 @@ class Store:
                 raise IllegalTransition(f"run {run_id} is {status}; only failed or cancelled runs can be retried")
         return self.get_run(run_id)
 
-    def heartbeat(self, run_id: int, worker: str, progress: dict[str, int] | None = None) -> bool:
+    def heartbeat(self, run_id: int, worker: str, progress: dict[str, int | str | None] | None = None) -> bool:
         """Record liveness and progress; returns whether a cancel was requested."""
         with self._session() as s, s.begin():
             row = s.execute(
@@ -596,7 +597,7 @@ class Store:
             result = s.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(status="queued", worker=None, heartbeat_at=None, unpublished_since=utcnow())
+                .values(status="queued", worker=None, heartbeat_at=None, unpublished_since=utcnow(), phase=None)
             )
             return result.rowcount == 1
 
@@ -607,7 +608,7 @@ class Store:
             result = s.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(status=status, error=error, finished_at=utcnow(), cancel_requested=False)
+                .values(status=status, error=error, finished_at=utcnow(), cancel_requested=False, phase=None)
             )
             return result.rowcount == 1
 
