@@ -527,7 +527,11 @@ def compare_summary(runs: Sequence[Record], metric: str = DEFAULT_METRIC, group:
 
     Best is the largest value, or the smallest for losses and times. With ``group="seeds"`` each
     row is a set of seeds: the mean and sample standard deviation of its runs' last and best values.
+    Where the metric is an estimate with a declared sample size, ``elements`` is what its runs' last
+    values were estimated on.
     """
+    declared = metric_of(metric)
+    sizes = declared.elements if declared is not None else ""
     all_mods = modalities(r for run in runs for r in run.get("records") or [])
     sets = ss.seed_sets(runs) if group == "seeds" else [(run_label(run), [run]) for run in runs]
     rows = []
@@ -538,6 +542,9 @@ def compare_summary(runs: Sequence[Record], metric: str = DEFAULT_METRIC, group:
             if not finals:
                 continue
             row: dict[str, Any] = {"label": label, "modality": modality, "n": len(finals)}
+            if sizes:
+                counts = sorted({round(c) for run in members if (c := _last(run.get("records") or [], sizes)) is not None})
+                row["elements"] = counts
             if group == "seeds":
                 row.update(final=ss.spread([v for _, v in finals]), best=ss.spread([v for _, v in bests]))
             else:

@@ -591,3 +591,9 @@ def test_a_running_run_shows_a_method_pass_in_progress_beside_its_epoch():
     progress = {"epoch": 2, "epochs": 5, "fraction": 0.3, "eta_seconds": 12.0, "phase": "prototypes 3/9"}
     _, caption = components.progress_cell({"status": "running", "progress": progress}).children
     assert caption.children == "epoch 2/5 · prototypes 3/9 · ETA 12s"
+
+
+def test_the_compare_summary_of_a_lens_estimate_has_a_column_of_element_counts():
+    records = [{"epoch": 1, "nmi.audio": 0.01, "nmi.visual": 0.02, "lens_elements": 51200}]
+    table = dump(compare.summary_table([{"id": 1, "name": "a", "config": {}, "records": records}], "nmi.*", "run"))
+    assert "elements per estimate" in table and "51,200" in table

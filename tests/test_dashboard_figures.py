@@ -295,6 +295,13 @@ def test_summary_over_seeds_is_the_mean_and_std_of_the_runs_last_and_best_values
     assert row["best"] == pytest.approx((0.8, 0.1414214))  # 0.9 and 0.7
 
 
+def test_summary_of_a_lens_estimate_says_how_many_elements_it_was_estimated_on():
+    runs = [{"id": 1, "name": "a", "method": "arm", "config": {}, "records": [dict(r, lens_elements=51200) for r in RECORDS]}]
+    rows = fx.compare_summary(runs, "nmi.*")
+    assert [row["elements"] for row in rows] == [[51200], [51200]]
+    assert "elements" not in fx.compare_summary(runs, "val_acc")[0]
+
+
 def test_summary_has_a_row_per_modality_of_a_family():
     rows = fx.compare_summary([seeded(1, "arm", 0, [0.5])], fx.DEFAULT_METRIC)
     assert [(r["modality"], r["final"][0]) for r in rows] == [("audio", 0.2), ("visual", 0.1)]

@@ -167,12 +167,17 @@ def summary_table(runs: Sequence[dict[str, Any]], metric: str, group: str) -> An
     heads = ["set" if seeds else "run", "modality", "runs" if seeds else "last epoch", "last value", f"{best} value"]
     if not seeds:
         heads.append("at epoch")
+    sized = any("elements" in row for row in rows)
+    if sized:
+        heads.append("elements per estimate")
     body = []
     for row in rows:
         cells = [row["label"], row["modality"] or "—", row["n"] if seeds else row["epoch"], value(row["final"]),
                  value(row["best"])]
         if not seeds:
             cells.append(row["best_epoch"])
+        if sized:
+            cells.append(", ".join(f"{count:,}" for count in row.get("elements", [])) or "—")
         body.append(html.Tr([html.Td(c, className="font-monospace small" if i >= 2 else "") for i, c in enumerate(cells)]))
     return html.Div(
         dbc.Table([html.Thead(html.Tr([html.Th(h) for h in heads])), html.Tbody(body)], size="sm", hover=True,
