@@ -11,6 +11,7 @@ generator, which the checkpoint holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from contextlib import AbstractContextManager
 
 import torch
@@ -44,11 +45,20 @@ class TrainingData:
         precision: str,
         channels_last: bool,
         report: Callable[[str, int, int], None] | None = None,
+        run_folder: Callable[[int], Path] | None = None,
     ) -> None:
         self.split, self.model, self.epoch, self.step = split, model, epoch, step
         self.batch_size, self.device = batch_size, device
         self.precision, self.channels_last = precision, channels_last
         self.report = report
+        self._run_folder = run_folder
+
+    def run_folder(self, run_id: int) -> Path:
+        """The folder of the stored run ``run_id`` (its config and checkpoint), for a method that builds on it."""
+        if self._run_folder is None:
+            raise LookupError(f"this run cannot read other runs (run {run_id} was asked for): it was started "
+                              "without the service's runs folder")
+        return self._run_folder(run_id)
 
     def progress(self, what: str, done: int, total: int) -> None:
         """``done`` of ``total`` units of the pass ``what`` (say "prototypes", 3, 9) are finished."""

@@ -125,12 +125,14 @@ class Trainer:
         *,
         resume: bool = False,
         should_cancel: Callable[[], bool] | None = None,
+        run_folder: Callable[[int], Path] | None = None,
     ) -> None:
         self.config = config
         self.run_dir = RunDir(out_dir)
         self.sink = sink or Sink()
         self.resume = resume
         self.should_cancel = should_cancel or (lambda: False)
+        self.run_folder = run_folder
 
     def run(self) -> RunResult:
         checkpoint = self._prepare_folder()
@@ -358,6 +360,7 @@ class _Loop:
                 split, self.model, epoch=epoch, step=self.state["step"], batch_size=config.batch_size,
                 device=self.device, precision=config.precision, channels_last=config.channels_last,
                 report=lambda what, done, total: self.sink.phase(epoch, what, done, total),
+                run_folder=self.trainer.run_folder,
             )
         )
         order = method.sample_order(epoch, len(split), self.shuffle)
@@ -418,6 +421,11 @@ def train(
     *,
     resume: bool = False,
     should_cancel: Callable[[], bool] | None = None,
+    run_folder: Callable[[int], Path] | None = None,
 ) -> RunResult:
-    """Train ``config`` into ``out_dir`` (or continue it with ``resume``)."""
-    return Trainer(config, out_dir, sink, resume=resume, should_cancel=should_cancel).run()
+    """Train ``config`` into ``out_dir`` (or continue it with ``resume``).
+
+    ``run_folder`` maps a stored run's id to its folder, for a method that builds on earlier runs
+    (UMT's teachers from ``unimodal`` runs); the worker and the CLI pass the service's.
+    """
+    return Trainer(config, out_dir, sink, resume=resume, should_cancel=should_cancel, run_folder=run_folder).run()

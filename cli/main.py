@@ -31,6 +31,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _service_run_folder(run_id: int) -> Path:
+    """Where the service keeps run ``run_id`` (``ARMSCOPE_HOME``), for methods that build on stored runs."""
+    from service.settings import get_settings
+
+    return get_settings().run_dir(run_id)
+
+
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="RunConfig as JSON or YAML."),
@@ -71,7 +78,7 @@ def train(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.display_name()}-{stamp}"
     try:
-        result = run_training(run_config, out, ConsoleSink(console), resume=resume)
+        result = run_training(run_config, out, ConsoleSink(console), resume=resume, run_folder=_service_run_folder)
     except (ResumeError, DataError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

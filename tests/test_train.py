@@ -250,3 +250,16 @@ def test_a_method_pass_over_the_training_data_reports_its_progress_to_the_sink(t
     assert train(tiny_config(method="baseline", epochs=1), tmp_path / "run", sink).status == "succeeded"
     phases = [call for call in sink.progress_calls if len(call) == 4]
     assert phases[0] == (1, "counting", 1, 8) and phases[-1] == (1, "counting", 8, 8)
+
+
+def test_a_method_finds_a_stored_run_s_folder_through_the_resolver_it_was_given(tiny_config, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(Method, "epoch_pass", lambda self, data: seen.append(data.run_folder(7)))
+    result = train(tiny_config(method="baseline", epochs=1), tmp_path / "run", run_folder=lambda i: tmp_path / f"r{i}")
+    assert result.status == "succeeded" and seen == [tmp_path / "r7"]
+
+
+def test_a_run_started_without_a_runs_folder_says_it_cannot_read_other_runs(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(Method, "epoch_pass", lambda self, data: data.run_folder(7))
+    with pytest.raises(LookupError, match=r"cannot read other runs \(run 7 was asked for\)"):
+        train(tiny_config(method="baseline", epochs=1), tmp_path / "run")

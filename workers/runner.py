@@ -92,6 +92,7 @@ def execute(
         result = train(
             config, run_dir, sink, resume=resume,
             should_cancel=lambda: heartbeat.cancel.is_set() or stopping.is_set(),
+            run_folder=settings.run_dir,
         )
         status, error = result.status, result.error
     except ValidationError as exc:
