@@ -12,6 +12,7 @@ from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import event
 
 from armscope.config import RunConfig
+from armscope.plugins import METHODS
 from dashboard import actions, components
 from dashboard import schema_form as sf
 from dashboard.app import create_dash, route
@@ -597,3 +598,10 @@ def test_the_compare_summary_of_a_lens_estimate_has_a_column_of_element_counts()
     records = [{"epoch": 1, "nmi.audio": 0.01, "nmi.visual": 0.02, "lens_elements": 51200}]
     table = dump(compare.summary_table([{"id": 1, "name": "a", "config": {}, "records": records}], "nmi.*", "run"))
     assert "elements per estimate" in table and "51,200" in table
+
+
+@pytest.mark.parametrize("method", sorted(METHODS.names()))
+def test_every_method_s_options_are_a_form_with_help_text_and_its_defaults_launch(method):
+    fields = launch.section_fields("method", "synthetic-shift", method, "mlp")
+    assert all(f.description for f in fields), [f.name for f in fields if not f.description]
+    assert launch.plan("synthetic-shift", method, "mlp", "0", False, None, None, [opt("run", "epochs", 1)]).ok
