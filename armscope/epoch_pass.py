@@ -11,8 +11,8 @@ generator, which the checkpoint holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import torch
 
