@@ -10,9 +10,10 @@ generator, which the checkpoint holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,12 +47,15 @@ class TrainingData:
         channels_last: bool,
         report: Callable[[str, int, int], None] | None = None,
         run_folder: Callable[[int], Path] | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.split, self.model, self.epoch, self.step = split, model, epoch, step
         self.batch_size, self.device = batch_size, device
         self.precision, self.channels_last = precision, channels_last
         self.report = report
         self._run_folder = run_folder
+        # This run's config as stored (JSON values), to check what an earlier run it builds on was trained on.
+        self.run_config: dict[str, Any] = dict(run_config or {})
 
     def run_folder(self, run_id: int) -> Path:
         """The folder of the stored run ``run_id`` (its config and checkpoint), for a method that builds on it."""

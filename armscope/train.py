@@ -360,7 +360,7 @@ class _Loop:
                 split, self.model, epoch=epoch, step=self.state["step"], batch_size=config.batch_size,
                 device=self.device, precision=config.precision, channels_last=config.channels_last,
                 report=lambda what, done, total: self.sink.phase(epoch, what, done, total),
-                run_folder=self.trainer.run_folder,
+                run_folder=self.trainer.run_folder, run_config=config.model_dump(mode="json"),
             )
         )
         order = method.sample_order(epoch, len(split), self.shuffle)
