@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from armscope.data.base import Split
 from armscope.indexed import indexed_batches
@@ -76,10 +77,11 @@ class TrainingData:
         """The run's precision for forward passes."""
         return autocast(self.device, self.precision)
 
-    def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
-        """Every training sample once, in the split's order; the run's batch size unless given."""
+    def batches(self, batch_size: int | None = None, order: Tensor | None = None) -> Iterator[Batch]:
+        """The training samples in ``order`` (int64 indices; every sample once, in the split's order, unless
+        given), cut into batches of the run's batch size unless given: a held-out subset, a reshuffled pass."""
         size = batch_size or self.batch_size
-        order = torch.arange(len(self.split))
+        order = torch.arange(len(self.split)) if order is None else order
         for inputs, labels, index in indexed_batches(self.split, size, order, shuffle=False):
             yield Batch(
                 to_device(inputs, self.device, self.channels_last),

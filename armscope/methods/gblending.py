@@ -23,7 +23,6 @@ other modalities zero-filled. Its options and metric declarations:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -32,10 +31,8 @@ from torch.nn import functional as F
 
 from armscope.builtin.methods.gblending import GBlendingOptions
 from armscope.epoch_pass import TrainingData
-from armscope.indexed import indexed_batches
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel, UnimodalHeadsHead
-from armscope.step import to_device
 
 ESTIMATE_MOMENTUM = 0.9
 PROGRESS = "blending weights"
@@ -219,21 +216,15 @@ class GradientBlending(Method):
         with torch.enable_grad():
             for epoch in range(epochs):
                 order = remaining[torch.randperm(remaining.numel())]
-                for inputs, labels in self.batches_in(data, order):
+                for batch in data.batches(order=order):
                     with data.autocast():
-                        feats = model.encode(inputs, self.head_modalities(head))
-                        loss = F.cross_entropy(self.head_logits(model, feats, head).float(), labels)
+                        feats = model.encode(batch.inputs, self.head_modalities(head))
+                        loss = F.cross_entropy(self.head_logits(model, feats, head).float(), batch.labels)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                 data.progress(PROGRESS, head * epochs + epoch + 1, total)
         return model
-
-    @staticmethod
-    def batches_in(data: TrainingData, order: Tensor) -> Iterator[tuple[dict[str, Tensor], Tensor]]:
-        """The training split's batches in ``order``, on the run's device (``TrainingData.batches`` reads them in split order only)."""
-        for inputs, labels, _ in indexed_batches(data.split, data.batch_size, order, shuffle=False):
-            yield to_device(inputs, data.device, data.channels_last), labels.to(data.device, non_blocking=True)
 
     def sample_order(self, epoch: int, size: int, generator: torch.Generator) -> Tensor:
         """The remaining training samples, shuffled: the held-out ones never reach the main training."""

@@ -36,10 +36,9 @@ from torch.nn import functional as F
 
 from armscope.builtin.methods.lfm import ALPHA_HIGH, ALPHA_LOW, LFMOptions
 from armscope.epoch_pass import TrainingData
-from armscope.indexed import indexed_batches
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel, UnimodalHeadsHead
-from armscope.step import Batch, StepContext, to_device
+from armscope.step import Batch, StepContext
 
 # The authors' fit of alpha_cls to learned trajectories over 200 CREMA-D epochs: c_0 ... c_5 of sum c_i e^i.
 FITTED_COEFFICIENTS = (0.204623704, 3.35472727e-3, 1.22989557e-4, -2.92947416e-6, 2.23835486e-8, -5.39717505e-11)
@@ -221,8 +220,8 @@ class LFM(Method):
     def held_out_batch(self, data: TrainingData) -> tuple[dict[str, Tensor], Tensor]:
         """V as one batch on the run's device, unaugmented (``TrainingData.batches`` reads the whole split)."""
         assert self.holdout is not None
-        ((inputs, labels, _),) = indexed_batches(data.split, self.holdout.numel(), self.holdout, shuffle=False)
-        return to_device(inputs, data.device, data.channels_last), labels.to(data.device, non_blocking=True)
+        (batch,) = data.batches(self.holdout.numel(), order=self.holdout)
+        return batch.inputs, batch.labels
 
     def trained_parameters(self, model: MultimodalModel) -> list[nn.Parameter]:
         """What LFM's losses reach: the encoders, in modality order, then the modalities' own classifiers."""

@@ -34,7 +34,7 @@ from armscope.epoch_pass import TrainingData
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel
 from armscope.rundir import RunDir
-from armscope.step import Batch, StepContext, to_device
+from armscope.step import Batch, StepContext
 
 PROGRESS = "teachers"
 TEACHER_MOMENTUM = 0.9
@@ -89,9 +89,8 @@ def shuffled_batches(data: TrainingData) -> Iterator[tuple[dict[str, Tensor], Te
     ``TrainingData.batches`` reads the split in its stored order, which for
     some data sets is sorted by class: SGD on that would not train a teacher.
     """
-    order = torch.randperm(len(data))
-    for inputs, labels in data.split.batches(data.batch_size, False, None, order):
-        yield to_device(inputs, data.device, data.channels_last), labels.to(data.device, non_blocking=True)
+    for batch in data.batches(order=torch.randperm(len(data))):
+        yield batch.inputs, batch.labels
 
 
 def train_teachers(
