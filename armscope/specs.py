@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from armscope.data.options import DatasetOptions
 from armscope.metrics import Metric, check_declarations
@@ -81,6 +81,30 @@ class PluginSpec:
 
     def options_schema(self) -> dict[str, Any]:
         return self.options.model_json_schema()
+
+
+class ModulationWindow(BaseModel):
+    """The options of a method that changes training only within a window of epochs.
+
+    A method's options derive from it and declare ``modulation_start`` and
+    ``modulation_end`` (1-based, inclusive; None: to the run's last epoch) with
+    their own defaults and help texts; the check of their order and the test of
+    an epoch are shared.
+    """
+
+    modulation_start: int
+    modulation_end: int | None
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> "ModulationWindow":
+        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
+            raise ValueError("modulation_end must not be before modulation_start")
+        return self
+
+    def modulates(self, epoch: int) -> bool:
+        """Whether the 1-based ``epoch`` lies in the window."""
+        end = self.modulation_end
+        return epoch >= self.modulation_start and (end is None or epoch <= end)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from armscope.builtin.methods.umt import UMTOptions
 from armscope.data.base import TensorSplit
 from armscope.epoch_pass import TrainingData
-from armscope.methods.umt import UMT, feature_cosine, feature_mse, modulating, umt_loss
+from armscope.methods.umt import UMT, feature_cosine, feature_mse, umt_loss
 from armscope.models.heads import MultimodalModel
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
@@ -111,8 +111,9 @@ def test_outside_the_modulation_window_the_step_is_plain_cross_entropy():
 
 
 def test_the_window_is_one_based_and_inclusive():
-    assert [modulating(e, 2, 3) for e in (1, 2, 3, 4)] == [False, True, True, False]
-    assert modulating(100, 1, None)
+    window = UMTOptions(modulation_start=2, modulation_end=3)
+    assert [window.modulates(e) for e in (1, 2, 3, 4)] == [False, True, True, False]
+    assert UMTOptions().modulates(100)
 
 
 def test_the_mse_averages_over_batch_and_features_and_gives_the_teacher_no_gradient():

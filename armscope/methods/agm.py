@@ -155,8 +155,7 @@ class AGM(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.modulating = self.options.modulates(epoch)
         size = len(self.modalities)
         self.masks, self.matrix = self.masks.to(device), self.matrix.to(device)
         self.running = torch.zeros(size, device=device) if self.running is None else self.running.to(device)

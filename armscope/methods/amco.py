@@ -124,8 +124,7 @@ class AMCo(Method):
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         """Flags and the schedule's progress restart every epoch, as in BalanceMM: nothing is masked in its first step."""
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.modulating = self.options.modulates(epoch)
         size = len(self.modalities)
         self.flags = torch.zeros(size, dtype=torch.bool, device=device)
         self.progress = 0.0

@@ -91,8 +91,7 @@ class CML(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.modulating = self.options.modulates(epoch)
         self.removed = self.draw_removal_order()
         self.penalty_sum = torch.zeros((), device=device)
         self.rises = torch.zeros((), device=device)

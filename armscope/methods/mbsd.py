@@ -127,8 +127,7 @@ class MBSD(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.distilling = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.distilling = self.options.modulates(epoch)
         size = len(self.modalities)
         self.weight_sum = torch.zeros((), device=device)
         self.gate_sum = torch.zeros((), device=device)

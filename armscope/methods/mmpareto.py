@@ -96,8 +96,7 @@ class MMPareto(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.integrating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.integrating = self.options.modulates(epoch)
         self.totals = torch.zeros(len(FAMILIES), len(self.modalities), device=device)
         self.steps = 0
 

@@ -122,8 +122,7 @@ class OPM(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.modulating = self.options.modulates(epoch)
         size = len(self.modalities)
         self.ratio_sum = torch.zeros(size, device=device)
         self.prob_sum = torch.zeros(size, device=device)

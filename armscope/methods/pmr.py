@@ -130,8 +130,7 @@ class PMR(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        end = self.options.modulation_end
-        self.modulating = epoch >= self.options.modulation_start and (end is None or epoch <= end)
+        self.modulating = self.options.modulates(epoch)
         self.prototypes = {m: p.to(device) for m, p in self.prototypes.items()}
         size = len(self.encoded_modalities())
         self.score_sum = torch.zeros(size, device=device)

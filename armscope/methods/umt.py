@@ -56,11 +56,6 @@ def umt_loss(cross_entropy: Tensor, distances: Tensor, weight: float) -> Tensor:
     return cross_entropy + weight * distances.sum()
 
 
-def modulating(epoch: int, start: int, end: int | None) -> bool:
-    """Whether 1-based ``epoch`` lies in the inclusive window [start, end] (no end: to the run's last epoch)."""
-    return epoch >= start and (end is None or epoch <= end)
-
-
 def frozen(module: nn.Module) -> nn.Module:
     """The module in eval mode without gradients: a teacher's BatchNorm statistics and weights stay as trained."""
     module.eval()
@@ -279,7 +274,7 @@ class UMT(Method):
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
-        self.distilling = modulating(epoch, self.options.modulation_start, self.options.modulation_end)
+        self.distilling = self.options.modulates(epoch)
         self.sums = torch.zeros(2, len(self.modalities), device=device)
         self.ce_sum = torch.zeros((), device=device)
         self.steps = 0

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 MODULATION = "AGM modulation"
 RANGE = "AGM coefficient range"
 RESPONSES = "AGM mono-modal responses"
 
 
-class AGMOptions(BaseModel):
+class AGMOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(
@@ -49,11 +49,6 @@ class AGMOptions(BaseModel):
         "gradient norm is clipped to it (the authors' safeguard, 1.0; BalanceBenchmark 5). Empty: never clipped.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "AGMOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
     def check_modalities(self, modalities: list[str]) -> tuple[tuple[str, ...], str] | None:
         """The responses compare each modality with the others (the factor M/(M-1)): one modality has none."""

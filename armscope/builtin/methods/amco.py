@@ -11,16 +11,16 @@ logs; the training code is ``armscope.methods.amco``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
 from armscope.models.sizes import HeadSize, ModuleSize, concat_head_size, linear_size
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "AMCo masking"
 
 
-class AMCoOptions(BaseModel):
+class AMCoOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     sigma: float = Field(
@@ -63,11 +63,6 @@ class AMCoOptions(BaseModel):
         "epoch. BalanceMM's code ends at its epoch 80 (81 here), after its 70 epochs, so it always masks.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "AMCoOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 def amco_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "CML calibration"
 
 
-class CMLOptions(BaseModel):
+class CMLOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     lam: float = Field(
@@ -55,11 +55,6 @@ class CMLOptions(BaseModel):
         "cross-entropy on the fused logits.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "CMLOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 METRICS = (

@@ -8,16 +8,16 @@ the gap in that confidence. Its options and what it logs; the training code is
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
 from armscope.models.sizes import UNIMODAL_HEADS
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "MBSD distillation"
 
 
-class MBSDOptions(BaseModel):
+class MBSDOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     modulation_start: int = Field(
@@ -34,11 +34,6 @@ class MBSDOptions(BaseModel):
         "fused and unimodal cross-entropies only (the terms are still measured and logged).",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "MBSDOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 METRICS = (

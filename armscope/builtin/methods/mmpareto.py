@@ -5,16 +5,16 @@ Its options and what it logs; the training code is ``armscope.methods.mmpareto``
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
 from armscope.models.sizes import UNIMODAL_HEADS
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "MMPareto gradients"
 
 
-class MMParetoOptions(BaseModel):
+class MMParetoOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     gamma_s: float = Field(
@@ -34,11 +34,6 @@ class MMParetoOptions(BaseModel):
         "window the encoders get the plain gradient of L_mm + sum of L_m (conflicts are still measured).",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "MMParetoOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 METRICS = (

@@ -5,15 +5,15 @@ The training code is ``armscope.methods.ogm``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "OGM-GE modulation"
 
 
-class OGMOptions(BaseModel):
+class OGMOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(
@@ -24,11 +24,6 @@ class OGMOptions(BaseModel):
         None, ge=1, description="Last epoch (inclusive) to modulate; empty means the last epoch."
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "OGMOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 METRICS = (

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "OPM dropping"
 
 
-class OPMOptions(BaseModel):
+class OPMOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     q_base: float = Field(
@@ -56,11 +56,6 @@ class OPMOptions(BaseModel):
         "authors drop until training ends. After it training is plain joint training.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "OPMOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
     def check_modalities(self, modalities: list[str]) -> tuple[tuple[str, ...], str] | None:
         """The ratio compares a modality with the others: one modality has none to be dominant over."""

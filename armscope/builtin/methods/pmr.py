@@ -5,15 +5,15 @@ The training code is ``armscope.methods.pmr``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "PMR rebalance"
 
 
-class PMROptions(BaseModel):
+class PMROptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(
@@ -48,11 +48,6 @@ class PMROptions(BaseModel):
         "cross-entropy; set about two thirds of the epochs to follow them.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "PMROptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
 
 METRICS = (

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt
 
 from armscope.metrics import Metric
-from armscope.specs import MethodSpec
+from armscope.specs import MethodSpec, ModulationWindow
 
 CHART = "UMT distillation"
 TRAIN = "train"
@@ -18,7 +18,7 @@ TeacherRun = Annotated[StrictInt, Field(ge=1)]
 TeacherSource = Literal["train"] | TeacherRun
 
 
-class UMTOptions(BaseModel):
+class UMTOptions(ModulationWindow):
     model_config = ConfigDict(extra="forbid")
 
     teachers: Literal["train"] | dict[str, TeacherSource] = Field(
@@ -62,11 +62,6 @@ class UMTOptions(BaseModel):
         "(BalanceMM distils through its default window, 0-80, i.e. all of its 30 epochs).",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "UMTOptions":
-        if self.modulation_end is not None and self.modulation_end < self.modulation_start:
-            raise ValueError("modulation_end must not be before modulation_start")
-        return self
 
     def teacher_sources(self, modalities: list[str]) -> dict[str, TeacherSource]:
         """Each modality that has a teacher, with its source ("train" or a run id), in the data set's order."""
