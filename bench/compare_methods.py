@@ -95,7 +95,7 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
 def table(
     results: dict[tuple[str, str, int], dict[str, Any]],
     data_labels: list[str],
-    lines: list[tuple[str, str, dict[str, Any]]],
+    arms: list[tuple[str, str, dict[str, Any]]],
     seeds: list[int],
 ) -> str:
     lines = [
@@ -104,13 +104,13 @@ def table(
         "|---|---|---|---|---|---|---|",
     ]
     for data in data_labels:
-        for label, _, _ in lines:
+        for label, _, _ in arms:
             runs = [results[(data, label, s)] for s in seeds]
             modalities = list(runs[0]["masked"])
             masked = ", ".join(f"{m} {mean_std([r['masked'][m] for r in runs])}" for m in modalities)
             share = ", ".join(f"{m} {mean_std([r['share'][m] for r in runs], 2)}" for m in modalities)
             relative = [
-                r["epoch_seconds"] / results[(data, lines[0][0], s)]["epoch_seconds"] for r, s in zip(runs, seeds)
+                r["epoch_seconds"] / results[(data, arms[0][0], s)]["epoch_seconds"] for r, s in zip(runs, seeds)
             ]
             lines.append(
                 f"| {data} | {label} | {mean_std([r['val_acc'] for r in runs])} | {masked} | {share} "
@@ -129,12 +129,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="default: bench/results/compare_methods[_all].json")
     args = parser.parse_args()
     args.json = args.json or Path(f"bench/results/compare_methods{'_all' if args.suite == 'all' else ''}.json")
-    lines = methods(args)
+    arms = methods(args)
     plan = [
         (data_label, label, seed, {**data_cfg, "method": method, "method_options": options, "seed": seed,
                                    "device": "cpu"})
         for data_label, data_cfg in datasets(args)
-        for label, method, options in lines
+        for label, method, options in arms
         for seed in args.seeds
     ]
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -157,7 +157,7 @@ def main() -> None:
                                     indent=1))
     print(f"\nseeds {args.seeds}; epochs: uci-mfeat {args.epochs_uci}, synthetic-shift {args.epochs_synthetic}; "
           f"{len(plan)} runs in {minutes:.1f} min with {args.jobs} jobs\n")
-    print(table(results, [d for d, _ in datasets(args)], lines, args.seeds))
+    print(table(results, [d for d, _ in datasets(args)], arms, args.seeds))
 
 
 if __name__ == "__main__":
