@@ -58,6 +58,18 @@ def macro_f1(pred: Tensor, labels: Tensor, n_classes: int) -> Tensor:
     return (f1 * present).sum() / present.sum().clamp(min=1)
 
 
+def pairwise_gap(values: Tensor) -> Tensor:
+    """The mean over modality pairs of |phi_i - phi_j|: for two modalities |phi_1 - phi_2|, in accuracy points.
+
+    BalanceBenchmark reports an imbalance degree beside performance and complexity; its toolkit logs
+    only the Shapley values, and this is the unnormalised gap its paper describes as far as could be
+    checked (``../shared/METHODS.md``), kept beside ``imbalance``, which divides by the values' sizes.
+    """
+    gaps = (values[:, None] - values[None, :]).abs()
+    n = values.numel()
+    return gaps.sum() / (n * (n - 1))
+
+
 @torch.no_grad()
 def encode_split(
     model: MultimodalModel, split: Split, batch_size: int, device: torch.device, precision: str = "fp32"
@@ -135,6 +147,7 @@ def _measures(model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, 
         out[f"arm_weight.{m}"] = terms.weight[i]
     values = torch.stack([shapley[m] for m in names])
     out["imbalance"] = (values.max() - values.min()) / values.abs().sum().clamp(min=1e-12)
+    out["bb_imbalance"] = pairwise_gap(values)
     record: dict[str, Any] = dict(zip(out, torch.stack([v.double().reshape(()) for v in out.values()]).tolist()))
     record["dominant"] = names[int(torch.argmax(values))]
     # What each of the lens's NMI and NCMI estimates pairs up: every validation sample's d features.

@@ -226,10 +226,30 @@ COMMON: tuple[Metric, ...] = (
         "imbalance", "Imbalance", None, better="lower",
         description="The spread of the Shapley values (largest minus smallest) over the sum of their sizes.",
     ),
+    _estimate(
+        "bb_imbalance", "Imbalance degree (BalanceBenchmark)", None, better="lower", short="bb_imb",
+        description="The mean over modality pairs of the gap between their Shapley values (for two, |phi_1 - "
+        "phi_2|), unnormalised, in accuracy points: BalanceBenchmark's measure as far as its paper could be "
+        "checked (provisional).",
+    ),
     _progress("epoch_seconds", "Epoch time", unit="s", better="lower"),
     _progress("train_seconds", "Training time", unit="s", better="lower"),
     _progress("samples_per_second", "Throughput", unit="samples/s", better="higher"),
     _progress("elapsed_seconds", "Elapsed time", unit="s"),
+    _progress(
+        "parameters", "Parameters", unit="numbers", better="lower", short="params",
+        description="Every number the model learns (encoders and fusion head).",
+    ),
+    _progress(
+        "flops_per_sample", "FLOPs per sample", unit="FLOPs", better="lower", short="flops",
+        description="FLOPs of one evaluation-time prediction (encoders and the method's prediction) per sample, by "
+        "torch's flop counter: a multiply-add counts 2 (BalanceBenchmark's MACs are half).",
+    ),
+    _progress(
+        "peak_memory_mb", "Peak memory", unit="MiB", better="lower", short="mem",
+        description="On a GPU the epoch's peak of allocated memory; on the CPU the process's peak resident size so "
+        "far (which cannot be reset between epochs).",
+    ),
 )
 
 # The engine's run-detail charts, in page order (the strip across the top, then two a row).

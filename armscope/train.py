@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from armscope.complexity import flops_per_sample, parameter_count, peak_memory_mb, start_peak_memory
 from armscope.config import RunConfig
 from armscope.data.base import DataError, DatasetBundle, build_dataset
 from armscope.dominance import evaluate
@@ -34,7 +35,8 @@ from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.step import TrainingStep
 
-TIMING_KEYS = frozenset({"epoch_seconds", "train_seconds", "samples_per_second", "elapsed_seconds"})
+# Measures of the machine rather than of the run: two runs of one config differ in them.
+TIMING_KEYS = frozenset({"epoch_seconds", "train_seconds", "samples_per_second", "elapsed_seconds", "peak_memory_mb"})
 CHECKPOINT_VERSION = 1
 # Fields a resumed run may change: only how long it trains and how it is labelled.
 RESUMABLE_CHANGES = frozenset({"epochs", "name", "tags", "device"})
@@ -236,6 +238,7 @@ class _Loop:
         final = None
         out_of_memory = None
         try:
+            self.cost = self._model_cost()
             for epoch in range(self.state["epoch"] + 1, self.config.epochs + 1):
                 final = self._epoch(epoch)
         except RunCancelled:
@@ -286,8 +289,17 @@ class _Loop:
         self.run_dir.append_event(event)
         self.sink.event(event)
 
+    def _model_cost(self) -> dict[str, float]:
+        """The model's size and a prediction's FLOPs, once a run: they do not change while it trains."""
+        method, model = self.method, self.model
+        flops = flops_per_sample(
+            model, self.bundle.val, lambda feats: method.predict(model, feats), self.device, self.config.precision
+        )
+        return {"parameters": float(parameter_count(model)), "flops_per_sample": flops}
+
     def _epoch(self, epoch: int) -> dict[str, Any]:
         config, method, model, device = self.config, self.method, self.model, self.device
+        start_peak_memory(device)
         started = time.perf_counter()
         order, planned, steps = self._start_epoch(epoch)
         model.train()
@@ -333,6 +345,8 @@ class _Loop:
             "train_seconds": train_seconds,
             "samples_per_second": seen / train_seconds if train_seconds > 0 else 0.0,
             "elapsed_seconds": self.state["elapsed"],
+            **self.cost,
+            "peak_memory_mb": peak_memory_mb(device),
         }
         self.state["epoch"] = epoch
         for event in summary.events:
