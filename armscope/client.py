@@ -201,6 +201,11 @@ class Client:
             body["compare"] = True
         return self._json("POST", "/sweeps", json=body)
 
+    def benchmark(self, dataset: str, encoder: str | None = None) -> dict[str, Any]:
+        """Every method on ``dataset`` as a row of final numbers, mean ± std over seeds (``GET /benchmark``)."""
+        params = {"dataset": dataset, **({"encoder": encoder} if encoder is not None else {})}
+        return self._json("GET", "/benchmark", params=params)
+
     def get(self, run_id: int) -> Run:
         return self._json("GET", f"/runs/{run_id}")
 

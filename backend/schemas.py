@@ -124,6 +124,37 @@ class SeedSetsOut(BaseModel):
     sets: list[SeedSet]
 
 
+class Figure(BaseModel):
+    mean: float | None = Field(description="Null when no run of the row logged it.")
+    std: float | None = Field(description="Sample standard deviation; null below two runs.")
+    n: int = Field(description="How many runs it is over.")
+
+
+class BenchmarkRow(BaseModel):
+    label: str = Field(description="The method, and what tells this set of runs from the method's other sets.")
+    method: str
+    runs: list[int]
+    seeds: list[int]
+    epochs: Figure
+    val_acc: Figure
+    imbalance: Figure
+    bb_imbalance: Figure = Field(description="BalanceBenchmark's imbalance degree (mean pairwise Shapley gap).")
+    parameters: Figure
+    flops_per_sample: Figure
+    peak_memory_mb: Figure
+    epoch_seconds: Figure = Field(description="The mean epoch time of each run (its elapsed time over its epochs).")
+    masked: dict[str, Figure] = Field(description="Each modality's masked accuracy.")
+    share: dict[str, Figure] = Field(description="Each modality's Shapley value over their sum.")
+
+
+class BenchmarkOut(BaseModel):
+    dataset: str
+    encoder: str | None
+    modalities: list[str]
+    rows: list[BenchmarkRow] = Field(description="A row per set of succeeded runs that differ only in their seed.")
+    without_runs: list[str] = Field(description="Registered methods with no succeeded run on this data set yet.")
+
+
 class WorkerHealth(BaseModel):
     name: str = Field(description="The worker's node name; the `worker` of its runs begins with it.")
     queues: list[str] = Field(description="The queues it takes runs from.")

@@ -135,12 +135,15 @@ def summarise(members: Sequence[Record], keys: Sequence[str]) -> dict[str, dict[
             "mean": stats["mean"],
             "std": stats["std"],
             "n": stats["n"],
-            "last": _summary([v for _, v in last]),
-            "best": _summary([v for _, v in best]),
+            "last": summary([v for _, v in last]),
+            "best": summary([v for _, v in best]),
         }
     return out
 
 
-def _summary(values: Sequence[float]) -> dict[str, Any]:
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (None below two values) and count; a mean of None when there are none."""
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
     mean, deviation = spread(values)
     return {"mean": mean, "std": deviation, "n": len(values)}

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from service.settings import Settings
 from tests.fakes import RecordingQueue
+from tests.test_benchmark import finished_run
 from tests.support import TWO_EPOCHS as TINY
 
 
@@ -254,3 +255,11 @@ def test_a_sweep_the_queue_refuses_is_503_and_stores_none_of_its_runs(api, queue
     response = api.post("/api/v1/sweeps", json={"config": TINY, "methods": ["arm", "baseline"], "seeds": [0, 1]})
     assert response.status_code == 503 and "nothing was stored" in response.json()["detail"]
     assert api.get("/api/v1/runs").json()["items"] == []
+
+
+def test_the_api_serves_the_table_and_refuses_an_unknown_data_set_with_422(api, store):
+    finished_run(store, "baseline", 0, acc=0.8, shapley=(0.3, 0.1))
+    body = api.get("/api/v1/benchmark?dataset=synthetic-shift").json()
+    assert body["rows"][0]["method"] == "baseline" and body["dataset"] == "synthetic-shift"
+    response = api.get("/api/v1/benchmark?dataset=nope")
+    assert response.status_code == 422 and "unknown data set" in response.text

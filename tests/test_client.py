@@ -60,6 +60,8 @@ CALLS = [
     (lambda c: c.sweep(CONFIG, ["arm"], [0], compare=True, variants=[{"method": "arm", "label": "v"}]), "POST",
      "/api/v1/sweeps", {},
      {"config": CONFIG, "methods": ["arm"], "seeds": [0], "variants": [{"method": "arm", "label": "v"}], "compare": True}),
+    (lambda c: c.benchmark("uci-mfeat", encoder="mlp"), "GET", "/api/v1/benchmark",
+     {"dataset": "uci-mfeat", "encoder": "mlp"}, None),
     (lambda c: c.get(7), "GET", "/api/v1/runs/7", {}, None),
     (lambda c: c.update(7, tags=["a", "b"], notes="n"), "PATCH", "/api/v1/runs/7", {},
      {"tags": ["a", "b"], "notes": "n"}),

@@ -372,6 +372,29 @@ class Store:
             for run in (runs[i] for i in run_ids)
         ]
 
+    def finished_runs(self, dataset: str) -> list[dict[str, Any]]:
+        """Every succeeded run on ``dataset``, oldest first, as a comparison shows it, with ``final``: its last
+        epoch's record. One query, however many runs: the benchmark's rows."""
+        last = (
+            select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
+            .group_by(EpochMetrics.run_id)
+            .subquery()
+        )
+        query = (
+            select(Run, EpochMetrics.record)
+            .join(last, last.c.run_id == Run.id)
+            .join(EpochMetrics, (EpochMetrics.run_id == Run.id) & (EpochMetrics.epoch == last.c.epoch))
+            .where(Run.dataset == dataset, Run.status == "succeeded")
+            .order_by(Run.id)
+        )
+        with self._session() as s:
+            rows = s.execute(query).all()
+        return [
+            {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
+             "status": run.status, "config": run.config, "final": record}
+            for run, record in rows
+        ]
+
     def curves(self, run_id: int, keys: Sequence[str] | None = None, points: int | None = None) -> list[dict[str, Any]]:
         """One run's epoch records (only ``keys`` and the epoch when given), thinned to ``points`` epochs."""
         with self._session() as s:
