@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from service.settings import Settings
 from tests.fakes import RecordingQueue
-from tests.test_benchmark import finished_run
 from tests.support import TWO_EPOCHS as TINY
+from tests.test_benchmark import finished_run
 
 
 @pytest.fixture
