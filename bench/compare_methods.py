@@ -5,7 +5,10 @@
 
 ``--suite arm`` (the default): baseline, OGM-GE, ARM with each estimator and ARM without
 re-weighting on synthetic-shift, uci-mfeat (mor, fou) and (zer, fac). ``--suite all``: every
-registered method with its defaults on uci-mfeat (mor, fou), for the README's method table.
+registered method with its defaults on uci-mfeat (mor, fou), for the README's method table. Both
+train in this process's pool. ``--suite service``: every registered method on synthetic-shift and
+uci-mfeat (mor, fou) through the real service (``armscope serve`` with its worker and database, a
+sweep per data set from the client), and the tables read back from ``GET /benchmark``.
 
 For every data set and method: the final fused validation accuracy, each modality's masked accuracy
 and Shapley share (its Shapley value over the sum of them, which is the fused accuracy less the
@@ -19,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench package, as the other benchmarks do
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -121,13 +127,16 @@ def table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["arm", "all"], default="arm")
+    parser.add_argument("--suite", choices=["arm", "all", "service"], default="arm")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
     parser.add_argument("--epochs-uci", type=int, default=30)
     parser.add_argument("--epochs-synthetic", type=int, default=20)
     parser.add_argument("--json", type=Path, help="default: bench/results/compare_methods[_all].json")
     args = parser.parse_args()
+    if args.suite == "service":
+        through_service(args)
+        return
     args.json = args.json or Path(f"bench/results/compare_methods{'_all' if args.suite == 'all' else ''}.json")
     arms = methods(args)
     plan = [
@@ -158,6 +167,89 @@ def main() -> None:
     print(f"\nseeds {args.seeds}; epochs: uci-mfeat {args.epochs_uci}, synthetic-shift {args.epochs_synthetic}; "
           f"{len(plan)} runs in {minutes:.1f} min with {args.jobs} jobs\n")
     print(table(results, [d for d, _ in datasets(args)], arms, args.seeds))
+
+
+def through_service(args: argparse.Namespace) -> None:
+    """Every method on two data sets as a researcher would run them: sweeps queued on a served worker."""
+    from armscope.client import Client
+    from armscope.plugins import METHODS
+    from bench.serving import free_port, start_server
+
+    problems = [
+        ("synthetic-shift", {"dataset": "synthetic-shift", "epochs": args.epochs_synthetic}),
+        ("uci-mfeat (mor, fou)", {"dataset": "uci-mfeat", "dataset_options": {"views": ["mor", "fou"]},
+                                  "epochs": args.epochs_uci}),
+    ]
+    names = METHODS.names()
+    total = len(problems) * len(names) * len(args.seeds)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as home:
+        port = free_port()
+        server = start_server(Path(home), port, "--concurrency", str(args.jobs), worker=True, wait=120)
+        try:
+            client = Client(f"http://127.0.0.1:{port}", timeout=120)
+            sweeps = [client.sweep({**config, "device": "cpu"}, names, args.seeds, name=label)["id"]
+                      for label, config in problems]
+            wait_for_sweeps(client, sweeps, total)
+            tables = [(label, client.benchmark(config["dataset"])) for label, config in problems]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\n{total} runs through the service ({args.jobs} at a time) in {minutes:.1f} min; seeds {args.seeds}; "
+          f"epochs: synthetic-shift {args.epochs_synthetic}, uci-mfeat {args.epochs_uci}\n")
+    for label, answer in tables:
+        print(f"**{label}**\n\n{benchmark_table(answer)}\n")
+
+
+def wait_for_sweeps(client: Any, sweeps: list[int], total: int) -> None:
+    """Until every run of ``sweeps`` has ended, with a bar; a failed run stops the benchmark naming it."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("through the service", total=total)
+        while True:
+            runs = [run for sweep in sweeps for run in client.list(sweep=sweep)]
+            failed = [run for run in runs if run["status"] in ("failed", "cancelled")]
+            if failed:
+                raise RuntimeError(f"run {failed[0]['id']} ({failed[0]['name']}) {failed[0]['status']}: "
+                                   f"{failed[0].get('error')}")
+            done = sum(run["status"] == "succeeded" for run in runs)
+            progress.update(task, completed=done)
+            if done == total:
+                return
+            time.sleep(2)
+
+
+def benchmark_table(answer: dict[str, Any]) -> str:
+    """The README's table of one data set from ``GET /benchmark``."""
+
+    def figure(value: dict[str, Any], digits: int = 3) -> str:
+        if value["mean"] is None:
+            return "-"
+        spread = f" ± {value['std']:.{digits}f}" if value["std"] is not None else ""
+        return f"{value['mean']:.{digits}f}{spread}"
+
+    modalities = answer["modalities"]
+    baseline = next((row for row in answer["rows"] if row["method"] == "baseline"), None)
+    lines = [
+        "| method | n | fused acc | masked acc (" + ", ".join(modalities) + ") | Shapley share ("
+        + ", ".join(modalities) + ") | imbalance | BalanceBenchmark imbalance | s/epoch vs baseline | FLOPs/sample |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(answer["rows"], key=lambda r: -(r["val_acc"]["mean"] or 0)):
+        relative = "-"
+        if baseline and baseline["epoch_seconds"]["mean"] and row["epoch_seconds"]["mean"] is not None:
+            relative = f"{row['epoch_seconds']['mean'] / baseline['epoch_seconds']['mean']:.2f}"
+        flops = row["flops_per_sample"]["mean"]
+        lines.append(
+            f"| {row['method']} | {len(row['runs'])} | {figure(row['val_acc'])} | "
+            + ", ".join(figure(row["masked"][m]) for m in modalities) + " | "
+            + ", ".join(figure(row["share"][m], 2) for m in modalities) + " | "
+            + f"{figure(row['imbalance'], 2)} | {figure(row['bb_imbalance'], 3)} | {relative} | "
+            + (f"{flops:,.0f}" if flops is not None else "-") + " |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

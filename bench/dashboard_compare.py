@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_support import chromium, quit_browser  # noqa: E402  (after the path is set)
+from bench.serving import free_port, start_server  # noqa: E402  (after the path is set)
+from tests.browser_support import chromium, quit_browser  # noqa: E402
 
 METHODS = ["arm", "baseline", "ogm-ge"]
 MODALITIES = ["audio", "visual"]
@@ -129,35 +125,6 @@ def seed_store(home: Path, runs: int, epochs: int) -> list[int]:
         ids.append(run["id"])
     store.dispose()
     return ids
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, port: int, *options: str, wait: float = 60) -> subprocess.Popen[bytes]:
-    """`armscope serve --no-worker` on ``home`` (plus ``options``), once its health answers 200."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMSCOPE_")}
-    env["ARMSCOPE_HOME"] = str(home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "armscope", "serve", "--port", str(port), "--no-worker", *options],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError(f"the server did not start within {wait:.0f} s")
 
 
 def time_once(driver: Any, url: str, traces: int, timeout: float = 30) -> float:

@@ -34,7 +34,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard_compare import PROBE, free_port, seed_store, start_server, time_once  # noqa: E402  (after the path is set)
+from bench.dashboard_compare import PROBE, seed_store, time_once  # noqa: E402  (after the path is set)
+from bench.serving import free_port, start_server  # noqa: E402
 
 HEAVY = ("torch", "numpy", "scipy")
 SETTLE_SECONDS = 1.0
