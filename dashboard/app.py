@@ -15,11 +15,11 @@ from dashboard import actions, guard
 from dashboard import components as ui
 from dashboard.context import Context
 from dashboard.inputs import checked, id_from_text
-from dashboard.pages import compare, launch, run_detail, runs
+from dashboard.pages import benchmark, compare, launch, run_detail, runs
 
 ASSETS = Path(__file__).parent / "assets"
-NAV = [("Runs", "/"), ("Launch", "/launch"), ("Compare", "/compare")]
-PAGES = re.compile(r"/|/launch|/compare|/runs/(\d+)")
+NAV = [("Runs", "/"), ("Launch", "/launch"), ("Compare", "/compare"), ("Benchmark", "/benchmark")]
+PAGES = re.compile(r"/|/launch|/compare|/benchmark|/runs/(\d+)")
 
 
 def shell() -> html.Div:
@@ -86,6 +86,8 @@ def route(ctx: Context, pathname: str | None, search: str | None, mode: str | No
         return launch.layout(ctx, search)
     if path == "/compare":
         return compare.layout(ctx, search, mode)
+    if path == "/benchmark":
+        return benchmark.layout(ctx, search, mode)
     match = PAGES.fullmatch(path)
     run_id = id_from_text(match[1]) if match and match[1] else None
     if run_id is not None:
@@ -131,7 +133,7 @@ def create_dash(ctx: Context) -> Dash:
     @checked
     def router(pathname: str | None, search: str | None, mode: str | None) -> Any:
         path = (pathname or "/").rstrip("/") or "/"
-        active = [path == "/" or path.startswith("/runs"), path == "/launch", path == "/compare"]
+        active = [path == "/" or path.startswith("/runs"), path == "/launch", path == "/compare", path == "/benchmark"]
         return route(ctx, pathname, search, mode), *active
 
     app.clientside_callback(
@@ -165,6 +167,6 @@ def create_dash(ctx: Context) -> Dash:
             return no_update, dbc.Alert(str(exc), color="danger", dismissable=True)
         return f"/?sweep={sweep['id']}", None
 
-    for page in (runs, launch, run_detail, compare):
+    for page in (runs, launch, run_detail, compare, benchmark):
         page.register(app, ctx)
     return app

@@ -125,6 +125,33 @@ def action_button(label: str, ident: str, color: str, disabled: bool = False) ->
     return dbc.Button(label, id=ident, color=color, outline=True, size="sm", n_clicks=0, disabled=disabled)
 
 
+def next_sort(current: str, field: str, descending_first: bool = False) -> str:
+    """Clicking a column's header: sort by it, or flip its direction if it is the sort already.
+
+    ``descending_first`` for columns whose first click should show the largest (newest, best) first.
+    """
+    if current.lstrip("-") == field:
+        return field if current.startswith("-") else f"-{field}"
+    return f"-{field}" if descending_first else field
+
+
+def sort_header(label: str, ident: dict[str, Any], field: str, sort: str) -> html.Th:
+    """A column header that sorts its table by ``field`` when clicked, marked when it is the ``sort``."""
+    active = sort.lstrip("-") == field
+    descending = sort.startswith("-")
+    arrow = ("▼" if descending else "▲") if active else ""
+    return html.Th(
+        html.Button(
+            [label, html.Span(arrow, className="sort-arrow ms-1")],
+            id=ident,
+            className="sort-header" + (" active" if active else ""),
+            title=f"Sort by {label.lower()}",
+            n_clicks=0,
+        ),
+        **{"aria-sort": ("descending" if descending else "ascending") if active else "none"},
+    )
+
+
 def confirm_modal(prefix: str, decline: str) -> dbc.Modal:
     """The yes/no dialog before a destructive action; ids are ``<prefix>-confirm[-body|-no|-ok]``."""
     return dbc.Modal(

@@ -608,3 +608,59 @@ def translucent(color: str, alpha: float) -> str:
     """``#rrggbb`` as an rgba() colour with this opacity."""
     red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
+
+
+# -- benchmark -------------------------------------------------------------------------
+
+
+def benchmark_figure(rows: Sequence[Record], x_key: str, x_title: str, mode: str | None = None) -> dict[str, Any]:
+    """Fused accuracy against ``x_key`` (a figure of the benchmark's rows): a point per row, labelled with
+    the row's label, with error bars of one standard deviation both ways, one colour (and legend entry)
+    per method. A row that has no mean for either figure has no point."""
+    title = f"Fused accuracy against {x_title}"
+    if not rows:
+        return empty_figure("No finished runs on this data set yet.", mode, title, height=400).to_dict()
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    traces = [
+        _benchmark_trace([row for row in rows if row["method"] == method], x_key, x_title, method, color)
+        for method, color in ((m, th.method_color(m, i)) for i, m in enumerate(methods))
+    ]
+    layout = {
+        "template": th.template_json(mode),
+        "title": {"text": plain(title)},
+        "height": 400,
+        "uirevision": "keep",
+        "hovermode": "closest",
+        "xaxis": {"title": {"text": plain(x_title)}},
+        "yaxis": {"title": {"text": "fused accuracy"}, "tickformat": ".1~%"},
+        "margin": {"l": 60, "r": 16, "t": 40, "b": 50},
+        "legend": {"orientation": "v", "yanchor": "top", "y": 1, "x": 1.02, "xanchor": "left"},
+    }
+    return {"data": [t for t in traces if t["x"]], "layout": layout}
+
+
+def _benchmark_trace(
+    rows: Sequence[Record], x_key: str, x_title: str, method: str, color: str
+) -> dict[str, Any]:
+    plotted = [row for row in rows if row[x_key]["mean"] is not None and row["val_acc"]["mean"] is not None]
+
+    def bars(key: str) -> dict[str, Any]:
+        spread = [row[key]["std"] or 0.0 for row in plotted]
+        return {"type": "data", "array": spread, "visible": True, "color": color, "thickness": 1.2, "width": 3}
+
+    return {
+        "type": "scatter",
+        "mode": "markers+text",
+        "name": plain(method),
+        "x": [row[x_key]["mean"] for row in plotted],
+        "y": [row["val_acc"]["mean"] for row in plotted],
+        "error_x": bars(x_key),
+        "error_y": bars("val_acc"),
+        "text": [plain(row["label"]) for row in plotted],
+        "textposition": "top center",
+        "textfont": {"size": 10},
+        "marker": {"color": color, "size": 9},
+        "meta": "benchmark",
+        "hovertemplate": "%{text}<br>" + plain(x_title) + ": %{x:.3g}<br>fused accuracy: %{y:.1%}"
+        "<extra>%{fullData.name}</extra>",
+    }

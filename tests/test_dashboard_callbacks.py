@@ -529,6 +529,7 @@ def test_routes_render_each_page(ctx):
         ("/launch", "launch-form"),
         ("/runs/1", "run-detail"),
         ("/compare", "compare-graph"),
+        ("/benchmark", "benchmark-table"),
         ("/nope", "Page not found"),
     ]:
         assert marker in dump(route(ctx, path, "", "light")), path
@@ -542,6 +543,7 @@ def test_every_page_callback_is_registered(ctx):
         "page.children",
         "runs-table.children",
         "compare-graph.figure",
+        "benchmark-table.children",
         "run-graph-accuracy.figure",
         "launch-submit.disabled",
         "run-records.data",
@@ -561,9 +563,10 @@ def test_the_dashboard_is_served_beside_the_api(ctx):
         assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
         assert "1-bootstrap" in page.text  # the vendored stylesheet: no CDN needed
         body = {
-            "output": "..page.children...nav-runs.active...nav-launch.active...nav-compare.active..",
+            "output": "..page.children...nav-runs.active...nav-launch.active...nav-compare.active..."
+            "nav-benchmark.active..",
             "outputs": [{"id": "page", "property": "children"}]
-            + [{"id": f"nav-{n}", "property": "active"} for n in ("runs", "launch", "compare")],
+            + [{"id": f"nav-{n}", "property": "active"} for n in ("runs", "launch", "compare", "benchmark")],
             "inputs": [
                 {"id": "url", "property": "pathname", "value": "/launch"},
                 {"id": "url", "property": "search", "value": ""},

@@ -188,7 +188,7 @@ def test_a_callback_that_does_not_exist_is_a_400_naming_it(client, app):
         (lambda b: b["inputs"][0].update(id="runs-table"), "inputs[0]: expected the id url"),
         (lambda b: b["inputs"][0].update(property="href"), "inputs[0]: expected property 'pathname'"),
         (lambda b: b.update(state="light"), "state: expected 1 entry,"),
-        (lambda b: b.update(outputs=b["outputs"][:2]), "outputs: expected 4 entries"),
+        (lambda b: b.update(outputs=b["outputs"][:2]), "outputs: expected 5 entries"),
         (lambda b: b.update(changedPropIds=["runs-table.children"]), "is not one of the request's inputs"),
         (lambda b: b.update(changedPropIds=[["url.pathname"]]), "is not one of the request's inputs"),
         (lambda b: b["inputs"][1].update(value={"search": 1}), "search: Input should be a valid string"),

@@ -131,27 +131,13 @@ def row(run: dict[str, Any], selected: bool, now: datetime) -> html.Tr:
 
 def next_sort(current: str, field: str) -> str:
     """Clicking a column's header: sort by it, or flip its direction if it is the sort already."""
-    if current.lstrip("-") == field:
-        return field if current.startswith("-") else f"-{field}"
-    return f"-{field}" if field in DESCENDING_FIRST else field
+    return ui.next_sort(current, field, field in DESCENDING_FIRST)
 
 
 def header_cell(label: str, field: str | None, sort: str) -> html.Th:
     if field is None:
         return html.Th(label)
-    active = sort.lstrip("-") == field
-    descending = sort.startswith("-")
-    arrow = ("▼" if descending else "▲") if active else ""
-    return html.Th(
-        html.Button(
-            [label, html.Span(arrow, className="sort-arrow ms-1")],
-            id={"type": "runs-sort-by", "field": field},
-            className="sort-header" + (" active" if active else ""),
-            title=f"Sort by {label.lower()}",
-            n_clicks=0,
-        ),
-        **{"aria-sort": ("descending" if descending else "ascending") if active else "none"},
-    )
+    return ui.sort_header(label, {"type": "runs-sort-by", "field": field}, field, sort)
 
 
 def table_children(
