@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body accepted.")
     heartbeat_seconds: float = Field(1.0, gt=0, description="Heartbeat, progress and cancel-check interval.")
+    run_threads: int | None = Field(
+        None, ge=1, description="CPU threads each run's torch uses; a worker sets it to its cores over its concurrency "
+        "unless given, so that runs side by side do not fight over cores.",
+    )
     heartbeat_timeout: float = Field(
         60.0, gt=0, description="Seconds without a heartbeat after which a worker counts as dead."
     )

@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+import torch
 from pydantic import ValidationError
 
 from armscope.config import RunConfig
@@ -85,6 +86,8 @@ def execute(
     heartbeat = Heartbeat(store, run_id, worker, sink, settings.heartbeat_seconds)
     heartbeat.start()
     status, error, crashed = "failed", None, False
+    if settings.run_threads is not None:
+        torch.set_num_threads(settings.run_threads)
     try:
         config = RunConfig.model_validate(run["config"])
         run_dir = settings.run_dir(run_id)
