@@ -22,6 +22,7 @@ from armscope.models.heads import MultimodalModel
 from armscope.step import autocast
 
 Predict = Callable[[dict[str, Tensor]], Tensor]
+Encode = Callable[[dict[str, Tensor], "list[str] | None"], dict[str, Tensor]]
 
 
 def parameter_count(model: MultimodalModel) -> int:
@@ -31,9 +32,19 @@ def parameter_count(model: MultimodalModel) -> int:
 
 @torch.no_grad()
 def flops_per_sample(
-    model: MultimodalModel, split: Split, predict: Predict, device: torch.device, precision: str, samples: int = 2
+    model: MultimodalModel,
+    split: Split,
+    predict: Predict,
+    device: torch.device,
+    precision: str,
+    samples: int = 2,
+    encode: Encode | None = None,
 ) -> float:
-    """FLOPs of one evaluation-time prediction per sample, counted on the first ``samples`` of ``split``."""
+    """FLOPs of one evaluation-time prediction per sample, counted on the first ``samples`` of ``split``.
+
+    ``encode`` is the method's encoding (``Method.encode``), else each encoder on its own input.
+    """
+    encode = encode or model.encode
     was_training = model.training
     model.eval()
     try:
@@ -41,7 +52,7 @@ def flops_per_sample(
         inputs = {m: x.to(device) for m, x in inputs.items()}
         size = next(iter(inputs.values())).shape[0]
         with FlopCounterMode(display=False) as counter, autocast(device, precision):
-            predict(model.encode(inputs))
+            predict(encode(inputs, None))
         return counter.get_total_flops() / size
     finally:
         model.train(was_training)

@@ -27,6 +27,8 @@ from armscope.step import autocast
 MAX_EXACT_SHAPLEY = 8
 # Fused logits from one feature tensor per modality (Method.predict on the run's model).
 Predict = Callable[[dict[str, Tensor]], Tensor]
+# Features from inputs and the modalities wanted (Method.encode on the run's model; None: all of them).
+Encode = Callable[[dict[str, Tensor], "list[str] | None"], dict[str, Tensor]]
 
 
 def shapley_values(value: dict[frozenset[str], Tensor], players: list[str]) -> dict[str, Tensor]:
@@ -72,14 +74,20 @@ def pairwise_gap(values: Tensor) -> Tensor:
 
 @torch.no_grad()
 def encode_split(
-    model: MultimodalModel, split: Split, batch_size: int, device: torch.device, precision: str = "fp32"
+    model: MultimodalModel,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    encode: Encode | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
+    encode = encode or model.encode
     chunks: dict[str, list[Tensor]] = {m: [] for m in model.head.modalities}
     labels: list[Tensor] = []
     for inputs, y in split.batches(batch_size, shuffle=False):
         inputs = {m: x.to(device, non_blocking=True) for m, x in inputs.items()}
         with autocast(device, precision):
-            encoded = model.encode(inputs)
+            encoded = encode(inputs, None)
         for m, h in encoded.items():
             chunks[m].append(h.float())
         labels.append(y.to(device, non_blocking=True))
@@ -95,16 +103,18 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
     predict: Predict | None = None,
+    encode: Encode | None = None,
 ) -> dict[str, Any]:
     """All validation measures of one epoch as plain Python numbers and strings.
 
-    Encoders may run in bf16; the prediction (``predict``, else the fusion
-    head) and every measure run in fp32 on the cached features.
+    Encoders (``encode``, else each encoder on its own input) may run in bf16;
+    the prediction (``predict``, else the fusion head) and every measure run in
+    fp32 on the cached features.
     """
     was_training = model.training
     model.eval()
     try:
-        feats, labels = encode_split(model, split, batch_size, device, precision)
+        feats, labels = encode_split(model, split, batch_size, device, precision, encode)
         return _measures(model, feats, labels, predict or model.head)
     finally:
         model.train(was_training)

@@ -293,7 +293,8 @@ class _Loop:
         """The model's size and a prediction's FLOPs, once a run: they do not change while it trains."""
         method, model = self.method, self.model
         flops = flops_per_sample(
-            model, self.bundle.val, lambda feats: method.predict(model, feats), self.device, self.config.precision
+            model, self.bundle.val, lambda feats: method.predict(model, feats), self.device, self.config.precision,
+            encode=lambda inputs, names: method.encode(model, inputs, names),
         )
         return {"parameters": float(parameter_count(model)), "flops_per_sample": flops}
 
@@ -326,6 +327,7 @@ class _Loop:
             model, self.bundle.val, batch_size=2 * config.batch_size, device=device,
             precision=config.precision,
             predict=lambda feats: method.predict(model, feats),
+            encode=lambda inputs, names: method.encode(model, inputs, names),
         )
         summary = method.end_epoch()
         extra = {k: float(v) for k, v in summary.metrics.items()}

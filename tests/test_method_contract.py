@@ -60,7 +60,7 @@ def test_it_trains_with_three_modalities_or_refuses_them_naming_its_limit(tiny_c
     limit = getattr(METHODS.get(method).options, "MAX_MODALITIES", None)
     if limit is not None and limit < 3:
         with pytest.raises(ValueError, match=f"at most {limit} modalities"):
-            RunConfig.model_validate({**tiny_config().model_dump(), "method": method, "dataset_options": three})
+            RunConfig.model_validate({**tiny_config(method=method).model_dump(), "dataset_options": three})
         return
     (record,) = run(tiny_config, tmp_path / "run", method=method, epochs=1, dataset_options=three)
     assert {f"shapley.{m}" for m in three["modalities"]} <= set(record)

@@ -15,7 +15,7 @@ from tests.plugin_support import BROKEN, TOY, home_with_store, run_python
 
 def test_the_in_tree_plugins_are_found_by_discovery():
     assert METHODS.names() == [
-        "agm", "amco", "arm", "baseline", "cml", "gblending", "lfm", "mbsd", "mla", "mmcosine", "mmpareto", "ogm",
+        "agm", "amco", "arm", "baseline", "cml", "gblending", "greedy", "lfm", "mbsd", "mla", "mmcosine", "mmpareto", "ogm",
         "ogm-ge", "opm", "pmr", "reconboost", "relearning", "sample-valuation", "umt", "unimodal",
     ]
     assert DATASETS.names() == ["av-folder", "cremad", "features", "kinetics-sounds", "synthetic-shift", "uci-mfeat"]

@@ -44,7 +44,10 @@ class Method:
     - ``state_dict`` and ``load_state_dict``: what it keeps across epochs,
       checkpointed with the run;
     - ``predict``: its evaluation-time fused prediction, which every
-      per-epoch measure uses.
+      per-epoch measure uses;
+    - ``encode``: the features from the inputs, where the encoders cannot run
+      one by one (mid-fusion between their stages); the default step, the
+      per-epoch measures and the FLOP count encode through it.
 
     Each epoch the loop calls ``epoch_pass``, ``sample_order``,
     ``begin_epoch``, ``train_step`` per batch, ``predict`` inside the
@@ -67,6 +70,12 @@ class Method:
 
     def encoded_modalities(self) -> list[str]:
         return self.modalities
+
+    def encode(
+        self, model: MultimodalModel, inputs: dict[str, Tensor], modalities: list[str] | None = None
+    ) -> dict[str, Tensor]:
+        """Each modality's features (B x d); by default every encoder on its own input."""
+        return model.encode(inputs, modalities)
 
     def epoch_pass(self, data: TrainingData) -> None:
         """Called first in each epoch, before its order is drawn: iterate ``data.batches()`` to prepare it."""
@@ -96,7 +105,7 @@ class Method:
         """
         model = step.model
         with step.autocast():
-            feats = model.encode(batch.inputs, self.encoded_modalities())
+            feats = self.encode(model, batch.inputs, self.encoded_modalities())
             loss = self.loss(model, feats, batch.labels, batch.step)
         step.zero_grad()
         loss.backward()

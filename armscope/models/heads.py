@@ -84,6 +84,13 @@ class FusionHead(nn.Module):
         """What the head would hold, so a config can be sized before it is built (``armscope.models.sizes``)."""
         raise NotImplementedError
 
+    def bind(self, encoders: nn.ModuleDict) -> None:
+        """Called once by ``MultimodalModel`` with the encoders, before any optimiser sees the model.
+
+        A head whose modules depend on the encoders' inner widths (Greedy's mid-fusion blocks between
+        encoder stages) builds them here, so that they are among the model's parameters from the start.
+        """
+
 
 class ConcatHead(FusionHead):
     """Linear classifier on the concatenated features (the baseline/OGM fusion)."""
@@ -164,6 +171,7 @@ class MultimodalModel(nn.Module):
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.head = head
+        head.bind(self.encoders)
 
     def encode(self, inputs: dict[str, Tensor], modalities: list[str] | None = None) -> dict[str, Tensor]:
         names = modalities if modalities is not None else self.head.modalities
