@@ -152,3 +152,45 @@ def store(request: Any, tmp_path: Any) -> Any:
     sqlite_store.upgrade()
     yield sqlite_store
     sqlite_store.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """A headless Chromium (Debian's) shared by a module's browser tests."""
+    from tests.browser_support import chromium, quit_browser
+
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        quit_browser(driver)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: Any) -> Any:
+    """A real `armscope serve` (SQLite, embedded broker and worker) in a fresh home, for a module's browser tests."""
+    from tests.browser_support import Server
+
+    served = Server(tmp_path_factory.mktemp("serve"))
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def ctx(tmp_path: Any) -> Any:
+    """The dashboard's context over a fresh SQLite store and a queue that records what it was sent."""
+    from dashboard.context import Context
+    from service.db.store import Store
+    from service.settings import Settings
+    from tests.fakes import RecordingQueue
+
+    settings = Settings(home=tmp_path / "home")
+    settings.ensure_home()
+    store = Store(settings.resolved_database_url)
+    store.upgrade()
+    yield Context(store=store, settings=settings, queue=RecordingQueue(), page_size=25)
+    store.dispose()
+

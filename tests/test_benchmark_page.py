@@ -9,22 +9,9 @@ from dashboard import components as ui
 from dashboard import figures as fx
 from dashboard.context import Context
 from dashboard.pages import benchmark
-from service.db.store import Store
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 from tests.test_benchmark import finished_run
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    settings = Settings(home=tmp_path / "home")
-    settings.ensure_home()
-    store = Store(settings.resolved_database_url)
-    store.upgrade()
-    yield Context(store=store, settings=settings, queue=RecordingQueue(), page_size=25)
-    store.dispose()
 
 
 @pytest.fixture

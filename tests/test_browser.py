@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -17,7 +16,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from armscope.config import RunConfig
 from service.db.store import Store
 from service.settings import Settings
-from tests.browser_support import Server, chromium, css_id, quit_browser, screenshot, severe_errors
+from tests.browser_support import Server, css_id, screenshot, severe_errors
 
 TINY = {
     "dataset": "synthetic-shift",
@@ -26,25 +25,6 @@ TINY = {
     "dataset_options": {"n_samples": 400, "dims": 8},
     "model_options": {"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [16]}},
 }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("serve"))
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    try:
-        yield driver
-    finally:
-        quit_browser(driver)
 
 
 def option(section: str, field: str) -> dict[str, str]:

@@ -8,38 +8,18 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from service.db.store import Store
 from service.settings import Settings
-from tests.browser_support import Server, chromium, css_id, quit_browser, screenshot, severe_errors
+from tests.browser_support import Server, css_id, screenshot, severe_errors
 from tests.test_benchmark import finished_run
 
 # Six methods, best first, each over seeds 0 and 1 (seed 1 two points better).
 ACCURACY = {"arm": 0.90, "baseline": 0.85, "ogm-ge": 0.80, "ogm": 0.75, "mmcosine": 0.70, "agm": 0.65}
 LAUNCHED = "unimodal"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("serve"))
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    try:
-        yield driver
-    finally:
-        quit_browser(driver)
 
 
 def seed_finished_runs(server: Server) -> None:

@@ -20,20 +20,7 @@ from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
 from server.app import create_app
 from service.db.models import Run
-from service.db.store import Store
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 from tests.support import FORM_RUN as TINY
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    settings = Settings(home=tmp_path / "home")
-    settings.ensure_home()
-    store = Store(settings.resolved_database_url)
-    store.upgrade()
-    yield Context(store=store, settings=settings, queue=RecordingQueue(), page_size=25)
-    store.dispose()
 
 
 def make_run(ctx: Context, epochs: int = 0, status: str = "queued", **config) -> dict:
