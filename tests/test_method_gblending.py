@@ -10,16 +10,14 @@ import torch
 from armscope.builtin.methods.gblending import GBlendingOptions
 from armscope.data.base import TensorSplit
 from armscope.epoch_pass import TrainingData
+from armscope.holdout import draw_held_out, held_out_count, kept_indices
 from armscope.methods import build_method
 from armscope.methods.gblending import (
     blended_loss,
     blending_weights,
-    draw_holdout,
     estimation_due,
     gain_and_overfitting,
-    holdout_count,
     overfitting_to_generalisation_ratio,
-    remaining_indices,
 )
 from armscope.models import MultimodalModel, build_encoder
 from armscope.rundir import RunDir
@@ -105,13 +103,13 @@ def test_weights_are_estimated_at_epoch_1_and_every_super_epoch_after(epoch, due
 
 
 def test_a_held_out_set_keeps_at_least_one_sample_on_each_side():
-    assert holdout_count(600, 0.1) == 60
-    assert holdout_count(8, 0.1) == 1  # 0.8 rounds to 1
-    assert holdout_count(5, 0.05) == 1  # 0.25 would round to none: one is held out all the same
-    assert holdout_count(2, 0.5) == 1
-    assert holdout_count(2, 0.9) == 1  # 1.8 would round to both: one is left to train on
+    assert held_out_count(600, 0.1) == 60
+    assert held_out_count(8, 0.1) == 1  # 0.8 rounds to 1
+    assert held_out_count(5, 0.05) == 1  # 0.25 would round to none: one is held out all the same
+    assert held_out_count(2, 0.5) == 1
+    assert held_out_count(2, 0.9) == 1  # 1.8 would round to both: one is left to train on
     with pytest.raises(ValueError, match="at least 2 samples"):
-        holdout_count(1, 0.1)
+        held_out_count(1, 0.1)
 
 
 def test_the_held_out_samples_never_appear_in_an_epochs_order():
@@ -128,9 +126,9 @@ def test_the_held_out_samples_never_appear_in_an_epochs_order():
 
 def test_the_held_out_set_is_the_complement_of_the_remaining_indices():
     torch.manual_seed(3)
-    holdout = draw_holdout(20, 0.25)
+    holdout = draw_held_out(20, held_out_count(20, 0.25))
     assert holdout.numel() == 5 and torch.equal(holdout, holdout.sort().values)
-    remaining = remaining_indices(holdout, 20)
+    remaining = kept_indices(holdout, 20)
     assert sorted([*holdout.tolist(), *remaining.tolist()]) == list(range(20))
 
 

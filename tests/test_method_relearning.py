@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from armscope.builtin.methods.relearning import RelearningOptions
 from armscope.data.base import TensorSplit
 from armscope.epoch_pass import TrainingData
+from armscope.holdout import held_out_count
 from armscope.methods.relearning import (
     Relearning,
     diagnosis_due,
     distance_from,
-    holdout_size,
     kmeans,
     minmax_scale,
     purity,
@@ -142,10 +142,10 @@ def test_the_diagnosis_follows_every_r_th_epoch_at_most_n_times():
 
 
 def test_the_held_out_share_is_rounded_and_leaves_both_parts_non_empty():
-    assert holdout_size(600, 0.1) == 60
-    assert holdout_size(6698, 744 / 6698) == 744
-    assert holdout_size(4, 0.1) == 1  # 0.4 rounds to 0: at least one
-    assert holdout_size(2, 0.5) == 1
+    assert held_out_count(600, 0.1) == 60
+    assert held_out_count(6698, 744 / 6698) == 744
+    assert held_out_count(4, 0.1) == 1  # 0.4 rounds to 0: at least one
+    assert held_out_count(2, 0.5) == 1
 
 
 def small_run_parts(**options):

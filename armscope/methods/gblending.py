@@ -31,31 +31,12 @@ from torch.nn import functional as F
 
 from armscope.builtin.methods.gblending import GBlendingOptions
 from armscope.epoch_pass import TrainingData
+from armscope.holdout import draw_held_out, held_out_count, kept_indices, shuffled
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel, UnimodalHeadsHead
 
 ESTIMATE_MOMENTUM = 0.9
 PROGRESS = "blending weights"
-
-
-def holdout_count(size: int, fraction: float) -> int:
-    """How many of ``size`` training samples are held out: at least one, and at least one left to train on."""
-    if size < 2:
-        raise ValueError(f"gblending holds out part of the training split, which needs at least 2 samples, not {size}")
-    return min(max(round(fraction * size), 1), size - 1)
-
-
-def draw_holdout(size: int, fraction: float) -> Tensor:
-    """The held-out indices, sorted, drawn from torch's global generator so that the run's seed fixes them."""
-    chosen = torch.randperm(size)[: holdout_count(size, fraction)]
-    return chosen.sort().values
-
-
-def remaining_indices(holdout: Tensor, size: int) -> Tensor:
-    """The training indices outside the held-out set, in increasing order."""
-    kept = torch.ones(size, dtype=torch.bool)
-    kept[holdout] = False
-    return torch.arange(size)[kept]
 
 
 def estimation_due(epoch: int, super_epoch: int) -> bool:
@@ -150,7 +131,7 @@ class GradientBlending(Method):
 
     def epoch_pass(self, data: TrainingData) -> None:
         if self.holdout is None:
-            self.holdout = draw_holdout(len(data), self.options.holdout_fraction)
+            self.holdout = self._draw_holdout(len(data))
         if estimation_due(data.epoch, self.options.super_epoch):
             self.estimate(data)
 
@@ -210,7 +191,7 @@ class GradientBlending(Method):
         optimizer = torch.optim.SGD(
             self.head_parameters(model, head), lr=self.options.estimate_lr, momentum=ESTIMATE_MOMENTUM
         )
-        remaining = remaining_indices(self.holdout, len(data))
+        remaining = kept_indices(self.holdout, len(data))
         epochs = self.options.estimate_epochs
         total = (self.fused + 1) * epochs
         with torch.enable_grad():
@@ -229,9 +210,11 @@ class GradientBlending(Method):
     def sample_order(self, epoch: int, size: int, generator: torch.Generator) -> Tensor:
         """The remaining training samples, shuffled: the held-out ones never reach the main training."""
         if self.holdout is None:
-            self.holdout = draw_holdout(size, self.options.holdout_fraction)
-        remaining = remaining_indices(self.holdout, size)
-        return remaining[torch.randperm(remaining.numel(), generator=generator)]
+            self.holdout = self._draw_holdout(size)
+        return shuffled(kept_indices(self.holdout, size), generator)
+
+    def _draw_holdout(self, size: int) -> Tensor:
+        return draw_held_out(size, held_out_count(size, self.options.holdout_fraction))
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)

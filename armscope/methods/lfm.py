@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from armscope.builtin.methods.lfm import ALPHA_HIGH, ALPHA_LOW, LFMOptions
 from armscope.epoch_pass import TrainingData
+from armscope.holdout import draw_held_out, kept_indices, shuffled
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel, UnimodalHeadsHead
 from armscope.step import Batch, StepContext
@@ -141,14 +142,7 @@ def holdout_count(size: int, wanted: int) -> int:
 
 def draw_holdout(size: int, wanted: int) -> Tensor:
     """V's indices, sorted, drawn from torch's global generator so that the run's seed fixes them."""
-    return torch.randperm(size)[: holdout_count(size, wanted)].sort().values
-
-
-def remaining_indices(holdout: Tensor, size: int) -> Tensor:
-    """The training indices outside V, in increasing order."""
-    kept = torch.ones(size, dtype=torch.bool)
-    kept[holdout] = False
-    return torch.arange(size)[kept]
+    return draw_held_out(size, holdout_count(size, wanted))
 
 
 def own_heads(model: MultimodalModel) -> UnimodalHeadsHead:
@@ -234,8 +228,7 @@ class LFM(Method):
             return None
         if self.holdout is None:
             self.holdout = draw_holdout(size, self.options.holdout_size)
-        remaining = remaining_indices(self.holdout, size)
-        return remaining[torch.randperm(remaining.numel(), generator=generator)]
+        return shuffled(kept_indices(self.holdout, size), generator)
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)

@@ -32,26 +32,11 @@ from torch import Tensor, nn
 
 from armscope.builtin.methods.relearning import RelearningOptions
 from armscope.epoch_pass import TrainingData
+from armscope.holdout import draw_held_out, held_out_count, kept_indices, shuffled
 from armscope.methods.base import EpochSummary, Method
 
 # Rows of the last diagnosis, one column per modality.
 PURITY_TRAIN, PURITY_HOLDOUT, GAP, ALPHA = range(4)
-
-
-def holdout_size(n: int, fraction: float) -> int:
-    """round(fraction x n) samples for V, at least one, and at least one left to train on."""
-    return min(max(round(fraction * n), 1), n - 1)
-
-
-def holdout_split(n: int, fraction: float) -> tuple[Tensor, Tensor]:
-    """(trained, held-out) indices of a split of ``n`` samples, each sorted.
-
-    Drawn once per run from torch's global generator, which the run seeded
-    and the checkpoint holds, so a seed always holds out the same samples.
-    """
-    shuffled = torch.randperm(n)
-    held = holdout_size(n, fraction)
-    return shuffled[held:].sort().values, shuffled[:held].sort().values
 
 
 def diagnosis_due(finished_epoch: int, every: int, limit: int, done: int) -> bool:
@@ -193,12 +178,13 @@ class Relearning(Method):
     def sample_order(self, epoch: int, size: int, generator: torch.Generator) -> Tensor:
         """The trained part D, shuffled: the held-out samples are never trained on."""
         trained, _ = self._hold_out(size)
-        return trained[torch.randperm(trained.numel(), generator=generator)]
+        return shuffled(trained, generator)
 
     def _hold_out(self, size: int) -> tuple[Tensor, Tensor]:
         """(trained, held-out) indices on the CPU, chosen at their first use and kept for the run."""
         if self.train_index is None or self.holdout_index is None:
-            self.train_index, self.holdout_index = holdout_split(size, self.options.holdout_fraction)
+            held = draw_held_out(size, held_out_count(size, self.options.holdout_fraction))
+            self.train_index, self.holdout_index = kept_indices(held, size), held
         return self.train_index, self.holdout_index
 
     def _relearn(self, data: TrainingData) -> None:
