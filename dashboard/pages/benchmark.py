@@ -124,7 +124,7 @@ def si(value: float) -> str:
 
 
 WRITERS = {
-    "percent": (lambda v: f"{100 * v:.1f}%", lambda s: f"{100 * s:.1f}"),
+    "percent": (ui.percent, lambda s: f"{100 * s:.1f}"),
     "number": (lambda v: f"{v:.3g}", lambda s: f"{s:.2g}"),
     "seconds": (ui.duration, ui.duration),
     "count": (si, si),

@@ -101,6 +101,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_deserializer=from_json)
 
 
+def _compared(run: Run) -> dict[str, Any]:
+    """What a comparison or the benchmark shows of a run beside its numbers."""
+    return {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
+            "status": run.status, "config": run.config}
+
+
 def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
     started, now = _aware(run.started_at), now or utcnow()
     # A run may finish between two heartbeats, before its last progress reached the store.
@@ -366,11 +372,7 @@ class Store:
         missing = [i for i in run_ids if i not in runs]
         if missing:
             raise RunNotFound(missing[0])
-        return [
-            {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset,
-             "seed": run.seed, "status": run.status, "config": run.config}
-            for run in (runs[i] for i in run_ids)
-        ]
+        return [_compared(runs[i]) for i in run_ids]
 
     def finished_runs(self, dataset: str) -> list[dict[str, Any]]:
         """Every succeeded run on ``dataset``, oldest first, as a comparison shows it, with ``final``: its last
@@ -389,11 +391,7 @@ class Store:
         )
         with self._session() as s:
             rows = s.execute(query).all()
-        return [
-            {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
-             "status": run.status, "config": run.config, "final": record}
-            for run, record in rows
-        ]
+        return [{**_compared(run), "final": record} for run, record in rows]
 
     def curves(self, run_id: int, keys: Sequence[str] | None = None, points: int | None = None) -> list[dict[str, Any]]:
         """One run's epoch records (only ``keys`` and the epoch when given), thinned to ``points`` epochs."""
