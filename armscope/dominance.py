@@ -22,6 +22,7 @@ from armscope.arm_terms import confidence
 from armscope.data.base import Split
 from armscope.lens import lens_terms
 from armscope.models.heads import MultimodalModel
+from armscope.shapley import pairwise_gap
 from armscope.step import autocast
 
 MAX_EXACT_SHAPLEY = 8
@@ -58,18 +59,6 @@ def macro_f1(pred: Tensor, labels: Tensor, n_classes: int) -> Tensor:
     f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
     present = (denom > 0).double()
     return (f1 * present).sum() / present.sum().clamp(min=1)
-
-
-def pairwise_gap(values: Tensor) -> Tensor:
-    """The mean over modality pairs of |phi_i - phi_j|: for two modalities |phi_1 - phi_2|, in accuracy points.
-
-    BalanceBenchmark reports an imbalance degree beside performance and complexity; its toolkit logs
-    only the Shapley values, and this is the unnormalised gap its paper describes as far as could be
-    checked (``../shared/METHODS.md``), kept beside ``imbalance``, which divides by the values' sizes.
-    """
-    gaps = (values[:, None] - values[None, :]).abs()
-    n = values.numel()
-    return gaps.sum() / (n * (n - 1))
 
 
 @torch.no_grad()

@@ -7,9 +7,9 @@ import torch
 
 from armscope.complexity import flops_per_sample, parameter_count, peak_memory_mb
 from armscope.data import TensorSplit
-from armscope.dominance import pairwise_gap
 from armscope.models import ConcatHead, MultimodalModel
 from armscope.rundir import RunDir
+from armscope.shapley import pairwise_gap
 from armscope.train import train
 
 pytestmark = pytest.mark.unit

@@ -31,12 +31,11 @@ from armscope.methods.sample_valuation import (
     resample_share,
     resampled_loss,
     sample_copies,
-    shapley_values,
-    subset_masks,
     weakest_modality,
 )
 from armscope.models.heads import MultimodalModel
 from armscope.rundir import RunDir
+from armscope.shapley import shapley_values, subset_masks
 from armscope.step import TrainingStep
 from armscope.train import train
 from tests.support import without_timing

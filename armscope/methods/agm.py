@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from armscope.builtin.methods.agm import AGMOptions
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import MultimodalModel
+from armscope.shapley import shapley_weights, subset_masks
 
 PROBABILITY_FLOOR = 1e-8  # the authors' floor on the true-class probability of a response
 
@@ -43,25 +44,16 @@ def coalitions(n: int) -> list[tuple[int, ...]]:
 
 def coalition_masks(n: int) -> Tensor:
     """Membership flags (coalition x modality), in ``coalitions`` order, as 0/1 floats to multiply features by."""
-    masks = torch.zeros(2**n - 1, n)
-    for k, members in enumerate(coalitions(n)):
-        masks[k, list(members)] = 1.0
-    return masks
+    return subset_masks(n)[1:].float()
 
 
 def shapley_matrix(n: int) -> Tensor:
     """A (n x coalitions) with phi = A @ f(coalitions): the Shapley weights, with f(empty) := 0.
 
-    phi_m = sum over S of others of |S|!(n-|S|-1)!/n! * (f(S + m) - f(S)), so the
-    output of a coalition T weighs w(|T| - 1) in phi_m when T holds m and
-    -w(|T|) when it does not; the empty coalition contributes nothing.
+    phi_m = sum over S of others of |S|!(n-|S|-1)!/n! * (f(S + m) - f(S)): the shared Shapley map
+    (``armscope.shapley``) without the empty coalition's column, which weighs a value of 0.
     """
-
-    def weight(size: int) -> float:
-        return math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-
-    rows = [[weight(len(c) - 1) if m in c else -weight(len(c)) for c in coalitions(n)] for m in range(n)]
-    return torch.tensor(rows, dtype=torch.float64).float()
+    return (shapley_weights(n)[1:].T.double() / math.factorial(n)).float()
 
 
 def coalition_outputs(head: nn.Module, feats: dict[str, Tensor], modalities: list[str], masks: Tensor) -> Tensor:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache
-from math import factorial
 
 import torch
 from torch import Tensor
@@ -34,18 +32,12 @@ from torch.nn import functional as F
 from armscope.builtin.methods.sample_valuation import SampleValuationOptions
 from armscope.epoch_pass import TrainingData
 from armscope.methods.base import EpochSummary, Method
+from armscope.shapley import pairwise_gap, shapley_values, subset_masks
 from armscope.step import Batch, StepContext
 
 PROGRESS = "valuation"
 # The authors' bounds on phi between 3, 2, 1 and 0 copies (their sample-level data set); all comparisons strict.
 THREE_BELOW, TWO_BELOW, ONE_BELOW = -0.1, 0.4, 0.9
-
-
-def subset_masks(n_modalities: int) -> Tensor:
-    """Row s keeps modality j where bit j of s is set: row 0 is the empty set, the last row every modality."""
-    subsets = torch.arange(2**n_modalities)[:, None]
-    bits = 2 ** torch.arange(n_modalities)
-    return (subsets & bits) != 0
 
 
 def characteristic_values(correct: Tensor, masks: Tensor) -> Tensor:
@@ -56,38 +48,6 @@ def characteristic_values(correct: Tensor, masks: Tensor) -> Tensor:
     scale: a sample every modality gets right then has phi = 1/2 each and is copied once in every modality.
     """
     return correct.long() * masks.sum(1).to(correct.device)
-
-
-@lru_cache
-def shapley_weights(n_modalities: int) -> Tensor:
-    """M! times the Shapley weights, as a (2^M, M) integer matrix: phi = v W / M!.
-
-    Column m holds |S|! (M - |S| - 1)! at the row of S + {m} and its negative at the row of S, for every S
-    without m; integers, so that integer values give the exact rational before the one division. Cached (never
-    written to): the valuation asks for it once a batch.
-    """
-    weights = torch.zeros(2**n_modalities, n_modalities, dtype=torch.long)
-    for subset in range(2**n_modalities):
-        members = subset.bit_count()
-        for m in range(n_modalities):
-            if not subset >> m & 1:
-                weight = factorial(members) * factorial(n_modalities - members - 1)
-                weights[subset | 1 << m, m] += weight
-                weights[subset, m] -= weight
-    return weights
-
-
-def shapley_values(values: Tensor) -> Tensor:
-    """Exact Shapley values (..., M), in float64, from v (..., 2^M) indexed as ``subset_masks``' rows.
-
-    The weighted sums are taken in v's dtype and divided by M! once: from integer v each value is the exact
-    rational rounded once, so one that sits on a copy bound (-0.1, 0.4 and 0.9 occur from M = 5) is read as on it.
-    """
-    n_modalities = values.shape[-1].bit_length() - 1
-    if values.shape[-1] != 2**n_modalities or n_modalities < 1:
-        raise ValueError(f"v must hold one value per subset, 2^M of them; got {values.shape[-1]}")
-    weights = shapley_weights(n_modalities).to(values.device, values.dtype)
-    return (values.unsqueeze(-1) * weights).sum(-2).double() / factorial(n_modalities)
 
 
 def sample_copies(phi: Tensor) -> Tensor:
@@ -113,9 +73,7 @@ def resample_share(gaps: Tensor, alpha: float) -> Tensor:
     With more modalities |gap_a - gap_v| becomes the mean over pairs of modalities. BalanceMM sums over ordered
     pairs and divides by M - 1, twice the authors' P for two modalities, and leaves alpha out.
     """
-    n = gaps.numel()
-    spread = (gaps[:, None] - gaps[None, :]).abs().sum() / (n * (n - 1))
-    return 2 / 3 * alpha * spread
+    return 2 / 3 * alpha * pairwise_gap(gaps)
 
 
 def weakest_modality(gaps: Tensor) -> Tensor:
