@@ -9,7 +9,7 @@ from backend.auth import BrowserGate, require_access
 from backend.csrf import SameOriginGuard
 from backend.errors import described, install_handlers
 from backend.limits import BodyLimit
-from backend.routes import benchmark, catalog, compare, runs, session, sweeps
+from backend.routes import benchmark, catalog, compare, external, runs, session, sweeps
 from service.access import COOKIE, Access
 from service.db.store import Store
 from service.queue import Queue
@@ -31,7 +31,7 @@ def create_api(settings: Settings, store: Store, queue: Queue, access: Access) -
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(catalog.health_router)
     guarded = APIRouter(dependencies=[Depends(require_access)], responses=described(400, 401, 403, 413, 429))
-    for module in (catalog, runs, sweeps, compare, benchmark):
+    for module in (catalog, external, runs, sweeps, compare, benchmark):
         guarded.include_router(module.router)
     api.include_router(guarded)
     app.include_router(api)

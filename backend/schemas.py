@@ -46,6 +46,12 @@ class RunOut(BaseModel):
     last_val_acc: float | None
     dominant: str | None
     delivered_to: str | None = Field(None, description="The worker holding this queued run's message.")
+    external: bool = Field(False, description="Trained by a script of its own that logs through the SDK (armscope.init).")
+
+
+class ExternalLogged(BaseModel):
+    should_stop: bool = Field(description="A cancel was asked for in the dashboard or API: the script should stop.")
+    stored: int = Field(description="How many epoch records were merged into the run's.")
 
 
 class RunPage(BaseModel):

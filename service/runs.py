@@ -20,7 +20,8 @@ from service.publish import publish
 from service.queue import Queue, queue_for
 from service.settings import Settings
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# crashed: an external run whose script stopped heartbeating (service.external).
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "crashed"]
 STATUSES: tuple[str, ...] = get_args(Status)
 MAX_RUN_ID = INT32_MAX  # ids are 32-bit integers on PostgreSQL
 

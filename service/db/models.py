@@ -76,6 +76,9 @@ class Run(Base):
     # Set whenever the run becomes queued, cleared once its message is with the broker: a run
     # queued but unpublished for long lost its message to a crash in between, and is sent again.
     unpublished_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An external run's id, chosen by the script logging it (the SDK): it makes creating the run and
+    # every upload idempotent, and only a caller holding it may write to the run.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
     __table_args__ = (Index("ix_runs_created_id", "created_at", "id"),)
 

@@ -33,7 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
 from service.errors import Conflict, InvalidInput, NotFound
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "crashed"})
+# The queue of runs a researcher's own script trains (the SDK): no worker takes from it.
+EXTERNAL = "external"
 # The range of the Integer columns (ids, seeds): 32 bits on PostgreSQL.
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 SORTABLE = {
@@ -104,7 +106,7 @@ def make_engine(url: str) -> Engine:
 def _compared(run: Run) -> dict[str, Any]:
     """What a comparison or the benchmark shows of a run beside its numbers."""
     return {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
-            "status": run.status, "config": run.config}
+            "status": run.status, "config": run.config, "external": run.external_id is not None}
 
 
 def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
@@ -151,6 +153,7 @@ def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
         "last_val_acc": run.last_val_acc,
         "dominant": run.dominant,
         "delivered_to": run.delivered_to,
+        "external": run.external_id is not None,
     }
 
 
@@ -386,7 +389,7 @@ class Store:
             select(Run, EpochMetrics.record)
             .join(last, last.c.run_id == Run.id)
             .join(EpochMetrics, (EpochMetrics.run_id == Run.id) & (EpochMetrics.epoch == last.c.epoch))
-            .where(Run.dataset == dataset, Run.status == "succeeded")
+            .where(Run.dataset == dataset, Run.status == "succeeded", Run.external_id.is_(None))
             .order_by(Run.id)
         )
         with self._session() as s:
@@ -482,9 +485,10 @@ class Store:
         taken: list[dict[str, Any]] = []
         with self._session() as s, s.begin():
             live = select(Worker.name).where(Worker.heartbeat_at >= cutoff)
+            self._crash_silent_scripts(s, cutoff, timeout)
             stale = s.execute(
                 select(Run.id, Run.worker, Run.queue, Run.epoch, Run.cancel_requested)
-                .where(Run.status == "running", Run.heartbeat_at < cutoff)
+                .where(Run.status == "running", Run.heartbeat_at < cutoff, Run.external_id.is_(None))
             ).all()
             for run_id, worker, queue, epoch, cancel in stale:
                 guard = (Run.id == run_id, Run.status == "running", Run.worker == worker, Run.heartbeat_at < cutoff)
@@ -518,6 +522,21 @@ class Store:
                     taken.append({"id": run_id, "queue": queue})
             s.execute(delete(Worker).where(Worker.heartbeat_at < cutoff))
         return taken
+
+    def _crash_silent_scripts(self, s: Session, cutoff: datetime, timeout: float) -> None:
+        """External runs whose script stopped heartbeating: no worker can take them over, so they end crashed
+        (a heartbeat from the same script later takes the run back, see :meth:`log_external`)."""
+        silent = s.execute(
+            select(Run.id, Run.epoch).where(Run.status == "running", Run.heartbeat_at < cutoff,
+                                            Run.external_id.is_not(None))
+        ).all()
+        for run_id, epoch in silent:
+            moved = s.execute(update(Run).where(Run.id == run_id, Run.status == "running", Run.heartbeat_at < cutoff)
+                              .values(status="crashed", finished_at=utcnow()))
+            if moved.rowcount == 1:
+                self._event(s, run_id, epoch, "crashed", "error",
+                            f"the script logging this run sent no heartbeat for {timeout:g} s: it died or lost "
+                            "the server; whatever it spooled locally can still be uploaded with `armscope sync`")
 
     def mark_published(self, run_id: int) -> None:
         """The run's message is with the broker: no reaper needs to send it again."""
@@ -591,6 +610,9 @@ class Store:
     def retry_run(self, run_id: int) -> dict[str, Any]:
         """failed/cancelled -> queued; the worker resumes from the run's last checkpoint."""
         with self._session() as s, s.begin():
+            if s.scalar(select(Run.external_id).where(Run.id == run_id)) is not None:
+                raise IllegalTransition(f"run {run_id} is an external run: its own script trains it, so only "
+                                        "running that script again can retry it")
             if not self._transition(
                 s, run_id, ["failed", "cancelled"], status="queued", error=None, finished_at=None,
                 worker=None, cancel_requested=False, unpublished_since=utcnow(),
@@ -677,6 +699,87 @@ class Store:
                 select(func.max(EpochMetrics.epoch)).where(EpochMetrics.run_id == run_id)
             )
             s.execute(update(Run).where(Run.id == run_id).values(epoch=best or 0))
+
+    # -- external runs: a researcher's own script logging through the SDK -------------------------
+
+    def create_external_run(
+        self, external_id: str, *, name: str, config: dict[str, Any], dataset: str, seed: int, epochs: int,
+        tags: list[str], notes: str = "",
+    ) -> tuple[dict[str, Any], bool]:
+        """A running external run for ``external_id``, and whether it is new: the SDK may send its first
+        request again (the answer was lost, or ``armscope sync`` uploads a spool twice), and gets the same run."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            existing = s.scalar(select(Run).where(Run.external_id == external_id))
+            if existing is not None:
+                return run_to_dict(existing), False
+            run = Run(
+                name=name, status="running", config=config, method=EXTERNAL, dataset=dataset, seed=seed,
+                queue=EXTERNAL, tags=list(dict.fromkeys(tags)), notes=notes, sweep_id=None, epochs=epochs,
+                created_at=now, started_at=now, heartbeat_at=now, worker=f"sdk:{external_id}", attempt=1,
+                external_id=external_id,
+            )
+            s.add(run)
+            s.flush()
+            s.add_all(RunTag(run_id=run.id, tag=t) for t in run.tags)
+        return run_to_dict(run), True
+
+    def _external(self, s: Session, run_id: int, external_id: str) -> Run:
+        run = s.get(Run, run_id)
+        if run is None or run.external_id is None:
+            raise RunNotFound(run_id)
+        if run.external_id != external_id:
+            raise IllegalTransition(f"run {run_id} belongs to another script: its key does not match")
+        return run
+
+    def log_external(self, run_id: int, external_id: str, records: Sequence[dict[str, Any]]) -> bool:
+        """Merge each record into its epoch (keys logged again for an epoch replace the old values, so
+        sending a batch twice stores it once) and count as the script's heartbeat. A run the reaper
+        marked crashed while its script could not reach the server runs again. Returns whether a cancel
+        was asked for."""
+        with self._session() as s, s.begin():
+            run = self._external(s, run_id, external_id)
+            if run.status == "crashed":
+                run.status, run.finished_at = "running", None
+                self._event(s, run_id, run.epoch, "resumed", "info",
+                            "the script logging this run is heartbeating again after it was marked crashed")
+            if run.status == "running":
+                run.heartbeat_at = utcnow()
+            for record in records:
+                self._merge_epoch(s, run, record)
+            return bool(run.cancel_requested)
+
+    def _merge_epoch(self, s: Session, run: Run, record: dict[str, Any]) -> None:
+        epoch = int(record["epoch"])
+        stmt = self._insert(EpochMetrics).values(run_id=run.id, epoch=epoch, record=record)
+        if self.dialect == "postgresql":
+            merged = EpochMetrics.record.op("||", return_type=EpochMetrics.record.type)(stmt.excluded.record)
+        else:
+            merged = func.json_patch(EpochMetrics.record, stmt.excluded.record)
+        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "epoch"], set_={"record": merged})
+        stored = s.execute(stmt.returning(EpochMetrics.record)).scalar_one()
+        if isinstance(stored, str):  # SQLite's json_patch answers text
+            stored = from_json(stored)
+        if epoch >= run.epoch:
+            run.epoch = epoch
+            run.last_val_acc = stored.get("val_acc")
+            run.dominant = stored.get("dominant")
+        best = stored.get("val_acc")
+        if isinstance(best, (int, float)) and (run.best_val_acc is None or best > run.best_val_acc):
+            run.best_val_acc = best
+
+    def finish_external(self, run_id: int, external_id: str, status: str, error: str | None = None) -> dict[str, Any]:
+        """End an external run as its script reports; the same report again changes nothing."""
+        if status not in TERMINAL:
+            raise ValueError(f"status: {status!r} is not terminal")
+        with self._session() as s, s.begin():
+            run = self._external(s, run_id, external_id)
+            if run.status not in ("running", "crashed") and run.status != status:
+                raise IllegalTransition(f"run {run_id} already ended {run.status}; it cannot end {status} too")
+            if run.status != status:
+                run.status, run.error, run.finished_at = status, error, utcnow()
+                run.cancel_requested, run.heartbeat_at = False, utcnow()
+        return self.get_run(run_id)
 
     # -- what /health reports ---------------------------------------------------------
 
