@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "crashed"})
 DEFAULT_PAGE_SIZE = 50
 
 # `list` is a method name below, so annotations use these aliases rather than the builtin.
@@ -264,6 +264,19 @@ class Client:
 
     def retry(self, run_id: int) -> Run:
         return self._json("POST", f"/runs/{run_id}/retry")
+
+    # -- external runs (the SDK, armscope.init) -------------------------------------------
+
+    def start_external(self, spec: Mapping[str, Any]) -> Run:
+        """Make (or, for a key sent before, find) the external run ``spec["key"]`` names."""
+        return self._json("POST", "/runs/external", json=dict(spec))
+
+    def log_external(self, run_id: int, key: str, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Merge epoch records into an external run; no records is a heartbeat. Answers ``should_stop``."""
+        return self._json("POST", f"/runs/{run_id}/log", json={"key": key, "records": [dict(r) for r in records]})
+
+    def end_external(self, run_id: int, key: str, status: str, error: str | None = None) -> Run:
+        return self._json("POST", f"/runs/{run_id}/end", json={"key": key, "status": status, "error": error})
 
     # -- results ---------------------------------------------------------------------------
 

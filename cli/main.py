@@ -19,9 +19,11 @@ from armscope.data.errors import DataError
 from armscope.plugins import BUILTIN
 from cli.configs import build_config, validation_message
 from cli.submit import register as register_submit
+from cli.tracking import register as register_tracking
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure and fix modality imbalance.")
 register_submit(app)
+register_tracking(app)
 console = Console()
 err_console = Console(stderr=True)
 

@@ -1,0 +1,1 @@
+"""Tracking from a researcher's own training loop: ``armscope.init``, its spool, upload and ``armscope sync``."""
