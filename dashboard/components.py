@@ -80,8 +80,8 @@ def progress_cell(run: dict[str, Any]) -> Any:
         return html.Small(
             "waiting for a worker" if p["epoch"] == 0 else f"re-queued at {epochs}", className="text-body-secondary"
         )
-    if status == "failed":
-        error = (run.get("error") or "failed").strip().splitlines()[-1]
+    if status in ("failed", "crashed"):
+        error = (run.get("error") or status).strip().splitlines()[-1]
         return html.Small(
             error[:80] + ("…" if len(error) > 80 else ""), className="text-danger", title=run.get("error")
         )

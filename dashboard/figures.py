@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armscope.metrics import CHARTS, COMMON, HEADLINE, Chart, Metric, charted
+from armscope.metrics import CHARTS, COMMON, HEADLINE, Chart, Metric, charted, find
 from dashboard import theme as th
 from service import seed_sets as ss
 from service.catalog import all_metrics, metric_of
@@ -195,6 +195,40 @@ def method_charts(declarations: Sequence[Metric]) -> list[Chart]:
     engine = {c.title for c in CHARTS}
     titles = dict.fromkeys(m.chart for m in declarations if m.chart is not None and m.chart not in engine)
     return [Chart(f"method-{i}", title, "panels") for i, title in enumerate(titles)]
+
+
+MAX_LOGGED_CHARTS = 24
+
+
+def undeclared_families(records: Sequence[Record], declarations: Sequence[Metric]) -> dict[str, list[str]]:
+    """Numeric keys no declaration names, by family: ``acc.audio`` and ``acc.visual`` under ``acc`` when
+    audio and visual are the run's modalities, any other key alone. What an external run's script logs."""
+    mods = set(modalities(records))
+    families: dict[str, list[str]] = {}
+    seen: set[str] = {"epoch"}
+    for record in records:
+        for key, value in record.items():
+            if key in seen or isinstance(value, str):
+                continue
+            seen.add(key)
+            if find(key, declarations) is None:
+                family, dot, modality = key.partition(".")
+                families.setdefault(family if dot and modality in mods else key, []).append(key)
+    return families
+
+
+def logged_figures(records: Sequence[Record], declarations: Sequence[Metric], mode: str | None = None) -> list[go.Figure]:
+    """A line chart per family of undeclared keys (a line per modality where the family has them), at most
+    ``MAX_LOGGED_CHARTS``: nothing says what the values mean, so each is drawn as logged, on its own axis."""
+    x = epochs(records)
+    figures = []
+    for family, keys in list(undeclared_families(records, declarations).items())[:MAX_LOGGED_CHARTS]:
+        fig = _figure(mode, f"{family} (logged by the script)")
+        for i, key in enumerate(keys):
+            name = key.partition(".")[2] if key != family else key
+            fig.add_trace(_line(x, column(records, key), name, th.modality_color(i)))
+        figures.append(fig)
+    return figures
 
 
 def _lines(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:

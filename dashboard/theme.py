@@ -46,6 +46,7 @@ STATUS_COLORS = {
     "succeeded": "success",
     "failed": "danger",
     "cancelled": "warning",
+    "crashed": "danger",
 }
 
 _INK = {LIGHT: "#212529", DARK: "#dee2e6"}

@@ -227,14 +227,16 @@ def summary_text(the_plan: Plan, compare: bool) -> str:
 
 
 def _prefill(ctx: Context, search: str | None) -> dict[str, Any]:
-    """``/launch?from=<run id>``: start from a stored run's config."""
+    """``/launch?from=<run id>``: start from a stored run's config (an external run's config is its script's,
+    not a RunConfig: the form starts from the defaults)."""
     run_id = id_from_text((parse_qs((search or "").lstrip("?")).get("from") or [""])[0])
     if run_id is None:
         return {}
     try:
-        return ctx.store.get_run(run_id)["config"]
+        run = ctx.store.get_run(run_id)
     except RunNotFound:
         return {}
+    return {} if run["external"] else run["config"]
 
 
 def _choice(label: str, kind: str, cat: dict[str, Any], value: str, md: int) -> dbc.Col:

@@ -28,11 +28,13 @@ MAX_EVENTS_SHOWN = 200
 def build_figures(
     records: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], mode: str | None, method: str
 ) -> dict[str, Any]:
-    """The engine's charts by name, and under ``"method"`` the charts ``method`` declares, in declaration order;
-    each drawn from the metrics declared on it."""
+    """The engine's charts by name, and under ``"method"`` the charts ``method`` declares, in declaration order,
+    each drawn from the metrics declared on it, then a chart per family of keys nothing declares (what an
+    external run's script logs of its own)."""
     declarations = metrics_of(method)
     figs = {chart.name: fx.chart_figure(chart, records, mode, declarations, events) for chart in CHARTS}
     declared = [fx.chart_figure(chart, records, mode, declarations) for chart in fx.method_charts(declarations)]
+    declared += fx.logged_figures(records, declarations, mode)
     return {
         **{k: fx.integer_ticks(f, records) for k, f in figs.items()},
         "method": [fx.integer_ticks(f, records) for f in declared],
@@ -101,10 +103,10 @@ def initial_cursor(
 def status_block(run: dict[str, Any]) -> list[Any]:
     p = run["progress"]
     meta = [
-        ("method", run["method"]),
+        ("method", "external: its own script" if run.get("external") else run["method"]),
         ("data set", run["dataset"]),
         ("seed", run["seed"]),
-        ("epochs", f"{p['epoch']}/{p['epochs']}"),
+        ("epochs", f"{p['epoch']}/{p['epochs']}" if p["epochs"] else str(p["epoch"])),
         ("attempt", run.get("attempt") or 0),
         ("started", ui.ago(run.get("started_at"))),
         ("finished", ui.ago(run.get("finished_at"))),
@@ -254,7 +256,9 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
     buttons = html.Div(
         [
             dbc.Button("Compare…", href=f"/compare?runs={run_id}", color="primary", outline=True, size="sm"),
-            dbc.Button("Launch again", href=f"/launch?from={run_id}", color="secondary", outline=True, size="sm"),
+            *([] if run.get("external") else [
+                dbc.Button("Launch again", href=f"/launch?from={run_id}", color="secondary", outline=True, size="sm")
+            ]),
             dbc.Button(
                 "Metrics CSV",
                 href=f"/api/v1/runs/{run_id}/metrics.csv",
@@ -266,7 +270,7 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
                 id="run-csv",
             ),
             ui.action_button("Cancel", "run-cancel", "warning", run["status"] not in ("queued", "running")),
-            ui.action_button("Retry", "run-retry", "secondary", run["status"] not in ("failed", "cancelled")),
+            ui.action_button("Retry", "run-retry", "secondary", not _retryable(run)),
             ui.action_button("Delete", "run-delete", "danger", run["status"] == "running"),
         ],
         className="d-flex gap-2 flex-wrap",
@@ -368,6 +372,11 @@ def _method_rows(figures: Sequence[Any], run_id: int) -> list[Any]:
     return _two_per_row(cards)
 
 
+def _retryable(run: dict[str, Any]) -> bool:
+    """Failed or cancelled, and trained here: an external run's script is the only thing that can train it again."""
+    return run["status"] in ("failed", "cancelled") and not run.get("external")
+
+
 def _jsonable(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {**e, "time": e["time"].isoformat() if hasattr(e.get("time"), "isoformat") else e.get("time")} for e in events
@@ -428,7 +437,7 @@ def register(app: Dash, ctx: Any) -> None:
             result["cursor"],
             result["stop"],
             run["status"] not in ("queued", "running"),
-            run["status"] not in ("failed", "cancelled"),
+            not _retryable(run),
             run["status"] == "running",
         )
 
@@ -450,7 +459,11 @@ def register(app: Dash, ctx: Any) -> None:
         except RunNotFound:
             raise PreventUpdate from None
         figs = build_figures(records or [], events or [], mode, run["method"])
-        return (*[figs[g] for g in GRAPHS], figs["method"], events_table(events or []), stats(run, records or []))
+        # The page has the graphs of the charts known when it loaded: a family an external run logs later
+        # is drawn on the next load.
+        shown = len(dash_ctx.outputs_list[len(GRAPHS)])
+        method = (figs["method"] + [no_update] * shown)[:shown]
+        return (*[figs[g] for g in GRAPHS], method, events_table(events or []), stats(run, records or []))
 
     @app.callback(
         Output("run-confirm", "is_open"),
