@@ -18,8 +18,9 @@ from armscope.tracking.importer import import_file, metric_files
 from armscope.tracking.spool import Spool, find_spools, spool_root
 from armscope.tracking.sync import sync_spool
 
-console = Console()
-err_console = Console(stderr=True)
+# Paths and links are never wrapped: a log file or a terminal's link detection gets them whole.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 URL = typer.Option(None, help="Server URL (default: $ARMSCOPE_URL, else http://127.0.0.1:8000).")
 TOKEN = typer.Option(None, help="API token (default: $ARMSCOPE_API_TOKEN).")
