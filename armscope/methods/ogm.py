@@ -5,6 +5,12 @@ modality m is its score over the mean score of the others, and every modality
 whose ratio exceeds 1 is slowed down. Encoders without convolutions (MLPs)
 have their weight matrices modulated where the original modulates
 convolution kernels: every encoder parameter with two or more dimensions.
+
+The option ``form: tpami2024`` gives the rule of the T-PAMI 2024 version
+(Wei, Hu, Du, Wen): the ratio is the mean of the modality's ratios to each
+other modality, a modality is slowed only when its ratio is strictly above 1,
+and training starts with six unmodulated epochs (the options' ``modulates``).
+The coefficient, the noise and the parameters modulated are the same in both.
 Its options and metric declarations: ``armscope.builtin.methods.ogm``.
 """
 
@@ -34,6 +40,35 @@ def ogm_coefficients(scores: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     slowed = slowed | (tie & (torch.arange(n, device=scores.device) == 0))
     coeff = torch.where(slowed, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
     return ratio, coeff
+
+
+def mean_pairwise_ratios(scores: Tensor) -> Tensor:
+    """rho_m = (1 / (M - 1)) sum_{j != m} s_m / s_j: the T-PAMI version's ratio, s_m / s_other for two modalities.
+
+    The mean of the ratios rather than the ratio to the mean: with M > 2 it is
+    never below the CVPR form's s_m / mean_{j != m} s_j, and above it the more
+    the others' scores differ, so a modality far ahead of one weak modality is
+    slowed harder. A score that underflowed to 0 is floored as a divisor so
+    that every ratio stays a number (the others then read as far ahead of it).
+    """
+    n = scores.numel()
+    ratios = scores[:, None] / scores[None, :].clamp_min(torch.finfo(scores.dtype).tiny)
+    others = ~torch.eye(n, dtype=torch.bool, device=scores.device)
+    return (ratios * others).sum(1) / (n - 1)
+
+
+def tpami_coefficients(scores: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Ratios rho_m and coefficients k_m of the T-PAMI form: k_m = 1 - tanh(alpha * rho_m) where rho_m > 1, else 1.
+
+    Strictly above 1: on an exact tie no modality is slowed (the authors' code
+    slows the second there, an artefact of its if/else over two modalities).
+    """
+    ratio = mean_pairwise_ratios(scores)
+    coeff = torch.where(ratio > 1, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
+    return ratio, coeff
+
+
+COEFFICIENTS = {"cvpr2022": ogm_coefficients, "tpami2024": tpami_coefficients}
 
 
 def gradient_noise(grads: list[Tensor]) -> list[Tensor]:
@@ -68,7 +103,7 @@ class OGM(Method):
                     for m in self.modalities
                 ]
             )
-            ratio, coeff = ogm_coefficients(scores, self.options.alpha)
+            ratio, coeff = COEFFICIENTS[self.options.form](scores, self.options.alpha)
         self.coeff = coeff
         self.ratio_sum += ratio
         self.coeff_sum += coeff
