@@ -4,10 +4,10 @@ Bounds on single fields (a hidden size, a sample count) do not bound their produ
 a run that needs a terabyte fails or hogs a worker only once it starts. So every
 RunConfig is sized from its options alone, with nothing allocated and no file read: the
 numbers the model would hold (parameters and buffers of every encoder and the fusion
-head) and the bytes the data set would hold in memory, from the plugins' specs alone, so
-nothing here imports torch. The limits are read from the environment at each validation,
-so the API server, the worker and the CLI each apply their own machine's setting (and a
-test may change it).
+head, with a mid-fusion head's blocks between encoder stages) and the bytes the data set
+would hold in memory, from the plugins' specs alone, so nothing here imports torch. The
+limits are read from the environment at each validation, so the API server, the worker
+and the CLI each apply their own machine's setting (and a test may change it).
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import BaseModel
+
 from armscope.data.footprint import DataFootprint
 from armscope.data.options import DatasetOptions
 from armscope.models.base import ModelOptions, encoder_size, encoder_sizer
 from armscope.models.sizes import ModuleSize
+from armscope.specs import StagedHeadSize
 
 MAX_PARAMETERS_VARIABLE = "ARMSCOPE_MAX_PARAMETERS"
 MAX_DATA_BYTES_VARIABLE = "ARMSCOPE_MAX_DATA_BYTES"
@@ -101,8 +104,37 @@ def data_footprint(options: DatasetOptions, batch_size: int) -> DataFootprint:
     return options.footprint(batch_size)
 
 
-def estimate_model(options: ModelOptions, head: SizedHead, data: DataFootprint) -> ModelEstimate:
-    """The numbers of every encoder (one per modality, as ``build_model`` makes them) and of the head."""
+def stage_widths(options: ModelOptions, data: DataFootprint) -> list[tuple[int, ...]] | None:
+    """Each modality's encoder stage widths, as its spec declares them; None if an encoder declares none."""
+    widths = []
+    for modality in data.modalities:
+        choice = options.choice_for(modality)
+        stages = encoder_sizer(choice.name).stages
+        if stages is None:
+            return None
+        widths.append(stages(choice.options, data.input_shapes[modality], options.feature_dim))
+    return widths
+
+
+def staged_part(
+    options: ModelOptions, head: StagedHeadSize, data: DataFootprint, method_options: BaseModel | None
+) -> ModelPart | str:
+    """What a mid-fusion head builds between the encoders' stages, or the note saying why it is not counted."""
+    widths = stage_widths(options, data)
+    if widths is None:
+        return f"the {head.name} head's blocks between encoder stages are not counted: an encoder declares no stages"
+    field = ("method_options", head.option) if head.option else ("method_options",)
+    return ModelPart(f"{head.name} blocks between the encoders' stages", field, head.staged(method_options, widths))
+
+
+def estimate_model(
+    options: ModelOptions, head: SizedHead, data: DataFootprint, method_options: BaseModel | None = None
+) -> ModelEstimate:
+    """The numbers of every encoder (one per modality, as ``build_model`` makes them) and of the head.
+
+    A mid-fusion head (``StagedHeadSize``) adds the blocks it builds between the encoders' stages, sized by
+    ``method_options`` (None: the method's defaults).
+    """
     parts = []
     for modality in data.modalities:
         choice = options.choice_for(modality)
@@ -116,7 +148,14 @@ def estimate_model(options: ModelOptions, head: SizedHead, data: DataFootprint) 
         parts.append(ModelPart(label, field, size))
     head_size = head.size(len(data.modalities), options.feature_dim, data.n_classes)
     parts.append(ModelPart("fusion head", ("model_options", "feature_dim"), head_size))
-    return ModelEstimate(tuple(parts), data.notes)
+    notes = data.notes
+    if isinstance(head, StagedHeadSize):
+        staged = staged_part(options, head, data, method_options)
+        if isinstance(staged, str):
+            notes += (staged,)
+        else:
+            parts.append(staged)
+    return ModelEstimate(tuple(parts), notes)
 
 
 def run_overruns(
@@ -125,10 +164,11 @@ def run_overruns(
     head: SizedHead,
     batch_size: int,
     budget: Budget,
+    method_options: BaseModel | None = None,
 ) -> list[Overrun]:
     """Every budget the run exceeds, each naming the field to lower, the estimate and the limit."""
     data = data_footprint(dataset_options, batch_size)
-    model = estimate_model(model_options, head, data)
+    model = estimate_model(model_options, head, data, method_options)
     found = []
     total = model.size.total
     if total > budget.max_parameters:

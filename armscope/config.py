@@ -95,7 +95,7 @@ class RunConfig(BaseModel):
             problem = check(modalities)
             if problem:
                 raise _field_error(("method_options", *problem[0]), problem[1], self.method_options)
-        self._check_budget(dataset_opts, model_opts)
+        self._check_budget(dataset_opts, model_opts, method_opts)
         self._parsed_dataset_options, self._parsed_method_options = dataset_opts, method_opts
         self._parsed_model_options = model_opts
         self.dataset_options = dataset_opts.model_dump(mode="json")
@@ -103,10 +103,11 @@ class RunConfig(BaseModel):
         self.model_options = model_opts.model_dump(mode="json")
         return self
 
-    def _check_budget(self, dataset_opts: Any, model_opts: ModelOptions) -> None:
+    def _check_budget(self, dataset_opts: Any, model_opts: ModelOptions, method_opts: Any) -> None:
         """Refuse a run whose model or data would not fit this machine's budget (see armscope.budget)."""
         head = METHODS.get(self.method).head
-        overruns = run_overruns(dataset_opts, model_opts, head, self.batch_size, Budget.from_environment())
+        overruns = run_overruns(dataset_opts, model_opts, head, self.batch_size, Budget.from_environment(),
+                                method_opts)
         if overruns:
             raise ValidationError.from_exception_data(
                 "RunConfig",

@@ -4,61 +4,52 @@ Features are encoded once; every masked evaluation (masked accuracy, the
 2^M subsets of the Shapley value, the contribution lens of ``armscope.lens``)
 reuses them through the method's evaluation-time prediction only (the fusion
 head unless the method has its own rule), with zeros for a masked modality.
+A mid-fusion head (``CoalitionHead``: modules between the encoders' stages)
+makes a modality's features depend on the others present, so there every
+coalition is also encoded apart, with only its modalities, and masked
+evaluations use those features. The measures are ``armscope.lens_measure``'s
+``Tally``, shared with ``armscope.lens.measure`` for models of the user's own.
 Everything stays on the device until one read-back at the end.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
-from armscope.arm_terms import confidence
 from armscope.data.base import Split
 from armscope.lens import lens_terms
+from armscope.lens_measure import Tally, lens_logits, macro_f1, shapley_values, subsets
 from armscope.models.heads import MultimodalModel
-from armscope.shapley import pairwise_gap
 from armscope.step import autocast
 
-MAX_EXACT_SHAPLEY = 8
+# The Shapley values and macro F1 live with the tally (``armscope.lens_measure``); named here too, where they were.
+__all__ = [
+    "Coalition", "CoalitionHead", "Encode", "Predict", "apart_coalitions", "encode_coalitions", "encode_split",
+    "evaluate", "macro_f1", "shapley_values",
+]
 # Fused logits from one feature tensor per modality (Method.predict on the run's model).
 Predict = Callable[[dict[str, Tensor]], Tensor]
-# Features from inputs and the modalities wanted (Method.encode on the run's model; None: all of them).
+# Features from inputs and the modalities wanted, as encoded with only those present (Method.encode on the
+# run's model; None: all of them).
 Encode = Callable[[dict[str, Tensor], "list[str] | None"], dict[str, Tensor]]
+Coalition = frozenset[str]
 
 
-def shapley_values(value: dict[frozenset[str], Tensor], players: list[str]) -> dict[str, Tensor]:
-    """Exact Shapley values from a value function given on every subset of ``players``."""
-    n = len(players)
-    result: dict[str, Tensor] = {}
-    for p in players:
-        others = [q for q in players if q != p]
-        total = torch.zeros((), dtype=torch.float64, device=next(iter(value.values())).device)
-        for size in range(n):
-            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for subset in itertools.combinations(others, size):
-                s = frozenset(subset)
-                total = total + weight * (value[s | {p}].double() - value[s].double())
-        result[p] = total
-    return result
+@runtime_checkable
+class CoalitionHead(Protocol):
+    """A fusion head with modules between the encoders' stages (Greedy's MMTM blocks): mid-fusion.
 
+    There zeroing a modality's features at the fusion input does not remove it, since the others took it
+    in on the way; so every coalition is encoded apart (``Encode`` with its modalities) and masked with
+    those features. The head adds measures of its own from every coalition's accuracy.
+    """
 
-def macro_f1(pred: Tensor, labels: Tensor, n_classes: int) -> Tensor:
-    """Macro F1 over the classes that occur in labels or predictions."""
-    confusion = torch.bincount(labels * n_classes + pred, minlength=n_classes * n_classes)
-    confusion = confusion.reshape(n_classes, n_classes).double()
-    tp = confusion.diagonal()
-    support = confusion.sum(1)
-    predicted = confusion.sum(0)
-    denom = support + predicted
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
-    present = (denom > 0).double()
-    return (f1 * present).sum() / present.sum().clamp(min=1)
+    def coalition_measures(self, accuracy: Mapping[Coalition, Tensor]) -> dict[str, Tensor]: ...
 
 
 @torch.no_grad()
@@ -70,17 +61,42 @@ def encode_split(
     precision: str = "fp32",
     encode: Encode | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
+    """Every modality's features on the whole split, and its labels."""
+    encoded, labels = encode_coalitions(model, split, batch_size, device, precision, encode, [None])
+    return encoded[0], labels
+
+
+@torch.no_grad()
+def encode_coalitions(
+    model: MultimodalModel,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    encode: Encode | None,
+    coalitions: list[list[str] | None],
+) -> tuple[list[dict[str, Tensor]], Tensor]:
+    """The features of each coalition (None: every modality) on the whole split, in one pass over it."""
     encode = encode or model.encode
-    chunks: dict[str, list[Tensor]] = {m: [] for m in model.head.modalities}
+    chunks: list[dict[str, list[Tensor]]] = [{} for _ in coalitions]
     labels: list[Tensor] = []
     for inputs, y in split.batches(batch_size, shuffle=False):
         inputs = {m: x.to(device, non_blocking=True) for m, x in inputs.items()}
-        with autocast(device, precision):
-            encoded = encode(inputs, None)
-        for m, h in encoded.items():
-            chunks[m].append(h.float())
+        for kept, coalition in zip(chunks, coalitions):
+            with autocast(device, precision):
+                encoded = encode(inputs, coalition)
+            for m, h in encoded.items():
+                kept.setdefault(m, []).append(h.float())
         labels.append(y.to(device, non_blocking=True))
-    return {m: torch.cat(c) for m, c in chunks.items()}, torch.cat(labels)
+    return [{m: torch.cat(c) for m, c in kept.items()} for kept in chunks], torch.cat(labels)
+
+
+def apart_coalitions(model: MultimodalModel) -> list[list[str]]:
+    """The coalitions encoded apart: every proper non-empty one under a ``CoalitionHead``, else none."""
+    if not isinstance(model.head, CoalitionHead):
+        return []
+    names = model.head.modalities
+    return [list(subset) for size in range(1, len(names)) for subset in itertools.combinations(names, size)]
 
 
 @torch.no_grad()
@@ -103,52 +119,37 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        feats, labels = encode_split(model, split, batch_size, device, precision, encode)
-        return _measures(model, feats, labels, predict or model.head)
+        apart = apart_coalitions(model)
+        encoded, labels = encode_coalitions(model, split, batch_size, device, precision, encode, [None, *apart])
+        coalitions = {frozenset(c): feats for c, feats in zip(apart, encoded[1:])}
+        return _measures(model, encoded[0], labels, predict or model.head, coalitions)
     finally:
         model.train(was_training)
 
 
-def _measures(model: MultimodalModel, feats: dict[str, Tensor], labels: Tensor, predict: Predict) -> dict[str, Any]:
+def _measures(
+    model: MultimodalModel,
+    feats: dict[str, Tensor],
+    labels: Tensor,
+    predict: Predict,
+    coalitions: Mapping[Coalition, dict[str, Tensor]],
+) -> dict[str, Any]:
+    """Every subset predicted once on the whole split, from its features encoded apart where ``coalitions``
+    has them: one batch for the tally ``armscope.lens.measure`` shares."""
     head = model.head
     names = head.modalities
-    if len(names) > MAX_EXACT_SHAPLEY:
-        raise ValueError(f"exact Shapley values need at most {MAX_EXACT_SHAPLEY} modalities")
+    tally = Tally(names, head.n_classes)
+    labels = tally.count(labels)
     zeros = {m: torch.zeros_like(h) for m, h in feats.items()}
-    logits = predict(feats)
-    pred = logits.argmax(1)
-    out: dict[str, Tensor] = {
-        "val_loss": F.cross_entropy(logits.float(), labels),
-        "val_acc": (pred == labels).double().mean(),
-        "val_f1": macro_f1(pred, labels, head.n_classes),
-    }
-    accuracy: dict[frozenset[str], Tensor] = {}
-    without: dict[str, Tensor] = {}
-    for size in range(len(names) + 1):
-        for subset in itertools.combinations(names, size):
-            masked = {m: feats[m] if m in subset else zeros[m] for m in names}
-            subset_logits = predict(masked)
-            accuracy[frozenset(subset)] = (subset_logits.argmax(1) == labels).double().mean()
-            if size == 1:
-                out[f"confidence.{subset[0]}"] = confidence(subset_logits, labels)
-            if size == len(names) - 1:
-                (missing,) = set(names) - set(subset)
-                without[missing] = subset_logits
-    for m in names:
-        out[f"val_acc.{m}"] = accuracy[frozenset([m])]
-    shapley = shapley_values(accuracy, names)
-    terms = lens_terms(feats, names, logits, without, labels)
-    for i, m in enumerate(names):
-        out[f"shapley.{m}"] = shapley[m]
-        out[f"nmi.{m}"] = terms.nmi[i]
-        out[f"ncmi.{m}"] = terms.ncmi[i]
-        out[f"arm_score.{m}"] = terms.score[i]
-        out[f"arm_weight.{m}"] = terms.weight[i]
-    values = torch.stack([shapley[m] for m in names])
-    out["imbalance"] = (values.max() - values.min()) / values.abs().sum().clamp(min=1e-12)
-    out["bb_imbalance"] = pairwise_gap(values)
-    record: dict[str, Any] = dict(zip(out, torch.stack([v.double().reshape(()) for v in out.values()]).tolist()))
-    record["dominant"] = names[int(torch.argmax(values))]
+    kept: dict[Coalition, Tensor] = {}
+    for present in subsets(names):
+        source = coalitions.get(present, feats)
+        logits = predict({m: source[m] if m in present else zeros[m] for m in names})
+        tally.add(present, logits, labels)
+        if len(present) >= len(names) - 1:
+            kept[present] = logits
+    fused_logits, without = lens_logits(kept, names)
+    terms = lens_terms(feats, names, fused_logits, without, labels)
+    extra = head.coalition_measures(tally.accuracy()) if isinstance(head, CoalitionHead) else {}
     # What each of the lens's NMI and NCMI estimates pairs up: every validation sample's d features.
-    record["lens_elements"] = labels.numel() * feats[names[0]].shape[1]
-    return record
+    return tally.record(terms, feats[names[0]].shape[1], extra)

@@ -17,6 +17,9 @@ prediction, identically for every method, ARM included:
   would depend on the split's size and the feature width rather than on the model.
 
 ARM's own per-step terms are logged apart, as what training applied (``arm_train_*``).
+
+``measure`` (from ``armscope.lens_measure``) takes this lens, and every other per-epoch measure of
+our runs, to any PyTorch model through the model's own prediction with modalities left out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from torch import Tensor
 
 from armscope.arm_terms import ARMTerms, arm_terms
+from armscope.lazy import exports
 from armscope.models.heads import Lens, rest_means
 
 ESTIMATOR = "debiased"
@@ -38,9 +42,14 @@ W_MIN = 0.1
 W_MAX = 10.0
 PROBE_SEED = 1234
 
+# ``measure`` lives in ``armscope.lens_measure``, which imports this module (as our runs' evaluation, sharing its
+# tally, does): it is looked up there on first use, where importing it here would make a cycle.
+__getattr__ = exports(__name__, {"measure": "armscope.lens_measure"})
+
 
 def lens_probe(width: int, feature_dim: int, device: torch.device) -> Tensor:
-    """The fixed projection f = probe(concatenated features): uniform in ±1/sqrt(width), from its own generator.
+    """The fixed projection f = probe(fused features, by default the concatenated ones): uniform in ±1/sqrt(width),
+    from its own generator.
 
     Its own generator leaves the global random stream, and so training, untouched.
     """
@@ -55,10 +64,18 @@ def _probe(width: int, feature_dim: int) -> Tensor:
 
 
 def common_lens(
-    feats: Mapping[str, Tensor], order: Sequence[str], fused_logits: Tensor, without: Mapping[str, Tensor]
+    feats: Mapping[str, Tensor],
+    order: Sequence[str],
+    fused_logits: Tensor,
+    without: Mapping[str, Tensor],
+    fused: Tensor | None = None,
 ) -> Lens:
-    """The lens's pieces from the features (in ``order``) and the predictions: fused, and ``without`` m per m."""
-    joined = torch.cat([feats[m] for m in order], dim=1)
+    """The lens's pieces from the features (in ``order``) and the predictions: fused, and ``without`` m per m.
+
+    f projects ``fused``, the representation the classifier reads; by default the concatenated
+    features, which is what our concat-fusion models' classifiers read.
+    """
+    joined = torch.cat([feats[m] for m in order], dim=1) if fused is None else fused
     probe = lens_probe(joined.shape[1], feats[order[0]].shape[1], joined.device)
     return Lens(
         probe=joined @ probe.T,
@@ -69,15 +86,25 @@ def common_lens(
 
 
 def lens_terms(
-    feats: Mapping[str, Tensor], order: Sequence[str], fused_logits: Tensor, without: Mapping[str, Tensor], labels: Tensor
+    feats: Mapping[str, Tensor],
+    order: Sequence[str],
+    fused_logits: Tensor,
+    without: Mapping[str, Tensor],
+    labels: Tensor,
+    *,
+    fused: Tensor | None = None,
+    estimator: str = ESTIMATOR,
 ) -> ARMTerms:
-    """NMI, NCMI, score Φ and weight w per modality, in ``order``, as every run's validation lens measures them."""
+    """NMI, NCMI, score Φ and weight w per modality, in ``order``, as every run's validation lens measures them.
+
+    ``fused`` and ``estimator`` are for ``measure`` on a model of the user's own (see ``common_lens``).
+    """
     ordered = {m: feats[m] for m in order}
     return arm_terms(
         ordered,
-        common_lens(ordered, order, fused_logits, without),
+        common_lens(ordered, order, fused_logits, without, fused),
         labels,
-        estimator=ESTIMATOR,
+        estimator=estimator,
         nmi_bins=NMI_BINS,
         ncmi_bins=NCMI_BINS,
         w_min=W_MIN,

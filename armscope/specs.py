@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,6 +31,9 @@ from armscope.models.sizes import CONCAT_HEAD, HeadSize, ModuleSize
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 EncoderCount = Callable[[Any, tuple[int, ...], int], ModuleSize]
+EncoderStages = Callable[[Any, tuple[int, ...], int], tuple[int, ...]]
+# The modules a head builds between the encoders' stages, from the method's options and each modality's stage widths.
+StagedCount = Callable[[Any, Sequence[tuple[int, ...]]], ModuleSize]
 
 
 def load_reference(reference: str) -> Any:
@@ -128,6 +131,20 @@ class Control:
 
 
 @dataclass(frozen=True)
+class StagedHeadSize(HeadSize):
+    """A head that also builds modules between the encoders' stages when it is bound (mid-fusion: Greedy's MMTM).
+
+    ``count`` sizes the head as it is built, before ``bind``; ``staged(method_options, stage_widths)`` sizes
+    what ``bind`` adds, from the method's options (None: its defaults) and each modality's stage widths as
+    its encoder's spec declares them (``EncoderSpec.stages``), so that a run budget counts them too.
+    ``option`` is the method option that grows them, named when they put a run over budget.
+    """
+
+    staged: StagedCount = field(kw_only=True)
+    option: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True)
 class MethodSpec(PluginSpec):
     """A training method: ``build(options, modalities, n_classes, feature_dim) -> Method``.
 
@@ -171,8 +188,11 @@ class EncoderSpec(PluginSpec):
 
     ``count(options, input_shape, feature_dim)`` gives the numbers the built
     module would hold, so a config is sized without building it;
-    ``size_option`` is the option that grows it, named when a run is over budget.
+    ``size_option`` is the option that grows it, named when a run is over budget;
+    ``stages(options, input_shape, feature_dim)`` the widths after each of its
+    stages, where a mid-fusion head puts its blocks (None: not split into stages).
     """
 
     count: EncoderCount = field(kw_only=True)
     size_option: str | None = field(default=None, kw_only=True)
+    stages: EncoderStages | None = field(default=None, kw_only=True)

@@ -131,6 +131,56 @@ def test_the_data_estimate_of_a_streamed_set_counts_the_batches_in_flight_at_the
     assert footprint.memory_bytes == sum(x.nbytes for x in features.values()) + labels.nbytes  # one batch in flight
 
 
+def greedy_estimate(config: RunConfig):
+    """The estimate a greedy config gets from its spec's head, MMTM blocks sized by its own options."""
+    options = DATASETS.parse_options(config.dataset, config.dataset_options, "dataset_options")
+    footprint = data_footprint(options, config.batch_size)
+    model_options = ModelOptions.model_validate(config.model_options)
+    return estimate_model(model_options, METHODS.get("greedy").head, footprint, config.parsed_method_options)
+
+
+@pytest.mark.parametrize("method_options", [{}, {"ratio": 3, "fusion_stages": 1}])
+def test_the_estimate_of_a_greedy_run_counts_its_mmtm_blocks_exactly(method_options):
+    config = RunConfig.model_validate(
+        {
+            "method": "greedy",
+            "method_options": method_options,
+            "dataset_options": SMALL,
+            "model_options": {
+                "feature_dim": 16,
+                "encoder": {"name": "mlp", "hidden": [24, 12]},
+                "encoders": {"visual": {"name": "mlp", "hidden": [20]}},
+            },
+        }
+    )
+    estimate = greedy_estimate(config)
+    assert (estimate.size.parameters, estimate.size.buffers) == held(built_model(config))
+    assert estimate.notes == ()
+
+
+def test_the_estimate_of_a_greedy_run_with_resnet18_encoders_on_cremad_is_exact(tmp_path):
+    fixture = make_cremad(tmp_path / "cremad", n_train=6, n_test=6, frames=2)
+    config = RunConfig.model_validate(
+        {
+            "dataset": "cremad",
+            "dataset_options": {"root": str(fixture.root), "frames": 2, "image_size": 32, "num_workers": 0},
+            "method": "greedy",
+            "model_options": {"feature_dim": 64, "encoder": {"name": "resnet18"}},
+        }
+    )
+    estimate = greedy_estimate(config)
+    assert (estimate.size.parameters, estimate.size.buffers) == held(built_model(config))
+
+
+def test_greedy_mmtm_blocks_over_the_parameter_budget_name_the_ratio(monkeypatch):
+    # Stages 512, 16 per encoder: the block after the 512s holds 1,024 x 512 + 512 + 2 x (512 x 512 + 512) = 1,050,112.
+    monkeypatch.setenv("ARMSCOPE_MAX_PARAMETERS", "400000")
+    error = error_of(method="greedy", dataset_options=SMALL,
+                     model_options={"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [512]}})
+    assert error["loc"] == ("method_options", "ratio")
+    assert "concat+mmtm blocks between the encoders' stages" in error["msg"]
+
+
 def test_every_registered_encoder_can_be_sized():
     for name in ENCODERS.names():
         assert callable(encoder_sizer(name).count)

@@ -1,4 +1,5 @@
-"""Greedy (Wu, Geras et al., ICML 2022): conditional learning speeds, the re-balancing rule, MMTM blocks between stages."""
+"""Greedy (Wu, Geras et al., ICML 2022): conditional learning speeds, the re-balancing rule, MMTM blocks between stages,
+a modality removed from the blocks as the paper removes it, and the conditional utilisation rates."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from pydantic import ValidationError
 
 from armscope.config import RunConfig
+from armscope.data.base import TensorSplit
+from armscope.dominance import evaluate
 from armscope.methods import build_method
 from armscope.methods.greedy import (
     MMTM,
@@ -19,14 +22,31 @@ from armscope.methods.greedy import (
     mixed_excitation,
     rebalancing_decision,
     speed_gap,
+    utilisation_gap,
+    utilisation_rates,
 )
 from armscope.models import MultimodalModel, build_encoder
+from armscope.models.base import as_choice, encoder_sizer
 from armscope.rundir import RunDir
 from armscope.step import TrainingStep
 from armscope.train import train
 from tests.test_gpu_path import FRAMES, SPECTROGRAM, batch
 
 pytestmark = pytest.mark.unit
+CPU = torch.device("cpu")
+
+
+def mlp_pair(hidden: list[int]):
+    """A greedy method and its model on modalities a (5 inputs) and b (3 inputs), MLP encoders, 3 classes."""
+    torch.manual_seed(0)
+    method = build_method("greedy", {}, ["a", "b"], 3, 4)
+    encoders = {m: build_encoder({"name": "mlp", "hidden": hidden}, (width,), 4) for m, width in (("a", 5), ("b", 3))}
+    return method, MultimodalModel(encoders, method.build_head())
+
+
+def accuracies(both: float, a: float, b: float) -> dict[frozenset[str], torch.Tensor]:
+    values = {frozenset("ab"): both, frozenset("a"): a, frozenset("b"): b, frozenset(): 0.1}
+    return {coalition: torch.tensor(value, dtype=torch.float64) for coalition, value in values.items()}
 
 
 def test_the_first_worked_example_cares_for_modality_0():
@@ -175,8 +195,98 @@ def test_a_short_run_logs_its_speeds_and_rebalancing_shares(tiny_config, tmp_pat
     assert sum(records[-1][f"greedy_rebalance.{m}"] for m in ("audio", "visual")) > 0
 
 
-def test_a_run_warns_once_that_its_masked_measures_are_taken_after_the_fusion(tiny_config, tmp_path):
-    for folder in ("first", "second"):  # the warning is a fresh event each run
-        assert train(tiny_config(method="greedy", epochs=2), tmp_path / folder).status == "succeeded"
-        caveats = [e for e in RunDir(tmp_path / folder).events() if e["kind"] == "masking_after_fusion"]
-        assert [e["epoch"] for e in caveats] == [1] and "overstate" in caveats[0]["message"]
+def test_a_run_logs_the_utilisation_rates_of_its_masked_accuracies_and_no_masking_caveat(tiny_config, tmp_path):
+    assert train(tiny_config(method="greedy", epochs=2), tmp_path / "run").status == "succeeded"
+    for record in RunDir(tmp_path / "run").metrics():
+        both, audio, visual = record["val_acc"], record["val_acc.audio"], record["val_acc.visual"]
+        assert record["greedy_util.audio"] == pytest.approx((both - visual) / both)  # u(audio | visual)
+        assert record["greedy_util.visual"] == pytest.approx((both - audio) / both)  # u(visual | audio)
+        # d_util = u(visual | audio) - u(audio | visual) = ((both - audio) - (both - visual)) / both
+        assert record["greedy_d_util"] == pytest.approx((visual - audio) / both)
+    assert not [e for e in RunDir(tmp_path / "run").events() if e["kind"] == "masking_after_fusion"]
+
+
+@pytest.mark.parametrize(
+    ("encoder", "shape", "widths"),
+    [({"name": "mlp", "hidden": [32, 24]}, (8,), (32, 24, 16)), ({"name": "resnet18"}, FRAMES, (128, 256, 512))],
+)
+def test_each_encoder_spec_declares_the_stage_widths_greedy_fuses_after(encoder, shape, widths):
+    choice = as_choice(encoder)
+    assert encoder_sizer(choice.name).stages(choice.options, shape, 16) == widths
+    assert encoder_stages(build_encoder(choice, shape, 16)).widths == list(widths)
+
+
+def test_a_modality_alone_carries_nothing_of_the_removed_one():
+    method, model = mlp_pair([6])
+    a = torch.randn(4, 5)
+    with torch.no_grad():
+        joint = [method.encode(model, {"a": a, "b": torch.randn(4, 3)})["a"] for _ in range(2)]
+        alone = [method.encode(model, {"a": a, "b": torch.randn(4, 3)}, ["a"]) for _ in range(2)]
+        without_b = method.encode(model, {"a": a}, ["a"])
+    assert not torch.equal(joint[0], joint[1])  # with b present, a's features change with b's input
+    assert list(alone[0]) == ["a"]
+    assert torch.equal(alone[0]["a"], alone[1]["a"]) and torch.equal(alone[0]["a"], without_b["a"])
+
+
+def test_a_removed_modality_enters_every_block_as_its_mean_squeeze():
+    # One stage per encoder, one block: a alone equals a beside a b whose every sample squeezes to b's mean.
+    method, model = mlp_pair([])
+    (block,) = model.head.blocks
+    a, b_row = torch.randn(4, 5), torch.randn(1, 3)
+    with torch.no_grad():
+        block.mean_squeeze(1).copy_(model.encoders["b"](b_row)[0])
+        alone = method.encode(model, {"a": a}, ["a"])["a"]
+        beside_the_mean = method.encode(model, {"a": a, "b": b_row.expand(4, 3)})["a"]
+    assert torch.allclose(alone, beside_the_mean, atol=1e-6)
+
+
+def test_the_mean_squeeze_averages_the_epochs_training_samples_and_restarts_each_epoch():
+    method, model = mlp_pair([])
+    (block,) = model.head.blocks
+    step = TrainingStep(model, method, torch.optim.SGD(model.parameters(), lr=0.0), CPU)  # weights stay put
+    six, two = {"a": torch.randn(6, 5), "b": torch.randn(6, 3)}, {"a": torch.randn(2, 5), "b": torch.randn(2, 3)}
+    method.begin_epoch(1, 0, 2, CPU)
+    step(six, torch.zeros(6, dtype=torch.long), 0)
+    step(two, torch.zeros(2, dtype=torch.long), 1)
+    encoder = model.encoders["b"]
+    with torch.no_grad():
+        # b's single stage is its whole encoder: the mean over all 8 samples, not the mean of the two batch means.
+        assert torch.allclose(block.mean_squeeze(1), encoder(torch.cat([six["b"], two["b"]])).mean(0))
+    method.begin_epoch(2, 2, 1, CPU)
+    step(two, torch.zeros(2, dtype=torch.long), 2)
+    with torch.no_grad():
+        assert torch.allclose(block.mean_squeeze(1), encoder(two["b"]).mean(0))
+    assert block.squeeze_samples.item() == 2
+
+
+def test_the_masked_accuracy_of_a_modality_is_that_of_its_features_encoded_alone():
+    method, model = mlp_pair([6])
+    model.eval()
+    inputs, labels = {"a": torch.randn(40, 5), "b": torch.randn(40, 3)}, torch.arange(40) % 3
+    record = evaluate(model, TensorSplit(inputs, labels), batch_size=64, device=CPU,
+                      predict=lambda feats: method.predict(model, feats),
+                      encode=lambda given, names: method.encode(model, given, names))
+    with torch.no_grad():
+        for m, other in (("a", "b"), ("b", "a")):
+            alone = method.encode(model, inputs, [m])[m]
+            logits = model.head({m: alone, other: torch.zeros_like(alone)})
+            assert record[f"val_acc.{m}"] == (logits.argmax(1) == labels).double().mean().item()
+
+
+def test_the_utilisation_rates_of_the_papers_worked_example():
+    # A(a,b) = 0.80, A(a) = 0.75, A(b) = 0.40: u(b|a) = 0.05 / 0.80 = 0.0625, u(a|b) = 0.40 / 0.80 = 0.5.
+    rates = utilisation_rates(accuracies(0.80, 0.75, 0.40), ["a", "b"])
+    assert rates["b"].item() == pytest.approx(0.0625) and rates["a"].item() == pytest.approx(0.5)
+    assert utilisation_gap(rates, ["a", "b"]).item() == pytest.approx(0.0625 - 0.5)  # d_util = u(b|a) - u(a|b)
+
+
+def test_a_modality_that_hurts_the_fused_accuracy_has_a_negative_rate():
+    # A(a,b) = 0.5, A(a) = 0.6, A(b) = 0.5: u(b|a) = -0.1 / 0.5 = -0.2, u(a|b) = 0; d_util = -0.2.
+    rates = utilisation_rates(accuracies(0.5, 0.6, 0.5), ["a", "b"])
+    assert rates["b"].item() == pytest.approx(-0.2) and rates["a"].item() == 0
+    assert utilisation_gap(rates, ["a", "b"]).item() == pytest.approx(-0.2)
+
+
+def test_without_any_fused_accuracy_the_rates_are_zero_not_nan():
+    rates = utilisation_rates(accuracies(0.0, 0.0, 0.25), ["a", "b"])
+    assert rates["a"].item() == 0 and rates["b"].item() == 0

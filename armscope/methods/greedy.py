@@ -16,18 +16,25 @@ from its own encoder. At test time the blocks run as trained (no replacement).
 The blocks sit between encoder stages, so the encoders cannot run one by one:
 ``Greedy.encode`` runs both stage by stage (``encoder_stages``) and the head
 (``GreedyHead``) holds the blocks, built in ``bind`` from the encoders' stage
-widths so that they are trained by the run's optimiser. Choices where the
-sources differ: the running mean of each branch's excitation is that branch's
-own (the authors' code updates branch 1's from branch 0's) and is kept over the
-training steps only; frames of a video branch are pooled per sample with the
-real batch size (BalanceMM hard-codes 64); BalanceMM's ``MMTM.forward`` resets
-its running means before reading them, which is not copied. Two modalities
-only. Its options and metric declarations: ``armscope.builtin.methods.greedy``.
+widths so that they are trained by the run's optimiser. For the same reason
+zeroing a modality's features at the fusion input does not remove it: the
+other branch took it in through the blocks. So a modality is removed as the
+paper removes it to estimate its conditional utilisation rate: its squeezed
+features entering every block are replaced by their mean over the training
+data (here the epoch's training steps), and the per-epoch measures encode
+each modality alone that way (``GreedyHead.coalition_measures`` adds the
+paper's utilisation rates). Choices where the sources differ: the running
+mean of each branch's excitation is that branch's own (the authors' code
+updates branch 1's from branch 0's) and is kept over the training steps only;
+frames of a video branch are pooled per sample with the real batch size
+(BalanceMM hard-codes 64); BalanceMM's ``MMTM.forward`` resets its running
+means before reading them, which is not copied. Two modalities only. Its
+options and metric declarations: ``armscope.builtin.methods.greedy``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from armscope.builtin.encoders.resnet import STAGE_WIDTHS
-from armscope.builtin.methods.greedy import GreedyOptions, greedy_head_size
+from armscope.builtin.methods.greedy import GreedyOptions, fused_stage_widths, greedy_head_size, squeeze_width
 from armscope.methods.base import EpochSummary, Method
 from armscope.models.heads import ConcatHead, MultimodalModel
 from armscope.models.resnet import FrameEncoder
@@ -80,17 +87,22 @@ def mixed_excitation(excitation: Tensor, running: Tensor, replace: Tensor) -> Te
     return torch.where(replace, running.to(excitation.dtype).expand_as(excitation), excitation)
 
 
-# The per-epoch measures mask a modality by zeroing its features after encoding; with mid-fusion the other
-# branch has already taken in the masked modality's signal by then, which a researcher must be told.
-MASKING_CAVEAT = {
-    "step": 0,
-    "kind": "masking_after_fusion",
-    "level": "warning",
-    "message": "greedy fuses the encoders between their stages, and the masked accuracies and Shapley values zero "
-    "a modality's features after that fusion: the other modality's features still carry what its MMTM blocks took "
-    "from the masked one, so these measures overstate how well a modality does alone",
-    "data": {},
-}
+def utilisation_rates(accuracy: Mapping[frozenset[str], Tensor], modalities: Sequence[str]) -> dict[str, Tensor]:
+    """u(m | rest) = (A(all) - A(all but m)) / A(all) per modality: the share of the fused accuracy gained by
+    adding m to the others, the paper's conditional utilisation rate; 0 where A(all) is 0 (nothing to share)."""
+    everything = frozenset(modalities)
+    full = accuracy[everything]
+    known = full > 0
+    return {
+        m: torch.where(known, (full - accuracy[everything - {m}]) / torch.where(known, full, 1), 0)
+        for m in modalities
+    }
+
+
+def utilisation_gap(rates: Mapping[str, Tensor], modalities: Sequence[str]) -> Tensor:
+    """d_util = u(m1 | m0) - u(m0 | m1), the modalities in their order (the paper's sign)."""
+    first, second = modalities
+    return rates[second] - rates[first]
 
 
 @dataclass
@@ -200,20 +212,28 @@ class MMTM(nn.Module):
     """One multimodal transfer block: a shared squeeze of both branches, then channel scales per branch.
 
     ``running{i}`` is the mean over the training steps so far of branch i's batch-mean excitation,
-    ``updates`` how many steps it averages: buffers, checkpointed with the model.
+    ``updates`` how many steps it averages; ``mean_squeeze{i}`` the mean of branch i's squeezed features
+    over the samples of the epoch's training steps so far, ``squeeze_samples`` how many it averages (what
+    replaces a removed branch's squeeze). Buffers, checkpointed with the model.
     """
 
     def __init__(self, widths: Sequence[int], ratio: float) -> None:
         super().__init__()
-        hidden = max(1, int(2 * sum(widths) / ratio))
+        hidden = squeeze_width(widths, ratio)
         self.squeeze = nn.Linear(sum(widths), hidden)
         self.excite = nn.ModuleList(nn.Linear(hidden, width) for width in widths)
         for i, width in enumerate(widths):
             self.register_buffer(f"running{i}", torch.zeros(width))
         self.register_buffer("updates", torch.zeros(()))
+        for i, width in enumerate(widths):
+            self.register_buffer(f"mean_squeeze{i}", torch.zeros(width))
+        self.register_buffer("squeeze_samples", torch.zeros(()))
 
     def running(self, branch: int) -> Tensor:
         return getattr(self, f"running{branch}")
+
+    def mean_squeeze(self, branch: int) -> Tensor:
+        return getattr(self, f"mean_squeeze{branch}")
 
     def excitations(self, squeezes: Sequence[Tensor]) -> list[Tensor]:
         joint = F.relu(self.squeeze(torch.cat(list(squeezes), 1)))
@@ -228,14 +248,47 @@ class MMTM(nn.Module):
             running.copy_((running * count + excitation.float().mean(0)) / (count + 1))
         self.updates += 1
 
-    def forward(self, flows: Sequence[Flow], replace: Tensor | None = None, record: bool = False) -> list[Flow]:
-        """Both branches rescaled; where ``replace[i]`` holds, branch i by its running mean instead."""
-        excitations = self.excitations([squeezed(flow) for flow in flows])
+    @torch.no_grad()
+    def record_squeezes(self, squeezes: Sequence[Tensor]) -> None:
+        """Adds the step's squeezed features (B x C per branch) to their means over samples, in float32."""
+        count, batch = self.squeeze_samples, squeezes[0].shape[0]
+        for i, squeeze in enumerate(squeezes):
+            mean = self.mean_squeeze(i)
+            mean.copy_((mean * count + squeeze.float().sum(0)) / (count + batch))
+        self.squeeze_samples += batch
+
+    @torch.no_grad()
+    def reset_squeezes(self) -> None:
+        """Starts the means of the squeezed features afresh: each epoch's measures remove a branch by its own."""
+        for i in range(len(self.excite)):
+            self.mean_squeeze(i).zero_()
+        self.squeeze_samples.zero_()
+
+    def squeezes(self, flows: Sequence[Flow | None]) -> list[Tensor]:
+        """Each branch's squeezed features (B x C); an absent branch's are their recorded mean, for every sample."""
+        known = [None if flow is None else squeezed(flow) for flow in flows]
+        like = next(squeeze for squeeze in known if squeeze is not None)
+        return [
+            squeeze if squeeze is not None else self.mean_squeeze(i).to(like.dtype).expand(like.shape[0], -1)
+            for i, squeeze in enumerate(known)
+        ]
+
+    def forward(
+        self, flows: Sequence[Flow | None], replace: Tensor | None = None, record: bool = False
+    ) -> list[Flow | None]:
+        """Both branches rescaled; where ``replace[i]`` holds, branch i by its running mean instead.
+
+        An absent branch (None) is removed: its squeeze is its recorded mean, so nothing of its input reaches
+        the other branch, and it has no output.
+        """
+        squeezes = self.squeezes(flows)
+        excitations = self.excitations(squeezes)
         if record:
             self.record(excitations)
+            self.record_squeezes(squeezes)
         if replace is not None:
             excitations = [mixed_excitation(e, self.running(i), replace[i]) for i, e in enumerate(excitations)]
-        return [scaled(flow, e) for flow, e in zip(flows, excitations)]
+        return [None if flow is None else scaled(flow, e) for flow, e in zip(flows, excitations)]
 
 
 class GreedyHead(ConcatHead):
@@ -260,12 +313,16 @@ class GreedyHead(ConcatHead):
         if len(self.modalities) != 2:
             raise ValueError(f"greedy supports at most 2 modalities; this model has {len(self.modalities)}")
         widths = [encoder_stages(encoders[m]).widths for m in self.modalities]
-        available = min(len(w) for w in widths)
-        count = available if self.fusion_stages is None else self.fusion_stages
-        if count > available:
-            raise ValueError(f"greedy: fusion_stages {count} exceeds the {available} stages of the shallower encoder")
-        for b in range(count):
-            self.blocks.append(MMTM([w[len(w) - count + b] for w in widths], self.ratio))
+        for pair in fused_stage_widths(widths, self.fusion_stages):
+            self.blocks.append(MMTM(pair, self.ratio))
+
+    def coalition_measures(self, accuracy: Mapping[frozenset[str], Tensor]) -> dict[str, Tensor]:
+        """The paper's conditional utilisation rates and their gap, from the validation accuracies of every
+        coalition (each encoded apart, the absent modality removed from the blocks: ``armscope.dominance``)."""
+        rates = utilisation_rates(accuracy, self.modalities)
+        measures = {f"greedy_util.{m}": rates[m] for m in self.modalities}
+        measures["greedy_d_util"] = utilisation_gap(rates, self.modalities)
+        return measures
 
 
 def greedy_head(model: MultimodalModel) -> GreedyHead:
@@ -274,29 +331,35 @@ def greedy_head(model: MultimodalModel) -> GreedyHead:
     return head
 
 
+def through(stages: Stages, flow: Flow | None, start: int, stop: int) -> Flow | None:
+    """The branch through its stages ``start`` to ``stop - 1``; an absent branch stays absent."""
+    if flow is None:
+        return None
+    for index in range(start, stop):
+        flow = stages.stage(index, flow)
+    return flow
+
+
 def mid_fused_features(
     head: GreedyHead,
     stages: Sequence[Stages],
-    inputs: Sequence[Tensor],
+    inputs: Sequence[Tensor | None],
     replace: Tensor | None = None,
     record: bool = False,
-) -> list[Tensor]:
-    """Both branches' features, each block applied after its pair of stages (the last k of each encoder)."""
-    flows = [s.start(x) for s, x in zip(stages, inputs)]
+) -> list[Tensor | None]:
+    """Each branch's features, each block applied after its pair of stages (the last k of each encoder).
+
+    A branch without input (None) is absent: it is not run, the blocks remove it, and its features are None.
+    """
+    flows = [None if x is None else s.start(x) for s, x in zip(stages, inputs)]
     done = [0] * len(stages)
     count = len(head.blocks)
     for b, block in enumerate(head.blocks):
-        for i, s in enumerate(stages):
-            paired = len(s.widths) - count + b
-            while done[i] <= paired:
-                flows[i] = s.stage(done[i], flows[i])
-                done[i] += 1
-        flows = block(flows, replace, record)
-    for i, s in enumerate(stages):
-        while done[i] < len(s.widths):
-            flows[i] = s.stage(done[i], flows[i])
-            done[i] += 1
-    return [s.finish(flow) for s, flow in zip(stages, flows)]
+        ends = [len(s.widths) - count + b + 1 for s in stages]
+        flows = block([through(s, f, d, e) for s, f, d, e in zip(stages, flows, done, ends)], replace, record)
+        done = ends
+    flows = [through(s, f, d, len(s.widths)) for s, f, d in zip(stages, flows, done)]
+    return [None if flow is None else s.finish(flow) for s, flow in zip(stages, flows)]
 
 
 class Greedy(Method):
@@ -318,16 +381,26 @@ class Greedy(Method):
     def encode(
         self, model: MultimodalModel, inputs: dict[str, Tensor], modalities: list[str] | None = None
     ) -> dict[str, Tensor]:
-        """Both branches through the MMTM blocks as trained, none replaced (the test-time forward)."""
-        feats = self._features(model, inputs)
-        return {m: feats[m] for m in (modalities or self.modalities)}
+        """The wanted modalities' features as encoded with only them present.
+
+        Both: the branches through the MMTM blocks as trained, none replaced (the test-time forward). One: the
+        other is removed as the paper removes it to measure A(m), its squeezed features entering every block
+        replaced by their mean over the epoch's training steps, so nothing of its input reaches this branch.
+        """
+        wanted = self.modalities if modalities is None else list(modalities)
+        if not wanted:
+            return {}
+        feats = self._features(model, {m: inputs[m] for m in wanted})
+        return {m: feats[m] for m in wanted}
 
     def _features(
         self, model: MultimodalModel, inputs: dict[str, Tensor], replace: Tensor | None = None, record: bool = False
     ) -> dict[str, Tensor]:
+        """The features of the branches ``inputs`` holds; a branch it lacks is removed from the blocks."""
         stages = [encoder_stages(model.encoders[m]) for m in self.modalities]
-        outputs = mid_fused_features(greedy_head(model), stages, [inputs[m] for m in self.modalities], replace, record)
-        return dict(zip(self.modalities, outputs))
+        given = [inputs.get(m) for m in self.modalities]
+        outputs = mid_fused_features(greedy_head(model), stages, given, replace, record)
+        return {m: h for m, h in zip(self.modalities, outputs) if h is not None}
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
         super().begin_epoch(epoch, first_step, steps, device)
@@ -335,11 +408,17 @@ class Greedy(Method):
         self.remaining, self.caring = self.remaining.to(device), self.caring.to(device)
         self.rebalanced = torch.zeros(2, device=device)
         self.steps = 0
-        self.first_epoch = epoch == 1
 
     def train_step(self, step: StepContext, batch: Batch) -> Tensor:
-        """One fused cross-entropy step; a re-balancing step cuts the caring branch's cross-modal input."""
+        """One fused cross-entropy step; a re-balancing step cuts the caring branch's cross-modal input.
+
+        The blocks' squeeze means restart with the epoch's first step, so the measures after the epoch remove a
+        modality by the mean of the model they measure, not of its first epochs.
+        """
         model = step.model
+        if self.steps == 0:
+            for block in greedy_head(model).blocks:
+                block.reset_squeezes()
         rebalancing = self.remaining > 0
         replace = rebalancing & (self.caring == torch.arange(2, device=self.caring.device))
         with step.autocast():
@@ -379,7 +458,7 @@ class Greedy(Method):
         for i, m in enumerate(self.modalities):
             metrics[f"greedy_bdr.{m}"] = bdr[i]
             metrics[f"greedy_rebalance.{m}"] = self.rebalanced[i] / max(self.steps, 1)
-        return EpochSummary(metrics=metrics, events=[dict(MASKING_CAVEAT)] if self.first_epoch else [])
+        return EpochSummary(metrics=metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {

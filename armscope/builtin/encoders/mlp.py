@@ -30,6 +30,11 @@ def mlp_size(options: MLPOptions, input_shape: tuple[int, ...], feature_dim: int
     return sum((linear_size(a, b) for a, b in zip(widths, widths[1:])), ModuleSize())
 
 
+def mlp_stages(options: MLPOptions, input_shape: tuple[int, ...], feature_dim: int) -> tuple[int, ...]:
+    """Each Linear+ReLU layer is a stage: its widths are the hidden sizes, then the feature size."""
+    return (*options.hidden, feature_dim)
+
+
 SPECS = [
     EncoderSpec(
         "mlp",
@@ -38,5 +43,6 @@ SPECS = [
         "Fully connected layers with ReLU.",
         count=mlp_size,
         size_option="hidden",
+        stages=mlp_stages,
     )
 ]

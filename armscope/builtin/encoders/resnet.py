@@ -53,6 +53,12 @@ def resnet18_size(options: ResNetOptions, input_shape: tuple[int, ...], feature_
     return size
 
 
+def resnet18_stages(options: ResNetOptions, input_shape: tuple[int, ...], feature_dim: int) -> tuple[int, ...]:
+    """layer2, layer3 and layer4 are the stages: the stem and layer1 run before the first, the pooling and any
+    projection after the last (where Wu et al. place their mid-fusion blocks)."""
+    return STAGE_WIDTHS[1:]
+
+
 SPECS = [
     EncoderSpec(
         "resnet18",
@@ -60,5 +66,6 @@ SPECS = [
         ResNetOptions,
         "ResNet-18 for images (T x 3 x H x W frames, averaged over time) or spectrograms (1 x F x T).",
         count=resnet18_size,
+        stages=resnet18_stages,
     )
 ]

@@ -11,15 +11,17 @@ training code is ``armscope.methods.greedy``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from armscope.metrics import Metric
-from armscope.models.sizes import HeadSize, ModuleSize, concat_head_size
-from armscope.specs import MethodSpec
+from armscope.models.sizes import ModuleSize, concat_head_size, linear_size
+from armscope.specs import MethodSpec, StagedHeadSize
 
 CHART = "Greedy balancing"
+UTILISATION_CHART = "Greedy conditional utilisation"
 
 
 class GreedyOptions(BaseModel):
@@ -72,15 +74,41 @@ class GreedyOptions(BaseModel):
 
 
 def greedy_head_size(n_modalities: int, feature_dim: int, n_classes: int) -> ModuleSize:
-    """``GreedyHead`` as built, before ``bind``: its concat classifier.
-
-    Its MMTM blocks are sized by the encoders' inner stage widths, which (M, feature_dim, classes) do not
-    tell, so they are added when the model joins head and encoders and are not counted here: a lower bound.
-    """
+    """``GreedyHead`` as built, before ``bind``: its concat classifier (its MMTM blocks: ``mmtm_blocks_size``)."""
     return concat_head_size(n_modalities, feature_dim, n_classes)
 
 
-GREEDY_HEAD = HeadSize("concat+mmtm", greedy_head_size)
+def squeeze_width(widths: Sequence[int], ratio: float) -> int:
+    """The units of a block's shared squeeze layer: 2(C_0 + C_1)/ratio, rounded down, at least 1."""
+    return max(1, int(2 * sum(widths) / ratio))
+
+
+def fused_stage_widths(stage_widths: Sequence[Sequence[int]], fusion_stages: int | None) -> list[list[int]]:
+    """Per MMTM block, the widths of the stages it follows: one block after each of the last k stages of every
+    encoder, k = ``fusion_stages`` or, when empty, the stage count of the encoder with fewer stages."""
+    available = min(len(widths) for widths in stage_widths)
+    count = available if fusion_stages is None else fusion_stages
+    if count > available:
+        raise ValueError(f"greedy: fusion_stages {count} exceeds the {available} stages of the shallower encoder")
+    return [[widths[len(widths) - count + b] for widths in stage_widths] for b in range(count)]
+
+
+def mmtm_size(widths: Sequence[int], ratio: float) -> ModuleSize:
+    """One block: the shared squeeze layer and an excitation layer per branch; per branch the running mean of its
+    excitation and the mean of its squeezed features, each with its count."""
+    hidden = squeeze_width(widths, ratio)
+    layers = sum((linear_size(hidden, width) for width in widths), linear_size(sum(widths), hidden))
+    return layers + ModuleSize(buffers=2 * sum(widths) + 2)
+
+
+def mmtm_blocks_size(options: GreedyOptions | None, stage_widths: Sequence[tuple[int, ...]]) -> ModuleSize:
+    """Every MMTM block ``GreedyHead.bind`` builds for encoders of these stage widths (options None: the defaults)."""
+    options = options if options is not None else GreedyOptions()
+    blocks = fused_stage_widths(stage_widths, options.fusion_stages)
+    return sum((mmtm_size(widths, options.ratio) for widths in blocks), ModuleSize())
+
+
+GREEDY_HEAD = StagedHeadSize("concat+mmtm", greedy_head_size, staged=mmtm_blocks_size, option="ratio")
 
 METRICS = (
     Metric(
@@ -100,6 +128,20 @@ METRICS = (
         "greedy_d", "Greedy speed gap d", CHART, basis="applied", sample="training", short="greedy_d",
         description="d = BDR_0 - BDR_1 at the end of the epoch (modalities in the data set's order); a step whose "
         "|d| exceeds alpha starts a re-balancing, caring for modality 0 if d > 0, else modality 1.",
+    ),
+    Metric(
+        "greedy_util.{m}", "Greedy conditional utilisation rate per modality", UTILISATION_CHART,
+        basis="estimate", sample="validation", short="greedy_u",
+        description="u(m | other) = (A(both) - A(other)) / A(both): the share of the fused validation accuracy "
+        "gained by adding m to the other modality, where A(other) is the accuracy with m removed as the paper "
+        "removes it (zeroed at the fusion input, and its squeezed features entering every MMTM block replaced by "
+        "their mean over the epoch's training steps); 0 when A(both) is 0.",
+    ),
+    Metric(
+        "greedy_d_util", "Greedy utilisation imbalance d_util", UTILISATION_CHART, basis="estimate",
+        sample="validation", short="greedy_du",
+        description="d_util = u(m1 | m0) - u(m0 | m1), modalities in the data set's order (the paper's sign): "
+        "positive when the model gains more from adding the second modality than from adding the first.",
     ),
 )
 
