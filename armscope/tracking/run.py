@@ -144,10 +144,10 @@ class Run:
                 record[str(key)] = checked
         record.setdefault("elapsed_seconds", round(time.monotonic() - self._started, 3))
         self._epoch = max(self._epoch, epoch)
-        self.spool.append(record)
+        line = self.spool.append(record)
         self._lines += 1
         if self.uploader is not None:
-            self.uploader.add(record)
+            self.uploader.add(line)
 
     def _sent(self, count: int) -> None:
         self.spool.sync_to_disk()

@@ -69,12 +69,15 @@ class Spool:
     def run(self) -> dict[str, Any]:
         return _read_json(self.folder / RUN_FILE)
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """One line, flushed to the operating system before returning (a process killed later keeps it)."""
+    def append(self, record: Mapping[str, Any]) -> str:
+        """One line, flushed to the operating system before returning (a process killed later keeps it); the
+        record as written, JSON, for the uploader to send as it is."""
         if self._records is None:
             self._records = open(self.folder / RECORDS_FILE, "a", encoding="utf-8")
-        self._records.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        self._records.write(line + "\n")
         self._records.flush()
+        return line
 
     def sync_to_disk(self) -> None:
         """Ask the disk to keep what was appended (done off the logging thread: it may take milliseconds)."""

@@ -4,6 +4,10 @@ The logging thread only appends to memory (and the spool); this thread takes wha
 it in one request, and forgets it once the server confirms. A request that fails for want of a server
 (down, restarting, unreachable) is sent again later with growing pauses; the server merges an epoch's
 record key by key, so a batch stored before its answer was lost is stored once however often it comes.
+
+This thread shares the interpreter lock with the training loop, so it keeps its own work small: records
+arrive encoded (the spool's lines) and a batch's body is joined, not encoded; and while the server is
+away only an empty heartbeat probes for it, a batch going out once one is answered.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class Uploader(threading.Thread):
         self.client, self.run_id, self.key = client, run_id, key
         self.flush_seconds, self.heartbeat_seconds = flush_seconds, heartbeat_seconds
         self.on_sent, self.on_stop = on_sent, on_stop
-        self.pending: deque[dict[str, Any]] = deque()
+        self.pending: deque[str] = deque()
         self.sent = 0
         self.wake = threading.Condition()
         self.ending: tuple[str, str | None] | None = None
@@ -56,10 +60,12 @@ class Uploader(threading.Thread):
         self._pause = 0.0
         self._last_contact = time.monotonic()
         self._warned = False
+        self._away = False
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, line: str) -> None:
+        """A record, as its spool line (a JSON object)."""
         with self.wake:
-            self.pending.append(record)
+            self.pending.append(line)
             if len(self.pending) >= BATCH:
                 self.wake.notify()
 
@@ -74,6 +80,9 @@ class Uploader(threading.Thread):
     def _tick(self) -> bool:
         """One round; False when the server could not be reached (the caller pauses longer each time)."""
         try:
+            if self._away:
+                self._answered(self.client.log_external(self.run_id, self.key, []))
+                self._away = False
             if self.pending:
                 self._send_batch()
             elif self.ending is not None:
@@ -84,6 +93,7 @@ class Uploader(threading.Thread):
                 self._answered(self.client.log_external(self.run_id, self.key, []))
         except ClientError as exc:
             if retryable(exc):
+                self._away = True
                 self._unreachable(exc)
                 return False
             self.gave_up = str(exc)
@@ -93,7 +103,7 @@ class Uploader(threading.Thread):
 
     def _send_batch(self) -> None:
         batch = [self.pending[i] for i in range(min(BATCH, len(self.pending)))]
-        answer = self.client.log_external(self.run_id, self.key, batch)
+        answer = self.client.log_external_lines(self.run_id, self.key, batch)
         with self.wake:
             for _ in batch:
                 self.pending.popleft()
