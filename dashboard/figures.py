@@ -190,6 +190,12 @@ def chart_figure(
     return draw(records, mode, chart, metrics)
 
 
+def recorded_on(chart: Chart, records: Sequence[Record], declarations: Sequence[Metric] = ()) -> bool:
+    """Whether any epoch holds a value drawn on ``chart`` (an external run logs what it likes)."""
+    mods = modalities(records)
+    return any(_recorded(records, key) for m in charted(chart, declarations) for key in m.keys(mods))
+
+
 def method_charts(declarations: Sequence[Metric]) -> list[Chart]:
     """The charts a method's declarations add to the engine's, in declaration order, each drawn as panels."""
     engine = {c.title for c in CHARTS}
@@ -261,7 +267,11 @@ def _stack(records: Sequence[Record], mode: str | None, chart: Chart, metrics: S
     (parts,) = [m for m in metrics if m.per_modality]
     total = metric_of(chart.total)
     fig = _figure(mode, chart.title, chart.axis, height=chart.height)
-    x, fused, mods = epochs(records), column(records, chart.total), modalities(records)
+    mods = modalities(records)
+    # An epoch where a part is missing (an external run's script measured it every few epochs) is left out:
+    # stacked, a missing part would draw as zero.
+    records = [r for r in records if all(ss.number(r.get(f"{parts.family}.{m}")) is not None for m in mods)]
+    x, fused = epochs(records), column(records, chart.total)
     values = {m: column(records, f"{parts.family}.{m}") for m in mods}
     base = []
     for i, acc in enumerate(fused):

@@ -56,3 +56,38 @@ def test_an_external_run_page_offers_neither_launch_again_nor_retry(ctx):
 def test_launch_again_from_an_external_run_starts_from_the_defaults(ctx):
     run = external_run(ctx)
     assert launch._prefill(ctx, f"?from={run['id']}") == {}
+
+
+def test_the_contribution_stack_leaves_out_epochs_where_a_part_was_not_measured():
+    records = [{"epoch": 1, "val_acc": 0.5, "shapley.audio": 0.1, "shapley.visual": 0.2},
+               {"epoch": 2, "val_acc": 0.6},
+               {"epoch": 3, "val_acc": 0.7, "shapley.audio": 0.2, "shapley.visual": 0.3}]
+    from armscope.metrics import CHARTS
+
+    (stack,) = [c for c in CHARTS if c.style == "stack"]
+    figure = fx.chart_figure(stack, records, None, metrics_of("external"))
+    assert all(list(trace.x) == [1, 3] for trace in figure.data)
+
+
+def test_an_external_run_page_leaves_off_the_engine_charts_it_logged_nothing_for(ctx):
+    run = external_run(ctx)
+    page = run_detail.layout(ctx, run["id"])
+    hidden = [c for c in walk(page) if (getattr(c, "style", None) or {}).get("display") == "none"]
+    graphs = {c.id for h in hidden for c in walk(h) if str(getattr(c, "id", "")).startswith("run-graph-")}
+    assert graphs == {f"run-graph-{g}" for g in run_detail.GRAPHS} - {"run-graph-accuracy"}  # it logged accuracies
+
+
+def walk(component):
+    """Every component of a layout tree."""
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            yield from walk(child)
+
+
+def test_the_stat_tiles_show_the_last_value_logged_of_each_measure(ctx):
+    run = external_run(ctx, records=[{"epoch": 1, "val_acc": 0.5, "dominant": "audio", "imbalance": 0.25},
+                                     {"epoch": 2, "val_acc": 0.6}])
+    tiles = dump(run_detail.stats(run, ctx.store.metrics(run["id"])))
+    assert '"audio"' in tiles and '"0.25"' in tiles and '"60.0%"' in tiles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, Sequence
 
 import dash_bootstrap_components as dbc
@@ -148,13 +149,13 @@ def status_block(run: dict[str, Any]) -> list[Any]:
 
 
 def stats(run: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[Any]:
-    last = records[-1] if records else {}
     seconds = [r["epoch_seconds"] for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
+    imbalance = _latest(records, "imbalance")
     tiles = [
         ("best fused acc.", ui.percent(run.get("best_val_acc"))),
-        ("last fused acc.", ui.percent(last.get("val_acc"))),
-        ("dominant now", last.get("dominant") or "—"),
-        ("imbalance", "—" if last.get("imbalance") is None else f"{last['imbalance']:.2f}"),
+        ("last fused acc.", ui.percent(_latest(records, "val_acc"))),
+        ("dominant now", _latest(records, "dominant") or "—"),
+        ("imbalance", "—" if imbalance is None else f"{imbalance:.2f}"),
         ("dominance switches", str(len(fx.switches(records)))),
         ("epoch time", ui.duration(sum(seconds) / len(seconds)) if seconds else "—"),
     ]
@@ -167,6 +168,11 @@ def stats(run: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[Any]:
         )
         for k, v in tiles
     ]
+
+
+def _latest(records: Sequence[dict[str, Any]], key: str) -> Any:
+    """The value of the last epoch that holds ``key``: an external run's script may measure every few epochs."""
+    return next((r[key] for r in reversed(records) if r.get(key) is not None), None)
 
 
 def events_table(events: Sequence[dict[str, Any]]) -> Any:
@@ -298,7 +304,8 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
         ),
         class_name="shadow-sm mb-3",
     )
-    charts = html.Div([*_engine_rows(figs, run_id), *_method_rows(figs["method"], run_id)])
+    hidden = _unrecorded(run, records)
+    charts = html.Div([*_engine_rows(figs, run_id, hidden), *_method_rows(figs["method"], run_id)])
     tabs = dbc.Tabs(
         [
             dbc.Tab(
@@ -334,16 +341,28 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
     )
 
 
-def _engine_rows(figs: dict[str, Any], run_id: int) -> list[Any]:
-    """The engine's charts in declaration order: strips across the page, the others two to a row."""
+def _unrecorded(run: dict[str, Any], records: Sequence[dict[str, Any]]) -> set[str]:
+    """The engine's charts an external run has logged nothing for: left off its page (a reload shows one once
+    the script logs its keys). A run of ours logs every chart's keys, so its charts all stay."""
+    if not run.get("external") or not records:
+        return set()
+    declarations = metrics_of(run["method"])
+    return {chart.name for chart in CHARTS if not fx.recorded_on(chart, records, declarations)}
+
+
+def _engine_rows(figs: dict[str, Any], run_id: int, hidden: Collection[str] = ()) -> list[Any]:
+    """The engine's charts in declaration order: strips across the page, the others two to a row; a ``hidden``
+    chart keeps its graph (the live redraw fills every one) in a card that is not shown."""
     cards = [
-        (chart.style == "strip", dbc.Card(
+        (chart.style == "strip", chart.name in hidden, dbc.Card(
             dbc.CardBody(_graph(chart.name, figs[chart.name], run_id, chart.height), class_name="p-2"),
             class_name="shadow-sm " + ("mb-3" if chart.style == "strip" else "h-100"),
         ))
         for chart in CHARTS
     ]
-    return [card for strip, card in cards if strip] + _two_per_row([card for strip, card in cards if not strip])
+    shown = [(strip, card) for strip, gone, card in cards if not gone]
+    kept = html.Div([card for _, gone, card in cards if gone], style={"display": "none"})
+    return [card for strip, card in shown if strip] + _two_per_row([card for strip, card in shown if not strip]) + [kept]
 
 
 def _two_per_row(cards: Sequence[Any]) -> list[Any]:
