@@ -50,7 +50,8 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     config: dict[str, Any] = Field(default_factory=dict, description="A RunConfig shared by every run.")
-    methods: list[str] = Field(..., min_length=1, max_length=20)
+    # Every registered method at once (the benchmark's sweeps): room for the field's methods to come.
+    methods: list[str] = Field(..., min_length=1, max_length=64)
     seeds: list[int] = Field(..., min_length=1, max_length=100)
     method_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Options per method name, for methods other than config.method."

@@ -91,3 +91,13 @@ def test_the_stat_tiles_show_the_last_value_logged_of_each_measure(ctx):
                                      {"epoch": 2, "val_acc": 0.6}])
     tiles = dump(run_detail.stats(run, ctx.store.metrics(run["id"])))
     assert '"audio"' in tiles and '"0.25"' in tiles and '"60.0%"' in tiles
+
+
+def test_an_external_run_compares_beside_a_trained_one(ctx):
+    from dashboard.pages import compare
+    from tests.test_dashboard_callbacks import make_run
+
+    trained = make_run(ctx, epochs=2, status="succeeded")
+    external = external_run(ctx)
+    page = dump(compare.layout(ctx, f"?runs={trained['id']},{external['id']}&metric=val_acc"))
+    assert "my-avnet" in page and trained["name"] in page

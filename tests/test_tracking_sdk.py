@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import armscope
+from armscope.client import ClientError
 from armscope.tracking.spool import Spool
 from cli.main import app
 from tests.service_support import free_port, wait_for
@@ -158,3 +159,22 @@ def test_the_spool_holds_every_call_in_order_before_anything_is_sent(server):
     lines = (run.spool.folder / "records.jsonl").read_text().splitlines()
     assert [{k: v for k, v in json.loads(line).items() if k != "elapsed_seconds"} for line in lines] == [
         {"epoch": 1, "val_acc": 0.5}, {"epoch": 1, "train_loss": 0.25}, {"epoch": 2, "val_acc": 0.75}]
+
+
+def test_the_server_and_token_come_from_the_environment_and_a_refused_token_stops_init(tmp_path, monkeypatch):
+    (tmp_path / "guarded").mkdir()
+    guarded = BareServer(tmp_path / "guarded", ARMSCOPE_API_TOKEN="s3cret-token-for-the-sdk").start()
+    try:
+        monkeypatch.setenv("ARMSCOPE_URL", guarded.url)
+        monkeypatch.setenv("ARMSCOPE_API_TOKEN", "s3cret-token-for-the-sdk")
+        with armscope.init(name="from-env", **FAST) as run:
+            run.log({"val_acc": 0.5}, epoch=1)
+        headers = {"Authorization": "Bearer s3cret-token-for-the-sdk"}
+        assert guarded.api.get(f"/runs/{run.id}", headers=headers).json()["status"] == "succeeded"
+        monkeypatch.setenv("ARMSCOPE_API_TOKEN", "a-wrong-token")
+        with pytest.raises(ClientError) as refused:
+            armscope.init(name="refused", **FAST)
+        assert refused.value.status_code == 401
+        assert [p.name for p in (tmp_path / "spool").iterdir()] == [run.spool.folder.name]  # nothing kept of it
+    finally:
+        guarded.stop()
