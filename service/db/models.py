@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -38,6 +39,7 @@ class Sweep(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    project: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class Run(Base):
@@ -79,6 +81,11 @@ class Run(Base):
     # An external run's id, chosen by the script logging it (the SDK): it makes creating the run and
     # every upload idempotent, and only a caller holding it may write to the run.
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    # A name grouping runs (and sweeps) of one study: the runs table, compare and benchmark filter by it.
+    project: Mapped[str | None] = mapped_column(String(100), index=True)
+    # Where and with what the run trained (device actually used, GPU, versions, host, git commit...), as
+    # its worker or script recorded it; None until it starts.
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (Index("ix_runs_created_id", "created_at", "id"),)
 
@@ -121,6 +128,19 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SavedView(Base):
+    """A named view of a dashboard page (``page``: compare, runs...): its URL query, to open again."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("page", "name", name="uq_saved_views_page_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class BrowserSession(Base):
