@@ -19,7 +19,7 @@ def api(store, tmp_path):
 
 
 def start(api, key=KEY, **spec):
-    return api.post("/api/v1/runs/external", json={"key": key, "name": "my-avnet", **spec})
+    return api.post("/api/v1/external-runs", json={"key": key, "name": "my-avnet", **spec})
 
 
 def log(api, run_id, records, key=KEY):

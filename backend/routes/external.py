@@ -13,11 +13,12 @@ from backend.strict_input import StrictRoute
 from service import external, runs
 from service.db.store import Store
 
-router = APIRouter(prefix="/runs", tags=["external runs"], responses=described(404, 409), route_class=StrictRoute)
+# Created at /external-runs rather than /runs/external, where it would shadow GET /runs/{run_id}'s path.
+router = APIRouter(tags=["external runs"], responses=described(404, 409), route_class=StrictRoute)
 RunId = Annotated[int, Path(ge=1, le=runs.MAX_RUN_ID, description="The run's id.")]
 
 
-@router.post("/external", response_model=RunOut, status_code=201,
+@router.post("/external-runs", response_model=RunOut, status_code=201,
              responses={200: {"model": RunOut, "description": "The run made by an earlier request with this key"}})
 def start_external(spec: external.ExternalRunIn, response: Response, store: Store = Depends(deps.store)) -> dict[str, Any]:
     run, new = external.start(store, spec)
@@ -26,11 +27,11 @@ def start_external(spec: external.ExternalRunIn, response: Response, store: Stor
     return run
 
 
-@router.post("/{run_id}/log", response_model=ExternalLogged)
+@router.post("/runs/{run_id}/log", response_model=ExternalLogged)
 def log_external(run_id: RunId, body: external.ExternalLog, store: Store = Depends(deps.store)) -> dict[str, Any]:
     return external.log(store, run_id, body)
 
 
-@router.post("/{run_id}/end", response_model=RunOut)
+@router.post("/runs/{run_id}/end", response_model=RunOut)
 def end_external(run_id: RunId, body: external.ExternalEnd, store: Store = Depends(deps.store)) -> dict[str, Any]:
     return external.end(store, run_id, body)
