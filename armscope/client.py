@@ -121,6 +121,10 @@ class Client:
     def run_url(self, run_id: int) -> str:
         return f"{self.url}{API_PREFIX}/runs/{run_id}"
 
+    def page_url(self, run_id: int) -> str:
+        """The run's page in the dashboard, where a person follows it."""
+        return f"{self.url}/runs/{run_id}"
+
     # -- transport -------------------------------------------------------------------------
 
     def _transport_error(self, method: str, path: str, exc: httpx.TransportError) -> ClientError:
@@ -187,11 +191,21 @@ class Client:
         *,
         variants: Iterable[Mapping[str, Any]] = (),
         compare: bool = False,
+        search: Mapping[str, Mapping[str, Any]] | None = None,
+        strategy: str | None = None,
+        samples: int | None = None,
+        search_seed: int | None = None,
+        max_runs: int | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Queue the grid methods x seeds over one base config; returns ``{"id", "runs"}``.
+        """Queue the grid methods x seeds (x the searched values) over one base config; returns ``{"id", "runs"}``.
 
         ``variants`` adds arms of a method with options of their own (``{"method", "method_options",
         "label"}``); ``compare`` adds every compared method and their controls (ARM without re-weighting).
+        ``search`` maps dotted fields to their values, ``{"lr": {"values": [0.01, 0.1]}, "method_options.alpha":
+        {"log_range": [0.1, 10, 3]}}`` (or ``{"range": [lo, hi, n]}``); ``strategy="random"`` draws ``samples``
+        combinations instead of every one, seeded by ``search_seed``. A sweep of more than ``max_runs`` runs
+        (default 200) is refused. ``dry_run`` stores nothing and returns ``{"runs", "max_runs", "configs"}``.
         """
         body: dict[str, Any] = {"config": _config_payload(config), "methods": list(methods), "seeds": list(seeds)}
         if name is not None:
@@ -200,12 +214,30 @@ class Client:
             body["variants"] = [dict(v) for v in variants]
         if compare:
             body["compare"] = True
-        return self._json("POST", "/sweeps", json=body)
+        if search:
+            body["search"] = {path: dict(axis) for path, axis in search.items()}
+        optional = {"strategy": strategy, "samples": samples, "search_seed": search_seed, "max_runs": max_runs}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._json("POST", "/sweep-plan" if dry_run else "/sweeps", json=body)
 
-    def benchmark(self, dataset: str, encoder: str | None = None) -> dict[str, Any]:
-        """Every method on ``dataset`` as a row of final numbers, mean ± std over seeds (``GET /benchmark``)."""
-        params = {"dataset": dataset, **({"encoder": encoder} if encoder is not None else {})}
+    def get_sweep(self, sweep_id: int, metric: str | None = None) -> dict[str, Any]:
+        """A sweep with its runs, each run's swept values and final ``metric`` (default val_acc), and the best run."""
+        return self._json("GET", f"/sweeps/{sweep_id}", params={"metric": metric} if metric else None)
+
+    def sweeps(self, project: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest sweeps, each with its spec and its runs counted by status."""
+        params = {k: v for k, v in {"project": project, "limit": limit}.items() if v is not None}
+        return self._json("GET", "/sweeps", params=params)
+
+    def benchmark(self, dataset: str, encoder: str | None = None, project: str | None = None) -> dict[str, Any]:
+        """Every method on ``dataset`` as a row of final numbers, mean ± std over seeds (``GET /benchmark``); only
+        the runs of ``project`` when given."""
+        params = {k: v for k, v in {"dataset": dataset, "encoder": encoder, "project": project}.items() if v is not None}
         return self._json("GET", "/benchmark", params=params)
+
+    def projects(self) -> list[str]:
+        """The project names runs and sweeps carry, sorted."""
+        return self._json("GET", "/projects")
 
     def get(self, run_id: int) -> Run:
         return self._json("GET", f"/runs/{run_id}")
@@ -219,6 +251,7 @@ class Client:
         tag: str | None = None,
         sweep: int | None = None,
         text: str | None = None,
+        project: str | None = None,
         sort: str | None = None,
         page_size: int | None = None,
         max_items: int | None = None,
@@ -228,7 +261,7 @@ class Client:
         ``max_items`` stops early, so "the 10 newest" does not fetch the whole table.
         """
         filters = {"status": status, "method": method, "dataset": dataset, "tag": tag,
-                   "sweep": sweep, "text": text, "sort": sort}
+                   "sweep": sweep, "text": text, "project": project, "sort": sort}
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
         runs: Records = []
         cursor: str | None = None
@@ -245,9 +278,11 @@ class Client:
         return runs if max_items is None else runs[:max_items]
 
     def update(
-        self, run_id: int, name: str | None = None, tags: Iterable[str] | None = None, notes: str | None = None
+        self, run_id: int, name: str | None = None, tags: Iterable[str] | None = None, notes: str | None = None,
+        project: str | None = None,
     ) -> Run:
-        """Change only the fields given; ``tags=[]`` clears the tags."""
+        """Change only the fields given; ``tags=[]`` clears the tags, ``project=""`` the project. A name another
+        run has is refused (409): run names are unique."""
         body: dict[str, Any] = {}
         if name is not None:
             body["name"] = name
@@ -255,6 +290,8 @@ class Client:
             body["tags"] = list(tags)
         if notes is not None:
             body["notes"] = notes
+        if project is not None:
+            body["project"] = project
         return self._json("PATCH", f"/runs/{run_id}", json=body)
 
     def delete(self, run_id: int) -> None:
@@ -270,7 +307,7 @@ class Client:
 
     def start_external(self, spec: Mapping[str, Any]) -> Run:
         """Make (or, for a key sent before, find) the external run ``spec["key"]`` names."""
-        return self._json("POST", "/runs/external", json=dict(spec))
+        return self._json("POST", "/external-runs", json=dict(spec))
 
     def log_external(self, run_id: int, key: str, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """Merge epoch records into an external run; no records is a heartbeat. Answers ``should_stop``."""
@@ -295,7 +332,8 @@ class Client:
         since_epoch: int | None = None,
         as_frame: bool = False,
     ) -> Records | pandas.DataFrame:
-        """Per-epoch records; ``since_epoch`` lets a poller fetch only what is new.
+        """Per-epoch records; ``since_epoch`` lets a poller fetch only what is new. A key the run neither logged
+        nor declares is refused (ClientError 422, naming it and the run's keys), never answered with empty rows.
 
         ``as_frame=True`` gives a pandas DataFrame indexed by epoch. pandas is not a
         dependency of armscope, so its absence is reported before any request is made.
@@ -400,13 +438,19 @@ class _ProgressBar:
         self.bar.update(
             self.task,
             completed=fraction,
-            description=f"run {run['id']} {run['status']}",
+            description=f"run {run['id']} {_status(run)}",
             epoch=f"{epoch if epoch is not None else '-'}/{epochs if epochs is not None else '?'}",
             eta=_duration(eta) if eta is not None and run["status"] == "running" else "-",
         )
 
     def stop(self) -> None:
         self.bar.stop()
+
+
+def _status(run: Run) -> str:
+    """The run's status, with its place in the queue while it waits ("queued #3": two runs go first)."""
+    position = run.get("queue_position")
+    return f"{run['status']} #{position}" if run["status"] == "queued" and position else run["status"]
 
 
 def _duration(seconds: float) -> str:

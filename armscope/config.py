@@ -6,12 +6,15 @@ validates a config without importing torch.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +36,24 @@ class ConfigError(ValueError):
     """A config file that cannot be read or parsed; the message names the file."""
 
 
+PROJECT_CHARACTERS = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _./+-]{0,98}[A-Za-z0-9_./+-])?")
+
+
+def project_name(value: str) -> str:
+    """A project name goes into URLs and dropdowns: 1-100 letters, digits, spaces and _ . / + -, starting with a
+    letter or digit and not ending in a space."""
+    if not PROJECT_CHARACTERS.fullmatch(value):
+        raise PydanticCustomError(
+            "project_name",
+            "a project name is 1-100 letters, digits, spaces and _ . / + -, starting with a letter or digit and "
+            "not ending in a space",
+        )
+    return value
+
+
+ProjectName = Annotated[str, AfterValidator(project_name)]
+
+
 class RunConfig(BaseModel):
     """A complete, validated description of one training run.
 
@@ -46,7 +67,13 @@ class RunConfig(BaseModel):
     _parsed_method_options: BaseModel = PrivateAttr()
     _parsed_model_options: ModelOptions = PrivateAttr()
 
-    name: str | None = Field(None, max_length=200, description="Display name; generated when empty.")
+    name: str | None = Field(
+        None, max_length=200,
+        description="Display name; generated when empty. Unique: a name another run has gets a suffix (-2, -3...).",
+    )
+    project: ProjectName | None = Field(
+        None, description="The project the run belongs to: a name grouping the runs of one study, to filter by."
+    )
     tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
         default_factory=list, max_length=50, description="Free-form labels for filtering."
     )
@@ -90,6 +117,8 @@ class RunConfig(BaseModel):
         except ValidationError as exc:
             raise prefixed_validation_error(exc, "model_options", ModelOptions) from None
         modalities = dataset_opts.modality_names()
+        if modalities is not None:
+            self._check_encoder_modalities(model_opts, modalities)
         check = getattr(method_opts, "check_modalities", None)
         if modalities is not None and check is not None:
             problem = check(modalities)
@@ -102,6 +131,16 @@ class RunConfig(BaseModel):
         self.method_options = method_opts.model_dump(mode="json")
         self.model_options = model_opts.model_dump(mode="json")
         return self
+
+    def _check_encoder_modalities(self, model_opts: ModelOptions, modalities: list[str]) -> None:
+        """Refuse an encoder override for a modality the data set does not have (a typo would otherwise be
+        accepted and fail on the worker, or be silently ignored)."""
+        unknown = [m for m in model_opts.encoders if m not in modalities]
+        if unknown:
+            near = {m: difflib.get_close_matches(m, modalities, n=1) for m in unknown}
+            named = ", ".join(f"'{m}'" + (f" (did you mean '{near[m][0]}'?)" if near[m] else "") for m in unknown)
+            message = f"unknown modality {named}; the data set {self.dataset} has: {', '.join(modalities)}"
+            raise _field_error(("model_options", "encoders"), message, self.model_options)
 
     def _check_budget(self, dataset_opts: Any, model_opts: ModelOptions, method_opts: Any) -> None:
         """Refuse a run whose model or data would not fit this machine's budget (see armscope.budget)."""
@@ -142,10 +181,12 @@ class RunConfig(BaseModel):
 
 def _known(registry: Any, name: str) -> str:
     if name not in registry:
+        near = difflib.get_close_matches(name, registry.names(), n=1)
         raise PydanticCustomError(
             "unknown_name",
-            "unknown {kind} '{name}'; choose from: {choices}",
-            {"kind": registry.kind, "name": name, "choices": ", ".join(registry.names())},
+            "unknown {kind} '{name}'{hint}; choose from: {choices}",
+            {"kind": registry.kind, "name": name, "choices": ", ".join(registry.names()),
+             "hint": f" (did you mean '{near[0]}'?)" if near else ""},
         )
     return name
 

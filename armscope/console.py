@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -106,9 +107,10 @@ class ConsoleSink(Sink):
     def event(self, event: dict[str, Any]) -> None:
         if event["kind"] in {"dominance_switch", "guard_clamp", "warning", "failed"}:
             colour = "yellow" if event["level"] == "warning" else "cyan"
-            self.bar.console.print(f"[{colour}]{event['kind']}[/] {event['message']}")
+            # The message is plain text: "[w_min, w_max]" in it is not markup, and must not vanish.
+            self.bar.console.print(f"[{colour}]{event['kind']}[/] {escape(event['message'])}")
 
     def finish(self, status: str, error: str | None) -> None:
         self.bar.stop()
         colour = {"succeeded": "green", "cancelled": "yellow"}.get(status, "red")
-        self.console.print(f"[{colour}]{status}[/]" + (f": {error}" if error else ""))
+        self.console.print(f"[{colour}]{status}[/]" + (f": {escape(error)}" if error else ""))

@@ -8,6 +8,10 @@ from typing import Any
 class Sink:
     """Receives a run's lifecycle; every hook is optional."""
 
+    def environment(self, record: dict[str, Any]) -> None:
+        """Where and with what the run trains (``armscope.environment``): first, before ``start`` (so a run
+        that fails while loading its data has it too), and again with its peak memory when it ends."""
+
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         """The run is about to train; ``info`` describes data set, device, resume point."""
 

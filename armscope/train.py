@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from armscope import environment
 from armscope.complexity import flops_per_sample, parameter_count, peak_memory_mb, start_peak_memory
 from armscope.config import RunConfig
 from armscope.data.base import DataError, DatasetBundle, build_dataset
@@ -128,6 +129,7 @@ class Trainer:
         resume: bool = False,
         should_cancel: Callable[[], bool] | None = None,
         run_folder: Callable[[int], Path] | None = None,
+        source: Path | str | None = None,
     ) -> None:
         self.config = config
         self.run_dir = RunDir(out_dir)
@@ -135,11 +137,14 @@ class Trainer:
         self.resume = resume
         self.should_cancel = should_cancel or (lambda: False)
         self.run_folder = run_folder
+        self.source = source
+        self.environment: dict[str, Any] = {}
 
     def run(self) -> RunResult:
         checkpoint = self._prepare_folder()
         config = self.config
         device = resolve_device(config.device)
+        moved = self._record_environment(device)
         torch.manual_seed(config.seed)
         bundle = build_dataset(config.dataset, config.parsed_dataset_options, config.seed)
         model_options = config.parsed_model_options
@@ -179,6 +184,10 @@ class Trainer:
         )
         if checkpoint is not None:
             loop.emit_event("resumed", "info", f"resumed after epoch {state['epoch']}")
+            if moved:
+                loop.emit_event("environment_changed", "warning",
+                                "resumed on another machine or software: " + "; ".join(moved),
+                                data={"changes": moved})
         else:
             for message in bundle.info.get("warnings", []):
                 loop.emit_event("warning", "warning", str(message))
@@ -189,6 +198,27 @@ class Trainer:
                 close = getattr(split, "close", None)
                 if close is not None:
                     close()
+
+    def _record_environment(self, device: torch.device) -> list[str]:
+        """Record where and with what this attempt trains (the folder's ``environment.json`` and the sink),
+        before anything can fail; returns what changed since the attempt it resumes, if any."""
+        config = self.config
+        previous = environment.read(self.run_dir.path) if self.resume else None
+        workers = getattr(config.parsed_dataset_options, "num_workers", 0)
+        record = environment.run_environment(device, config.device, workers, self.source)
+        self.environment = environment.with_peak(record, (previous or {}).get("peak_memory_mb"))
+        self._write_environment()
+        return environment.changes(previous, self.environment)
+
+    def note_peak_memory(self, peak_mb: float | None, final: bool = False) -> None:
+        """Keep the run's peak memory (the largest of its epochs'); written out when the run ends."""
+        self.environment = environment.with_peak(self.environment, peak_mb)
+        if final:
+            self._write_environment()
+
+    def _write_environment(self) -> None:
+        environment.write(self.run_dir.path, self.environment)
+        self.sink.environment(dict(self.environment))
 
     def _prepare_folder(self) -> dict[str, Any] | None:
         run_dir = self.run_dir
@@ -273,6 +303,7 @@ class _Loop:
         )
 
     def _finish(self, status: str, final: dict[str, Any] | None, error: str | None) -> RunResult:
+        self.trainer.note_peak_memory(None, final=True)
         self.sink.finish(status, error)
         return RunResult(status, self.state["epoch"], self.run_dir.path, final, error)
 
@@ -350,6 +381,7 @@ class _Loop:
             **self.cost,
             "peak_memory_mb": peak_memory_mb(device),
         }
+        self.trainer.note_peak_memory(record["peak_memory_mb"])
         self.state["epoch"] = epoch
         for event in summary.events:
             self.emit_event(event.pop("kind"), event.pop("level"), event.pop("message"), epoch=epoch, **event)
@@ -438,10 +470,14 @@ def train(
     resume: bool = False,
     should_cancel: Callable[[], bool] | None = None,
     run_folder: Callable[[int], Path] | None = None,
+    source: Path | str | None = None,
 ) -> RunResult:
     """Train ``config`` into ``out_dir`` (or continue it with ``resume``).
 
     ``run_folder`` maps a stored run's id to its folder, for a method that builds on earlier runs
-    (UMT's teachers from ``unimodal`` runs); the worker and the CLI pass the service's.
+    (UMT's teachers from ``unimodal`` runs); the worker and the CLI pass the service's. ``source`` is the
+    file the config came from (``--config``): its git commit is recorded with the run's environment.
     """
-    return Trainer(config, out_dir, sink, resume=resume, should_cancel=should_cancel, run_folder=run_folder).run()
+    return Trainer(
+        config, out_dir, sink, resume=resume, should_cancel=should_cancel, run_folder=run_folder, source=source
+    ).run()

@@ -9,6 +9,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from backend.docs import DOCS_PATHS
 from service.access import COOKIE, Access
 from service.db.rate_limit import TooManyFailures
 from service.db.sessions import Role
@@ -53,7 +54,7 @@ def require_access(request: Request) -> None:
         raise HTTPException(403, "this token may only read; changing runs needs ARMSCOPE_API_TOKEN")
 
 
-OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/login", "/logout"})
+OPEN_PATHS = frozenset({*DOCS_PATHS, "/openapi.json", "/login", "/logout"})
 API_PATHS = "/api/"
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from armscope.config import ProjectName
 from service.runs import Status
 from service.sweeps import SweepSpec
 
@@ -33,6 +34,11 @@ class RunOut(BaseModel):
     tags: list[str]
     notes: str
     sweep_id: int | None
+    project: str | None = Field(None, description="The project the run belongs to.")
+    queue_position: int | None = Field(
+        None, description="A queued run's place in its queue: 1 is next (the queued runs of its queue submitted "
+                          "before it, plus one); null for a run not queued.",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -47,6 +53,16 @@ class RunOut(BaseModel):
     dominant: str | None
     delivered_to: str | None = Field(None, description="The worker holding this queued run's message.")
     external: bool = Field(False, description="Trained by a script of its own that logs through the SDK (armscope.init).")
+    environment: dict[str, Any] | None = Field(
+        None,
+        description="Where and with what the run trained, recorded when it started (null before): `device` "
+                    "actually used and `device_requested`, `gpu` (name, memory_mb, capability, count), "
+                    "`peak_memory_mb` (the largest of its epochs', set when it ends), `torch`, `cuda`, `cudnn`, "
+                    "`armscope`, `python`, `platform`, `host`, `threads`, `dataloader_workers`, `code` (the git "
+                    "repository, commit and dirty flag of the checkout armscope ran from; null when installed) and "
+                    "`source` (the config file or script and its repository's state). An external run's script "
+                    "sends its own.",
+    )
 
 
 class ExternalLogged(BaseModel):
@@ -65,6 +81,7 @@ class RunPatch(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     tags: list[Annotated[str, StringConstraints(max_length=100)]] | None = Field(None, max_length=50)
     notes: str | None = Field(None, max_length=10_000)
+    project: ProjectName | Literal[""] | None = Field(None, description="Move the run to this project; \"\" takes it out of any.")
 
 
 class SweepIn(SweepSpec):  # the service's spec, under the name the OpenAPI document has always used
@@ -75,6 +92,36 @@ class SweepOut(BaseModel):
     id: int
     name: str | None
     runs: list[RunOut]
+
+
+class SweepPlanOut(BaseModel):
+    runs: int = Field(description="How many runs the sweep would make.")
+    max_runs: int = Field(description="The sweep's cap: a sweep over it is refused.")
+    configs: list[dict[str, Any]] = Field(description="Every run's config, validated, with its defaults filled in.")
+
+
+class SweepRecord(BaseModel):
+    id: int
+    name: str | None
+    project: str | None = None
+    created_at: datetime
+    spec: dict[str, Any] = Field(description="The sweep as it was asked (POST /sweeps's body, defaults filled in).")
+    counts: dict[str, int] = Field(description="Its runs per status.")
+    run_count: int
+
+
+class SweepRunOut(RunOut):
+    swept: dict[str, Any] = Field(description="The run's value of each swept field (see the sweep's `swept`).")
+    final: float | None = Field(description="The chosen metric in the run's last epoch; null until it has one.")
+
+
+class SweepDetailOut(SweepRecord):
+    metric: str = Field(description="The metric `final` and `best` are about.")
+    lower_is_better: bool
+    swept: list[str] = Field(description="What varies across the runs: method, seed, then each searched field.")
+    metrics: list[str] = Field(description="The numeric keys the runs' last epochs hold (choices for `metric`).")
+    best: int | None = Field(description="The run with the best final value of the metric; null before any has one.")
+    runs: list[SweepRunOut]
 
 
 class EventOut(BaseModel):
@@ -96,6 +143,7 @@ class CompareRun(BaseModel):
     seed: int
     status: Status
     config: dict[str, Any]
+    project: str | None = None
     records: list[dict[str, Any]]
 
 
@@ -156,6 +204,7 @@ class BenchmarkRow(BaseModel):
 class BenchmarkOut(BaseModel):
     dataset: str
     encoder: str | None
+    project: str | None = Field(None, description="The project whose runs it is over; null: every run.")
     modalities: list[str]
     rows: list[BenchmarkRow] = Field(description="A row per set of succeeded runs that differ only in their seed.")
     without_runs: list[str] = Field(description="Registered methods with no succeeded run on this data set yet.")
@@ -198,3 +247,20 @@ class Health(BaseModel):
                     "others work, and it is no reason for a 503. Null to a caller without a token when the server "
                     "requires one."
     )
+
+
+class SavedViewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: str = Field(max_length=32, description="The dashboard page: compare or runs.")
+    name: str = Field(max_length=200, description="Unique on its page; trimmed.")
+    query: str = Field(max_length=4000, description="The page's URL query, e.g. ?runs=1,2&metric=val_acc,shapley.*")
+
+
+class SavedViewOut(BaseModel):
+    id: int
+    page: str
+    name: str
+    query: str
+    href: str = Field(description="The dashboard link that opens the view.")
+    created_at: datetime

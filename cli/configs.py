@@ -1,13 +1,36 @@
-"""A RunConfig from the command line: a stored or file config, flags and --set assignments, merged and validated once."""
+"""A RunConfig from the command line: a stored or file config, flags and --set assignments, merged and validated once.
+
+The flags that set single RunConfig fields are declared here once, so that `armscope train` and `armscope
+submit` take the same ones.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
+import typer
 from pydantic import ValidationError
 
 from armscope.config import RunConfig, load_config_file, set_dotted
+
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="RunConfig as JSON or YAML.")]
+Dataset = Annotated[Optional[str], typer.Option(help="Data set name (see `armscope datasets`).")]
+Method = Annotated[Optional[str], typer.Option(help="Method name (see `armscope methods`).")]
+Epochs = Annotated[Optional[int], typer.Option()]
+Seed = Annotated[Optional[int], typer.Option()]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size")]
+Lr = Annotated[Optional[float], typer.Option()]
+Device = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")]
+Project = Annotated[Optional[str], typer.Option(help="The project the run belongs to (a name to filter by).")]
+Assignments = Annotated[
+    list[str], typer.Option("--set", help="dotted.key=value (value parsed as JSON when it parses).")
+]
+
+
+def field_flags(**flags: Any) -> dict[str, Any]:
+    """The single-field flags given (a flag left out is None and leaves the field alone)."""
+    return {key: value for key, value in flags.items() if value is not None}
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -26,7 +49,7 @@ def build_config(
     raw: dict[str, Any] = dict(base or {})
     if config_file is not None:
         raw.update(load_config_file(config_file))
-    raw.update({k: v for k, v in flags.items() if v is not None})
+    raw.update(field_flags(**flags))
     for assignment in assignments:
         set_dotted(raw, assignment)
     return RunConfig.model_validate(raw)

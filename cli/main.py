@@ -17,7 +17,21 @@ from armscope.catalog import build_catalog
 from armscope.config import ConfigError, run_config_schema
 from armscope.data.errors import DataError
 from armscope.plugins import BUILTIN
-from cli.configs import build_config, validation_message
+from cli.configs import (
+    Assignments,
+    BatchSize,
+    ConfigFile,
+    Dataset,
+    Device,
+    Epochs,
+    Lr,
+    Method,
+    Project,
+    Seed,
+    build_config,
+    field_flags,
+    validation_message,
+)
 from cli.submit import register as register_submit
 from cli.tracking import register as register_tracking
 
@@ -26,11 +40,19 @@ register_submit(app)
 register_tracking(app)
 console = Console()
 err_console = Console(stderr=True)
+# The width of the epoch tables when written to a file or a pipe: wider than any summary line.
+WIDE_OUTPUT = 1000
 
 
 def _fail(message: str) -> None:
     err_console.print(f"[red]error:[/] {message}")
     raise typer.Exit(2)
+
+
+def _table_console() -> Console:
+    """Where the epoch tables go. Rich lays out at 80 columns when stdout is no terminal (a file, a pipe), which
+    wrapped every summary line; there the tables are laid out at full width, one line each, as on a wide terminal."""
+    return console if console.is_terminal else Console(width=WIDE_OUTPUT)
 
 
 def _service_run_folder(run_id: int) -> Path:
@@ -42,15 +64,16 @@ def _service_run_folder(run_id: int) -> Path:
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="RunConfig as JSON or YAML."),
-    dataset: Optional[str] = typer.Option(None, help="Data set name (see `armscope datasets`)."),
-    method: Optional[str] = typer.Option(None, help="Method name (see `armscope methods`)."),
-    epochs: Optional[int] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
-    set_: list[str] = typer.Option([], "--set", help="dotted.key=value (value parsed as JSON when it parses)."),
+    config: ConfigFile = None,
+    dataset: Dataset = None,
+    method: Method = None,
+    epochs: Epochs = None,
+    seed: Seed = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    device: Device = None,
+    project: Project = None,
+    set_: Assignments = [],
     out: Optional[Path] = typer.Option(None, help="Run folder (default: a new folder under runs/)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last complete epoch."),
 ) -> None:
@@ -60,8 +83,8 @@ def train(
     from armscope.train import ResumeError
     from armscope.train import train as run_training
 
-    flags = {"dataset": dataset, "method": method, "epochs": epochs, "seed": seed,
-             "batch_size": batch_size, "lr": lr, "device": device}
+    flags = field_flags(dataset=dataset, method=method, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
+                        device=device, project=project)
     base = None
     if resume:
         if out is None:
@@ -80,7 +103,8 @@ def train(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.display_name()}-{stamp}"
     try:
-        result = run_training(run_config, out, ConsoleSink(console), resume=resume, run_folder=_service_run_folder)
+        result = run_training(run_config, out, ConsoleSink(_table_console()), resume=resume,
+                              run_folder=_service_run_folder, source=config)
     except (ResumeError, DataError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -15,11 +15,11 @@ from dashboard import actions, guard
 from dashboard import components as ui
 from dashboard.context import Context
 from dashboard.inputs import checked, id_from_text
-from dashboard.pages import benchmark, compare, launch, run_detail, runs
+from dashboard.pages import benchmark, compare, launch, run_detail, runs, sweep
 
 ASSETS = Path(__file__).parent / "assets"
 NAV = [("Runs", "/"), ("Launch", "/launch"), ("Compare", "/compare"), ("Benchmark", "/benchmark")]
-PAGES = re.compile(r"/|/launch|/compare|/benchmark|/runs/(\d+)")
+PAGES = re.compile(r"/|/launch|/compare|/benchmark|/(?:runs|sweeps)/(\d+)")
 
 
 def shell() -> html.Div:
@@ -89,9 +89,11 @@ def route(ctx: Context, pathname: str | None, search: str | None, mode: str | No
     if path == "/benchmark":
         return benchmark.layout(ctx, search, mode)
     match = PAGES.fullmatch(path)
-    run_id = id_from_text(match[1]) if match and match[1] else None
-    if run_id is not None:
-        return run_detail.layout(ctx, run_id, mode)
+    page_id = id_from_text(match[1]) if match and match[1] else None
+    if page_id is not None and path.startswith("/sweeps/"):
+        return sweep.layout(ctx, page_id, search, mode)
+    if page_id is not None:
+        return run_detail.layout(ctx, page_id, mode)
     return ui.empty_state(
         "Page not found",
         f"Nothing lives at {pathname}.",
@@ -133,7 +135,8 @@ def create_dash(ctx: Context) -> Dash:
     @checked
     def router(pathname: str | None, search: str | None, mode: str | None) -> Any:
         path = (pathname or "/").rstrip("/") or "/"
-        active = [path == "/" or path.startswith("/runs"), path == "/launch", path == "/compare", path == "/benchmark"]
+        active = [path == "/" or path.startswith(("/runs", "/sweeps")), path == "/launch", path == "/compare",
+                  path == "/benchmark"]
         return route(ctx, pathname, search, mode), *active
 
     app.clientside_callback(
@@ -167,6 +170,6 @@ def create_dash(ctx: Context) -> Dash:
             return no_update, dbc.Alert(str(exc), color="danger", dismissable=True)
         return f"/?sweep={sweep['id']}", None
 
-    for page in (runs, launch, run_detail, compare, benchmark):
+    for page in (runs, launch, run_detail, compare, benchmark, sweep):
         page.register(app, ctx)
     return app

@@ -247,7 +247,7 @@ def _lines(records: Sequence[Record], mode: str | None, chart: Chart, metrics: S
         return empty_figure("Not recorded for this run.", mode, chart.title, chart.height)
     fig = _figure(mode, chart.title, chart.axis, height=chart.height)
     for i, metric in enumerate(scalars):
-        color = th.fused_color(mode) if families else th.modality_color(i)
+        color = th.fused_color(mode) if families else neutral_color(i, mode)
         width = 3 if families and i == 0 else 2
         fig.add_trace(_line(x, column(records, metric.key), metric.label, color, width=width, dash="dash" if i else "solid"))
     for j, metric in enumerate(families):
@@ -285,15 +285,29 @@ def _stack(records: Sequence[Record], mode: str | None, chart: Chart, metrics: S
     )
     for i, m in enumerate(mods):
         share = [None if v is None or not a else v / a for v, a in zip(values[m], fused)]
+        below = [min(v, 0.0) for v in values[m]]  # type: ignore[type-var]
         fig.add_trace(
             go.Scatter(
-                x=x, y=values[m], name=plain(m), stackgroup=parts.family, mode="lines", customdata=share,
+                x=x, y=[v - b for v, b in zip(values[m], below)] if any(below) else values[m], name=plain(m),
+                stackgroup=parts.family, mode="lines", customdata=share, legendgroup=plain(m),
                 line=dict(width=0.5, color=th.modality_color(i)), hovertemplate="%{y:.1%} (%{customdata:.0%} of fused)",
             )
         )
+        if any(below):
+            fig.add_trace(_below_zero(x, below, m, th.modality_color(i), f"{parts.family}-negative"))
     fig.add_trace(_line(x, fused, total.label if total else chart.total, th.fused_color(mode), dash="dot", width=2))
-    fig.update_yaxes(tickformat=".1~%")
+    fig.update_yaxes(tickformat=".1~%", zeroline=True, zerolinewidth=1.5)
     return fig
+
+
+def _below_zero(x: Sequence[Any], values: Sequence[float], modality: str, color: str, group: str) -> go.Scatter:
+    """A modality's negative contributions, stacked downward from zero in its colour, hatched: stacked with the
+    positive ones they would be drawn over them, as if they added to the accuracy they take away from."""
+    return go.Scatter(
+        x=list(x), y=list(values), name=plain(f"{modality} (negative)"), stackgroup=group, mode="lines",
+        legendgroup=plain(modality), line=dict(width=0.5, color=color), fillcolor=translucent(color, 0.35),
+        fillpattern=dict(shape="/", fgcolor=color, solidity=0.3), hovertemplate="%{y:.1%} (takes away)",
+    )
 
 
 def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: Sequence[Metric]) -> go.Figure:
@@ -327,7 +341,7 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
     panels = list(zip(titles, lines))
     scalars = [m for m in metrics if not m.per_modality]
     if scalars:
-        panels.append(("", [(m.label, m.key, th.modality_color(i), "solid", m.label) for i, m in enumerate(scalars)]))
+        panels.append(("", [(m.label, m.key, neutral_color(i, mode), "solid", m.label) for i, m in enumerate(scalars)]))
     present = [(t, [line for line in drawn if _recorded(records, line[1])]) for t, drawn in panels]
     present = [(t, drawn) for t, drawn in present if drawn]
     if not present:
@@ -344,10 +358,27 @@ def _panels(records: Sequence[Record], mode: str | None, chart: Chart, metrics: 
             )
             shown.add(name)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
+        fig.update_yaxes(tickformat=value_format([v for line in drawn for v in column(records, line[1])]), row=1, col=col)
     fig.update_annotations(font_size=12)
     # Room above the subplot titles (and their sample-size line) for the legend.
     fig.update_layout(margin=dict(t=92), legend=dict(y=1.25, yanchor="bottom"))
     return fig
+
+
+def value_format(values: Iterable[float | None]) -> str:
+    """A tick format for an axis of these values: scientific below 0.01 (plotly's default SI prefixes read
+    "200μ" for 0.0002, a unit that is not there), plotly's own otherwise."""
+    largest = max((abs(v) for v in values if v is not None), default=0.0)
+    return ".2~e" if 0 < largest < 0.01 else ""
+
+
+def neutral_color(index: int, mode: str | None) -> str:
+    """A colour for a line that is no modality's (a loss, a count): the fused ink, then greys, so a chart's
+    lines are never read as the modality that has that colour elsewhere on the page."""
+    return th.fused_color(mode) if index == 0 else NEUTRALS[(index - 1) % len(NEUTRALS)]
+
+
+NEUTRALS = ["#868e96", "#adb5bd", "#495057"]
 
 
 def _leads(metric: Metric, records: Sequence[Record], mods: Sequence[str]) -> bool:
@@ -425,7 +456,9 @@ def _strip(
         )
         for e, _, _ in marks:
             fig.add_vline(x=e - 0.5, line=dict(color=th.fused_color(mode), width=1.5, dash="dot"))
-    fig.update_layout(barmode="overlay", bargap=0, hovermode="closest", margin=dict(l=50, r=16, t=36, b=30))
+    # showlegend: plotly hides the legend of a figure with one trace, as when one modality dominates throughout.
+    fig.update_layout(barmode="overlay", bargap=0, hovermode="closest", margin=dict(l=50, r=16, t=36, b=30),
+                      showlegend=True)
     fig.update_yaxes(visible=False, range=[0, 1.25], fixedrange=True)
     fig.update_xaxes(title=None, dtick=None)
     return fig

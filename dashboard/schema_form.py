@@ -1,17 +1,19 @@
 """Form fields generated from an options JSON Schema (the catalog's), and the values read back from them.
 
 Each property becomes one input whose id is ``{"type": "opt" | "optb", "section": ..., "field": ...}``:
-numbers and integers -> number inputs with the schema's bounds, enums -> selects, booleans -> switches,
-lists of scalars -> comma-separated text, anything richer (unions, objects, lists of objects) -> text
-that is read as JSON when it parses (so ``shift`` and ``[{"strength": {...}}]`` both work).
+numbers and integers -> text inputs read as one number or, for a sweep, several (a list ``0.01, 0.1``, a
+range ``0.01:0.1:5`` or a log range ``log 1e-4:1e-1:4``: a :class:`Swept`), enums -> selects, booleans ->
+switches, lists of scalars -> comma-separated text, anything richer (unions, objects, lists of objects) ->
+text that is read as JSON when it parses (so ``shift`` and ``[{"strength": {...}}]`` both work).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import dash_bootstrap_components as dbc
 from dash import html
@@ -20,6 +22,15 @@ from dashboard.inputs import strict_loads
 
 OMIT = object()  # an empty input: the option keeps its default
 SCALARS = {"integer", "number", "string", "boolean"}
+SWEEP_SYNTAX = "a list (0.01, 0.1), a range lo:hi:n (0.01:0.1:5) or a log range (log 1e-4:1e-1:4)"
+
+
+@dataclass(frozen=True)
+class Swept:
+    """Several values typed into one number input: a sweep's search axis (``{"values": [...]}``,
+    ``{"range": [lo, hi, n]}`` or ``{"log_range": [lo, hi, n]}``, as ``POST /sweeps`` takes it)."""
+
+    axis: dict[str, Any]
 
 
 @dataclass
@@ -127,15 +138,16 @@ def control(section: str, f: Field, value: Any = None) -> Any:
         options += [{"label": str(c), "value": c} for c in f.choices]
         return dbc.Select(id=ident, options=options, value=current if current is not None else "", size="sm")
     if f.kind in ("integer", "number"):
-        # No min/max/step on the element: the browser would then withhold out-of-range values, and the
-        # server-side check (the API's own) could not flag them in place.
+        # Text, not type=number: it also takes several values (a sweep), and out-of-range values reach the
+        # server-side check (the API's own), which flags them in place.
         return dbc.Input(
             id=ident,
-            type="number",
+            type="text",
+            inputMode="decimal",
             value=current,
-            step="any",
             size="sm",
             placeholder="empty: none" if f.nullable else "",
+            debounce=300,
         )
     placeholder = "default" if not f.has_default or f.default in (None, [], {}) else ""
     return dbc.Input(id=ident, type="text", value=current, size="sm", placeholder=placeholder, debounce=300)
@@ -146,23 +158,38 @@ def label(f: Field) -> str:
     return f.name.replace("_", " ") + (" *" if f.required else "")
 
 
-def render(section: str, flds: Sequence[Field], values: dict[str, Any] | None = None) -> list[Any]:
-    """A responsive grid of labelled inputs, each with its inline error slot."""
+def render(
+    section: str, flds: Sequence[Field], values: dict[str, Any] | None = None, advanced: Collection[str] = ()
+) -> list[Any]:
+    """A responsive grid of labelled inputs, each with its inline error slot; the fields named in ``advanced``
+    go under a collapsed "Advanced" section below the others (their ids are the same, so they are read alike)."""
     values = values or {}
     if not flds:
         return [html.P("This choice has no options.", className="text-body-secondary small mb-0")]
-    cols = []
-    for f in flds:
-        feedback = dbc.FormFeedback(id={"type": "opt-fb", "section": section, "field": f.name}, type="invalid")
-        parts = [control(section, f, values.get(f.name)), feedback]
-        if f.kind != "boolean":
-            parts.insert(0, dbc.Label(label(f), class_name="form-label small mb-1"))
-        else:
-            parts = [control(section, f, values.get(f.name))]
-        if _help(f):
-            parts.append(dbc.FormText(_help(f), class_name="d-block small"))
-        cols.append(dbc.Col(html.Div(parts, className="mb-3"), xs=12, md=6, xl=4))
-    return [dbc.Row(cols, class_name="g-3")]
+    basic = [_cell(section, f, values.get(f.name)) for f in flds if f.name not in advanced]
+    more = [_cell(section, f, values.get(f.name)) for f in flds if f.name in advanced]
+    out: list[Any] = [dbc.Row(basic, class_name="g-3")] if basic else []
+    if more:
+        out.append(
+            html.Details(
+                [html.Summary("Advanced: GPU options", className="small fw-semibold mb-2"), dbc.Row(more, class_name="g-3")],
+                className="form-advanced mt-1",
+            )
+        )
+    return out
+
+
+def _cell(section: str, f: Field, value: Any) -> dbc.Col:
+    """One labelled input with its inline error slot and help text."""
+    feedback = dbc.FormFeedback(id={"type": "opt-fb", "section": section, "field": f.name}, type="invalid")
+    parts = [control(section, f, value), feedback]
+    if f.kind != "boolean":
+        parts.insert(0, dbc.Label(label(f), class_name="form-label small mb-1"))
+    else:
+        parts = [control(section, f, value)]
+    if _help(f):
+        parts.append(dbc.FormText(_help(f), class_name="d-block small"))
+    return dbc.Col(html.Div(parts, className="mb-3"), xs=12, md=6, xl=4)
 
 
 def _scalar(text: str, item_type: str) -> Any:
@@ -182,14 +209,35 @@ def _scalar(text: str, item_type: str) -> Any:
     return text
 
 
+def parse_numbers(text: str, kind: str) -> Any:
+    """A number input's text as one number, or :class:`Swept` for several; ValueError if it is neither."""
+    log = re.fullmatch(r"log\s+(.*)", text, re.IGNORECASE)
+    body = log[1].strip() if log else text
+    if ":" in body:
+        lo, hi, n = (part.strip() for part in body.split(":")) if body.count(":") == 2 else ("", "", "")
+        return Swept({"log_range" if log else "range": [_scalar(lo, kind), _scalar(hi, kind), int(n)]})
+    if log:
+        raise ValueError(text)
+    values = [_scalar(part.strip(), kind) for part in re.split(r"[,;]", body) if part.strip()]
+    if not values:
+        raise ValueError(text)
+    return values[0] if len(values) == 1 else Swept({"values": values})
+
+
 def parse(f: Field, value: Any) -> tuple[Any, str | None]:
-    """(option value | OMIT, error message) for what an input holds."""
+    """(option value | Swept | OMIT, error message) for what an input holds."""
     if f.kind == "boolean":
         return bool(value), None
     if value is None or (isinstance(value, str) and not value.strip()):
         if f.required:
             return OMIT, "Required."
         return OMIT, None
+    if f.kind in ("integer", "number") and isinstance(value, str):
+        try:
+            return parse_numbers(value.strip(), f.kind), None
+        except ValueError:
+            whole = "a whole number" if f.kind == "integer" else "a number"
+            return OMIT, f"Write {whole}, or several for a sweep: {SWEEP_SYNTAX}."
     if f.kind in ("integer", "number", "enum"):
         return value, None
     text = str(value).strip()

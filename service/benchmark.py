@@ -23,20 +23,22 @@ from service.errors import InvalidInput
 ROW_FIGURES = ("val_acc", "imbalance", "bb_imbalance", "parameters", "flops_per_sample", "peak_memory_mb")
 
 
-def benchmark(store: Store, dataset: str, encoder: str | None = None) -> dict[str, Any]:
-    """The benchmark table of ``dataset`` (runs whose default encoder is ``encoder``, when given)."""
+def benchmark(store: Store, dataset: str, encoder: str | None = None, project: str | None = None) -> dict[str, Any]:
+    """The benchmark table of ``dataset`` (runs whose default encoder is ``encoder``, and of ``project``, when
+    given)."""
     registry = catalog()
     if dataset not in registry["datasets"]:
         raise InvalidInput.at("dataset", f"unknown data set {dataset!r}; choose from: {', '.join(registry['datasets'])}")
     if encoder is not None and encoder not in registry["encoders"]:
         raise InvalidInput.at("encoder", f"unknown encoder {encoder!r}; choose from: {', '.join(registry['encoders'])}")
-    runs = [run for run in store.finished_runs(dataset) if encoder is None or _encoder(run) == encoder]
+    runs = [run for run in store.finished_runs(dataset, project) if encoder is None or _encoder(run) == encoder]
     modalities = _modalities(runs)
     rows = [_row(label, members, modalities) for label, members in ss.seed_sets(runs)]
     present = {row["method"] for row in rows}
     return {
         "dataset": dataset,
         "encoder": encoder,
+        "project": project,
         "modalities": modalities,
         "rows": rows,
         "without_runs": [name for name in registry["methods"] if name not in present],

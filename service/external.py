@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from armscope.config import ProjectName
 from service.db.store import INT32_MAX, INT32_MIN, Store
 from service.errors import InvalidInput, Problem
 
@@ -42,6 +43,12 @@ class ExternalRunIn(BaseModel):
     epochs: int = Field(0, ge=0, le=INT32_MAX, description="Epochs planned, for the progress bar; 0 when unknown.")
     tags: list[Annotated[str, StringConstraints(max_length=100)]] = Field(default_factory=list, max_length=50)
     notes: str = Field("", max_length=10_000)
+    project: ProjectName | None = Field(None, description="The project the run belongs to, to filter by.")
+    environment: dict[str, Any] | None = Field(
+        None, max_length=100,
+        description="Where and with what the script runs (the SDK sends armscope.environment's record): shown on "
+                    "the run page and returned as the run's `environment`.",
+    )
 
 
 class ExternalLog(BaseModel):
@@ -103,7 +110,7 @@ def start(store: Store, spec: ExternalRunIn) -> tuple[dict[str, Any], bool]:
         config.setdefault("modalities", list(spec.modalities))
     return store.create_external_run(
         spec.key, name=spec.name, config=config, dataset=spec.dataset, seed=spec.seed, epochs=spec.epochs,
-        tags=spec.tags, notes=spec.notes,
+        tags=spec.tags, notes=spec.notes, environment=spec.environment, project=spec.project,
     )
 
 

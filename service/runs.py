@@ -6,14 +6,16 @@ Reading one run, its metrics or its events is one store call, which faces make d
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import shutil
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
 from armscope.config import RunConfig
-from armscope.metrics import declared_order
-from service.catalog import all_metrics
+from armscope.metrics import Metric, declared_order, find
+from armscope.plugins import DATASETS
+from service.catalog import all_metrics, metrics_of
 from service.db.store import INT32_MAX, Store
 from service.errors import InvalidInput, NotFound, QueueUnavailable
 from service.publish import publish
@@ -53,6 +55,7 @@ def list_runs(
     tag: str | None = None,
     sweep: int | None = None,
     text: str | None = None,
+    project: str | None = None,
     sort: str = "-created_at",
     cursor: str | None = None,
     limit: int = 50,
@@ -62,15 +65,77 @@ def list_runs(
     if unknown:
         raise InvalidInput.at("status", f"unknown {unknown}; choose from: {', '.join(STATUSES)}")
     return store.list_runs(
-        status=status, method=method, dataset=dataset, tag=tag, sweep=sweep, text=text,
+        status=status, method=method, dataset=dataset, tag=tag, sweep=sweep, text=text, project=project,
         sort=sort, cursor=cursor, limit=limit,
     )
 
 
+def projects(store: Store) -> list[str]:
+    """The project names runs and sweeps carry, sorted: what a project filter offers."""
+    return store.projects()
+
+
+def metrics(
+    store: Store, run_id: int, keys: Sequence[str] | None = None, since_epoch: int | None = None
+) -> list[dict[str, Any]]:
+    """A run's epoch records (only ``keys`` and the epoch when given). A key the run neither logged nor declares
+    is InvalidInput naming it, with the keys it has: a typo must not read as "nothing logged yet"."""
+    if keys:
+        unknown = unknown_metric_keys(store, store.get_run(run_id), keys)
+        if unknown:
+            raise InvalidInput.at("keys", unknown)
+    return store.metrics(run_id, keys, since_epoch)
+
+
+def unknown_metric_keys(store: Store, run: dict[str, Any], keys: Sequence[str]) -> str | None:
+    """Why some of ``keys`` name nothing of ``run``, or None when every one is known: logged by some epoch, or
+    declared by the measures every run logs or its method (a per-modality one for one of its modalities)."""
+    logged = store.metric_keys(run["id"]) | {"epoch"}
+    declared = metrics_of(run["method"])
+    modalities = _modalities(run, logged, declared)
+    known = logged | {key for m in declared for key in m.keys(sorted(modalities))}
+    unknown = [key for key in dict.fromkeys(keys) if key not in known and not _declared(key, declared, modalities)]
+    if not unknown:
+        return None
+    named = ", ".join(f"{key!r}" + _near(key, known) for key in unknown)
+    return f"unknown metric key{'s' if len(unknown) > 1 else ''} {named}; run {run['id']} has: {', '.join(sorted(known))}"
+
+
+def _declared(key: str, declared: Sequence[Metric], modalities: set[str]) -> bool:
+    """Declared, and of one of the run's modalities; any modality while none is known (nothing logged yet, and
+    a data set whose modalities only its files tell)."""
+    metric = find(key, declared)
+    return metric is not None and (not metric.per_modality or not modalities or key.partition(".")[2] in modalities)
+
+
+def _modalities(run: dict[str, Any], logged: set[str], declared: Sequence[Metric]) -> set[str]:
+    """The run's modalities: those its records name, its config's (an external run's), its data set's."""
+    named = {key.partition(".")[2] for key in logged if (m := find(key, declared)) is not None and m.per_modality}
+    config = run.get("config") or {}
+    listed = config.get("modalities")
+    if isinstance(listed, list):
+        named.update(m for m in listed if isinstance(m, str))
+    if run["dataset"] in DATASETS and not run.get("external"):
+        try:
+            options = DATASETS.parse_options(run["dataset"], config.get("dataset_options") or {}, "dataset_options")
+            named.update(options.modality_names() or [])
+        except ValueError:  # options a plugin no longer accepts (ValidationError is a ValueError)
+            pass
+    return named
+
+
+def _near(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def update(
-    store: Store, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None
+    store: Store, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None,
+    project: str | None = None,
 ) -> dict[str, Any]:
-    return store.update_run(run_id, name=name, tags=tags, notes=notes)
+    """Change the fields given. A name another run has is a Conflict (names are unique); ``project=""`` takes the
+    run out of any project."""
+    return store.update_run(run_id, name=name, tags=tags, notes=notes, project=project)
 
 
 def cancel(store: Store, run_id: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from service.catalog import metric_of
 Record = dict[str, Any]
 
 # Config fields that do not make a run a different experiment.
-IGNORED = ("name", "seed", "tags")
+IGNORED = ("name", "seed", "tags", "project")
 
 
 def lower_is_better(key: str) -> bool:

@@ -135,7 +135,7 @@ def _clear(store: Any) -> None:
     from sqlalchemy import text
 
     with store.engine.begin() as conn:
-        conn.execute(text("TRUNCATE runs, sweeps, run_tags, epoch_metrics, events, workers RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE runs, sweeps, run_tags, epoch_metrics, events, workers, saved_views RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -68,10 +68,11 @@ def methods(table: list) -> list[str]:
     return [row.to_plotly_json()["props"]["data-method"] for row in head_and_body(table)[1]]
 
 
-def test_a_url_names_the_data_set_encoder_and_sort_with_defaults_for_what_it_leaves_out():
-    assert benchmark.parse_view("") == {"dataset": "synthetic-shift", "encoder": None, "sort": "-val_acc"}
-    view = benchmark.parse_view("?dataset=uci-mfeat&encoder=mlp&sort=bb_imbalance")
-    assert view == {"dataset": "uci-mfeat", "encoder": "mlp", "sort": "bb_imbalance"}
+def test_a_url_names_the_data_set_encoder_project_and_sort_with_defaults_for_what_it_leaves_out():
+    assert benchmark.parse_view("") == {"dataset": "synthetic-shift", "encoder": None, "project": None,
+                                        "sort": "-val_acc"}
+    view = benchmark.parse_view("?dataset=uci-mfeat&encoder=mlp&project=ablations&sort=bb_imbalance")
+    assert view == {"dataset": "uci-mfeat", "encoder": "mlp", "project": "ablations", "sort": "bb_imbalance"}
 
 
 def test_a_row_per_method_best_fused_accuracy_first_each_figure_as_mean_and_std(ctx, three_methods):

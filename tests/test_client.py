@@ -291,7 +291,8 @@ def test_submit_posts_the_merged_config_and_prints_the_run(submit_app, tmp_path)
     sent = body(server.last)
     assert (sent["method"], sent["epochs"]) == ("baseline", 2)
     assert server.last.headers["authorization"] == "Bearer t"
-    assert "12" in result.output and f"{URL}/api/v1/runs/12" in result.output.replace("\n", "")
+    assert "12" in result.output and f"{URL}/runs/12" in result.output.replace("\n", "")  # its dashboard page
+    assert "/api/v1/runs/12" not in result.output
 
 
 @pytest.mark.parametrize("final, code", [("succeeded", 0), ("failed", 1), ("cancelled", 1)])

@@ -207,8 +207,8 @@ def test_launching_goes_through_the_api_path_and_lands_on_the_run_or_sweep(ctx):
     assert ctx.store.get_run(run_id)["config"]["epochs"] == 2
     sweep = launch.plan("synthetic-shift", "arm", "mlp", "0,1", True, None, None, [])
     href = launch.launch(ctx, sweep)
-    assert href.startswith("/?sweep=") and len(ctx.queue.sent) == 1 + 8
-    sweep_id = int(href.split("=")[1])
+    assert href.startswith("/sweeps/") and len(ctx.queue.sent) == 1 + 8
+    sweep_id = int(href.rsplit("/", 1)[1])
     assert len(ctx.store.list_runs(sweep=sweep_id)[0]) == 8
     assert "&group=seeds&color=method" in dump(runs.layout(ctx, f"?sweep={sweep_id}"))  # its compare link
 
@@ -458,12 +458,13 @@ def test_run_detail_layout_draws_every_chart_and_handles_missing_runs(ctx):
 
 def test_compare_url_round_trips_the_view():
     view = compare.parse_view("?runs=3,1,3,x&metric=val_acc&smooth=0.6&x=wall&color=method&group=seeds")
-    assert view == {"runs": [3, 1], "metric": "val_acc", "smooth": 0.6, "x": "wall", "color": "method",
-                    "group": "seeds", "refused": None}
-    assert compare.parse_view(compare.view_query(view)) == view
+    assert view == {"runs": [3, 1], "metrics": ["val_acc"], "smooth": 0.6, "x": "wall", "color": "method",
+                    "group": "seeds", "refused": None, "problems": ["runs: 'x' is not a run id, so it is left out."]}
+    assert compare.parse_view(compare.view_query(view)) == {**view, "problems": []}
     defaults = compare.parse_view("?runs=1&smooth=lots&x=nope&group=all")
-    assert defaults == {"runs": [1], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run",
-                        "refused": None}
+    assert {k: v for k, v in defaults.items() if k != "problems"} == {
+        "runs": [1], "metrics": ["shapley.*"], "smooth": 0.0, "x": "epoch", "color": "run", "group": "run",
+        "refused": None}
 
 
 def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx):
@@ -471,10 +472,11 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
     a, b = make_run(ctx, epochs=20, status="succeeded"), make_run(ctx, epochs=3, status="succeeded", method="baseline")
     shown = compare.render(
         ctx,
-        {"runs": [a["id"], 999, b["id"]], "metric": "shapley.*", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"},
+        {"runs": [a["id"], 999, b["id"]], "metrics": ["shapley.*"], "smooth": 0.0, "x": "epoch", "color": "run",
+         "group": "run"},
         "light",
     )
-    data = shown["figure"]["data"]
+    data = find(shown["charts"][0], "compare-graph").figure["data"]
     assert {t["meta"][0] for t in data} == {a["id"], b["id"]} and len(data) == 4
     assert max(len(t["x"]) for t in data) == 5  # 20 epochs thinned to 5 points by the store
     assert "run 999 does not exist" in dump(shown["notes"])
@@ -485,14 +487,16 @@ def test_compare_render_uses_the_store_downsampling_and_reports_missing_runs(ctx
 
 def test_compare_polls_while_a_run_is_live_and_redraws_only_when_one_moved(ctx):
     done, live = make_run(ctx, epochs=3, status="succeeded"), make_run(ctx, epochs=1, status="running")
-    view = {"runs": [done["id"], live["id"]], "metric": "val_acc", "smooth": 0.0, "x": "epoch", "color": "run", "group": "run"}
+    view = {"runs": [done["id"], live["id"]], "metrics": ["val_acc"], "smooth": 0.0, "x": "epoch", "color": "run",
+            "group": "run"}
     shown = compare.render(ctx, view, "light")
     assert shown["progress"]["live"]
     assert compare.poll(ctx, view, "light", True, shown["progress"]["signature"]) is None
     ctx.store.add_epoch(live["id"], {"epoch": 2, "val_acc": 0.2, "dominant": "a"})
     moved = compare.poll(ctx, view, "light", True, shown["progress"]["signature"])
     assert moved is not None
-    assert [len(t["x"]) for t in moved["figure"]["data"] if t["meta"][0] == live["id"]] == [2]
+    drawn = find(moved["charts"][0], "compare-graph").figure["data"]
+    assert [len(t["x"]) for t in drawn if t["meta"][0] == live["id"]] == [2]
     ctx.store.finish_run(live["id"], "w", "succeeded")
     finished = compare.poll(ctx, view, "light", True, moved["progress"]["signature"])
     assert finished is not None and not finished["progress"]["live"]
@@ -529,7 +533,7 @@ def test_every_page_callback_is_registered(ctx):
     for target in (
         "page.children",
         "runs-table.children",
-        "compare-graph.figure",
+        "compare-charts.children",
         "benchmark-table.children",
         "run-graph-accuracy.figure",
         "launch-submit.disabled",
@@ -586,7 +590,7 @@ def test_a_running_run_shows_a_method_pass_in_progress_beside_its_epoch():
 
 def test_the_compare_summary_of_a_lens_estimate_has_a_column_of_element_counts():
     records = [{"epoch": 1, "nmi.audio": 0.01, "nmi.visual": 0.02, "lens_elements": 51200}]
-    table = dump(compare.summary_table([{"id": 1, "name": "a", "config": {}, "records": records}], "nmi.*", "run"))
+    table = dump(compare.summary_table([{"id": 1, "name": "a", "config": {}, "records": records}], ["nmi.*"], "run"))
     assert "elements per estimate" in table and "51,200" in table
 
 

@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 class DatabaseSink(Sink):
     """Commits every epoch and event as it happens, waiting out a database restart."""
 
-    def __init__(self, store: Store, run_id: int, retry_seconds: float) -> None:
-        self.store, self.run_id, self.retry_seconds = store, run_id, retry_seconds
+    def __init__(self, store: Store, run_id: int, worker: str, retry_seconds: float) -> None:
+        self.store, self.run_id, self.worker, self.retry_seconds = store, run_id, worker, retry_seconds
         self.latest: dict[str, int | str | None] = {}
+
+    def environment(self, record: dict[str, Any]) -> None:
+        with_retry(lambda: self.store.set_environment(self.run_id, self.worker, record), "recording the environment",
+                   self.retry_seconds)
 
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         epoch = info.get("resumed_from_epoch") or 0
@@ -82,7 +86,7 @@ def execute(
     """
     stopping = stopping or threading.Event()
     run = store.get_run(run_id)
-    sink = DatabaseSink(store, run_id, settings.db_retry_seconds)
+    sink = DatabaseSink(store, run_id, worker, settings.db_retry_seconds)
     heartbeat = Heartbeat(store, run_id, worker, sink, settings.heartbeat_seconds)
     heartbeat.start()
     status, error, crashed = "failed", None, False
@@ -115,5 +119,7 @@ def execute(
         return "requeued" if store.requeue_run(run_id, worker) else "lost"
     if crashed:
         sink.event({"epoch": run["progress"]["epoch"], "kind": "failed", "level": "error", "message": error})
-    with_retry(lambda: store.finish_run(run_id, worker, status, error), "finishing the run", settings.db_retry_seconds)
+    # The last progress too: the heartbeat that would have carried it may never come.
+    with_retry(lambda: store.finish_run(run_id, worker, status, error, sink.latest or None), "finishing the run",
+               settings.db_retry_seconds)
     return status

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from armscope.client import Client, ClientError
+from armscope.environment import script_environment
 from armscope.tracking.spool import Spool, spool_root
 from armscope.tracking.uploader import Uploader
 
@@ -207,6 +208,7 @@ def init(
     seed: int = 0,
     epochs: int = 0,
     notes: str = "",
+    project: str | None = None,
     url: str | None = None,
     token: str | None = None,
     mode: Mode = "online",
@@ -215,8 +217,8 @@ def init(
     flush_seconds: float = 0.5,
     heartbeat_seconds: float = 5.0,
 ) -> Run:
-    """Start an external run. The server comes from ``url`` / ``$ARMSCOPE_URL``, the token from ``token`` /
-    ``$ARMSCOPE_API_TOKEN``. A server that cannot be reached makes the run offline (said on stderr); one that
+    """Start an external run (in ``project``, a name grouping the runs of one study, when given). The server comes
+    from ``url`` / ``$ARMSCOPE_URL``, the token from ``token`` / ``$ARMSCOPE_API_TOKEN``. A server that cannot be reached makes the run offline (said on stderr); one that
     refuses it (a wrong token, a bad config) raises :class:`armscope.client.ClientError`."""
     if mode not in ("online", "offline"):
         raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
@@ -224,7 +226,10 @@ def init(
     spec = {
         "key": key, "name": name or key, "config": json_config(config or {}), "modalities": list(modalities),
         "dataset": dataset, "seed": seed, "epochs": epochs, "tags": list(tags), "notes": notes,
+        "environment": script_environment(),  # the run page's Environment: this process, its script's commit
     }
+    if project is not None:
+        spec["project"] = project  # checked by the server: a bad name is refused there, naming the field
     spool = Spool.create(Path(spool_dir) if spool_dir else spool_root() / key, spec)
     client, run_id = None, None
     if mode == "online":

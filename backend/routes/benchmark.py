@@ -19,8 +19,9 @@ router = APIRouter(tags=["benchmark"], route_class=StrictRoute)
 def benchmark(
     dataset: str = Query(..., max_length=64, description="A registered data set."),
     encoder: str | None = Query(None, max_length=64, description="Only runs whose default encoder is this one."),
+    project: str | None = Query(None, max_length=100, description="Only the runs of this project."),
     store: Store = Depends(deps.store),
 ) -> dict[str, Any]:
     """A row per set of succeeded runs that differ only in their seed: fused accuracy, each modality's masked
     accuracy and Shapley share, imbalance (ours and BalanceBenchmark's), and cost; and the methods with no run."""
-    return table.benchmark(store, dataset, encoder)
+    return table.benchmark(store, dataset, encoder, project)

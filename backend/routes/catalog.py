@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from backend import deps
 from backend.auth import role_of_request
 from backend.schemas import Health
+from service import runs
 from service.access import Access
 from service.catalog import catalog as build_catalog
 from service.db.store import Store
@@ -48,3 +49,9 @@ def health(
 @router.get("/catalog")
 def catalog() -> dict[str, Any]:
     return build_catalog()
+
+
+@router.get("/projects", response_model=list[str])
+def projects(store: Store = Depends(deps.store)) -> list[str]:
+    """The project names runs and sweeps carry, sorted: what the pages' project filters offer."""
+    return runs.projects(store)

@@ -36,6 +36,7 @@ def list_runs(
     tag: str | None = None,
     sweep: int | None = Query(None, ge=1, le=runs.MAX_RUN_ID),
     text: str | None = Query(None, max_length=200),
+    project: str | None = Query(None, max_length=100, description="Only the runs of this project."),
     sort: str = Query(
         "-created_at",
         pattern=f"^-?({'|'.join(SORTABLE)})$",
@@ -47,7 +48,7 @@ def list_runs(
 ) -> dict[str, Any]:
     items, next_cursor = runs.list_runs(
         store, status=csv_items(status, "status"), method=method, dataset=dataset, tag=tag, sweep=sweep,
-        text=text, sort=sort, cursor=cursor, limit=limit,
+        text=text, project=project, sort=sort, cursor=cursor, limit=limit,
     )
     return {"items": items, "next_cursor": next_cursor}
 
@@ -59,7 +60,7 @@ def get_run(run_id: RunId, store: Store = Depends(deps.store)) -> dict[str, Any]
 
 @router.patch("/{run_id}", response_model=RunOut)
 def update_run(run_id: RunId, patch: RunPatch, store: Store = Depends(deps.store)) -> dict[str, Any]:
-    return runs.update(store, run_id, name=patch.name, tags=patch.tags, notes=patch.notes)
+    return runs.update(store, run_id, name=patch.name, tags=patch.tags, notes=patch.notes, project=patch.project)
 
 
 @router.delete("/{run_id}", status_code=204)
@@ -81,11 +82,13 @@ def retry_run(run_id: RunId, store: Store = Depends(deps.store), queue: Queue = 
 @router.get("/{run_id}/metrics")
 def metrics(
     run_id: RunId,
-    keys: str | None = Query(None, description="Comma-separated metric keys; all when empty."),
+    keys: str | None = Query(
+        None, description="Comma-separated metric keys; all when empty. A key the run neither logged nor declares "
+                          "is a 422 naming it."),
     since_epoch: int | None = Query(None, ge=0, le=runs.MAX_RUN_ID),
     store: Store = Depends(deps.store),
 ) -> Response:
-    return fast_json(store.metrics(run_id, csv_items(keys, "keys"), since_epoch))
+    return fast_json(runs.metrics(store, run_id, csv_items(keys, "keys"), since_epoch))
 
 
 @router.get("/{run_id}/events", response_model=list[EventOut])

@@ -4,8 +4,8 @@ A row per set of succeeded runs that differ only in their seed (``service.benchm
 std over the seeds: fused accuracy, each modality's masked accuracy and Shapley share, both
 imbalances and the cost. Two charts set the fused accuracy against the imbalance and against the
 time an epoch takes, and the methods with no run on the data set yet can be launched from the page
-as a seed sweep with their defaults. The URL holds the view (data set, encoder, sort), so a link
-reproduces it.
+as a seed sweep with their defaults. The URL holds the view (data set, encoder, project, sort), so a
+link reproduces it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dashboard.pages.runs import compare_href
 from service.benchmark import benchmark
 from service.catalog import catalog
 from service.errors import InvalidInput
+from service.runs import projects
 from service.sweeps import SweepSpec
 
 SORT_BY = {"type": "benchmark-sort-by", "column": ALL}
@@ -73,12 +74,14 @@ def best_first(key: str) -> bool:
 
 
 def parse_view(search: str | None) -> dict[str, Any]:
-    """The data set, encoder (None: any) and sort a URL asks for; the engine's default data set when it names none."""
+    """The data set, encoder and project (None: any) and sort a URL asks for; the engine's default data set when
+    it names none."""
     query = parse_qs((search or "").lstrip("?"))
     first = lambda key: (query.get(key) or [""])[0]  # noqa: E731
     return {
         "dataset": first("dataset") or RunConfig.model_fields["dataset"].default,
         "encoder": first("encoder") or None,
+        "project": first("project") or None,
         "sort": first("sort") or DEFAULT_SORT,
     }
 
@@ -192,33 +195,40 @@ def launcher(method: str, summary: str) -> dbc.ListGroupItem:
     )
 
 
-def where(dataset: str, encoder: str | None) -> str:
-    """'on <data set>', and 'with the <encoder> encoder' when the view names one."""
-    return f"on {dataset}" + (f" with the {encoder} encoder" if encoder else "")
+def where(dataset: str, encoder: str | None, project: str | None = None) -> str:
+    """'on <data set>', 'with the <encoder> encoder' and 'in project <p>' when the view names them."""
+    return f"on {dataset}" + (f" with the {encoder} encoder" if encoder else "") + (
+        f" in project {project}" if project else "")
 
 
-def launchers(methods: Sequence[str], dataset: str, encoder: str | None) -> Any:
+def launchers(methods: Sequence[str], dataset: str, encoder: str | None, project: str | None = None) -> Any:
     if not methods:
-        everything = f"Every method has finished runs {where(dataset, encoder)}."
+        everything = f"Every method has finished runs {where(dataset, encoder, project)}."
         return html.P(everything, className="text-body-secondary mb-0")
     entries = catalog()["methods"]
     note = html.P(
-        f"Launch a seed sweep of a method {where(dataset, encoder)}, every other setting at its default.",
+        f"Launch a seed sweep of a method {where(dataset, encoder, project)}, every other setting at its default.",
         className="text-body-secondary small",
     )
     return [note, dbc.ListGroup([launcher(m, entries[m]["summary"]) for m in methods], flush=True)]
 
 
-def sweep_spec(method: str, dataset: str, encoder: str | None, seeds: list[int]) -> SweepSpec:
-    """A seed sweep of ``method`` on ``dataset`` (with ``encoder`` as the default encoder when given), else defaults."""
+def sweep_spec(
+    method: str, dataset: str, encoder: str | None, seeds: list[int], project: str | None = None
+) -> SweepSpec:
+    """A seed sweep of ``method`` on ``dataset`` (with ``encoder`` as the default encoder, in ``project``, when
+    given), else defaults."""
     config: dict[str, Any] = {"dataset": dataset, "method": method}
     if encoder:
         config["model_options"] = {"encoder": {"name": encoder}}
+    if project:
+        config["project"] = project
     return SweepSpec(config=config, methods=[method], seeds=seeds, name=f"benchmark: {method} on {dataset}")
 
 
 def launch(
-    ctx: Context, method: str, dataset: str | None, encoder: str | None, seeds_text: str | None
+    ctx: Context, method: str, dataset: str | None, encoder: str | None, seeds_text: str | None,
+    project: str | None = None,
 ) -> tuple[Any, bool]:
     """Launch a method's seeds on the page's data set; what to show beside its button, and whether the seeds are bad."""
     if not dataset:
@@ -227,7 +237,7 @@ def launch(
     if problem:
         return html.Small(problem, className="text-danger"), True
     try:
-        sweep = actions.launch_sweep(ctx, sweep_spec(method, dataset, encoder, seeds))
+        sweep = actions.launch_sweep(ctx, sweep_spec(method, dataset, encoder, seeds, project))
     except actions.ActionError as exc:
         return html.Small(str(exc), className="text-danger"), False
     count = len(sweep["runs"])
@@ -241,7 +251,7 @@ def launch(
 def render(ctx: Context, view: dict[str, Any], mode: str | None) -> dict[str, Any]:
     """Everything the page shows for a view: what both the layout and its callback draw."""
     try:
-        table = benchmark(ctx.store, view["dataset"], view["encoder"])
+        table = benchmark(ctx.store, view["dataset"], view["encoder"], view.get("project"))
     except InvalidInput as exc:
         return refused(actions.describe(exc))
     table_columns = columns(table["modalities"])
@@ -251,7 +261,7 @@ def render(ctx: Context, view: dict[str, Any], mode: str | None) -> dict[str, An
         None
         if rows
         else ui.empty_state(
-            f"No finished runs {where(table['dataset'], table['encoder'])} yet",
+            f"No finished runs {where(table['dataset'], table['encoder'], table['project'])} yet",
             "A row appears here for each method once its runs succeed: launch some below.",
             icon="▦",
         )
@@ -264,7 +274,7 @@ def render(ctx: Context, view: dict[str, Any], mode: str | None) -> dict[str, An
         "imbalance": fx.benchmark_figure(rows, "imbalance", "imbalance", mode),
         "cost": fx.benchmark_figure(rows, "epoch_seconds", "seconds per epoch", mode),
         "charts_hidden": not rows,
-        "launchers": launchers(table["without_runs"], table["dataset"], table["encoder"]),
+        "launchers": launchers(table["without_runs"], table["dataset"], table["encoder"], table["project"]),
         "sort": sort,
     }
 
@@ -302,6 +312,14 @@ def choice(label: str, ident: str, names: Sequence[str], value: str | None, **kw
     )
 
 
+def project_choice(ctx: Context, value: str | None) -> dbc.Col:
+    """The project filter: every project in use, and the URL's even when no run carries it yet."""
+    names = projects(ctx.store)
+    if value and value not in names:
+        names = sorted([*names, value])
+    return choice("Project", "benchmark-project", names, value, placeholder="any")
+
+
 def chart(ident: str, figure: Any) -> dbc.Col:
     """A chart in a card, half the page wide; its PNG download is named after it."""
     graph = ui.graph(ident, figure, f"armscope-{ident.removesuffix('-graph')}", style={"height": "400px"})
@@ -317,6 +335,7 @@ def layout(ctx: Context, search: str | None, mode: str | None = None) -> Any:
         [
             choice("Data set", "benchmark-dataset", list(cat["datasets"]), view["dataset"], clearable=False),
             choice("Encoder", "benchmark-encoder", list(cat["encoders"]), view["encoder"], placeholder="any"),
+            project_choice(ctx, view["project"]),
             dbc.Col(
                 html.Small(
                     "A row per set of succeeded runs that differ only in their seed: mean ± std over the seeds "
@@ -324,7 +343,7 @@ def layout(ctx: Context, search: str | None, mode: str | None = None) -> Any:
                     "The address bar holds this view: copy it to share.",
                     className="text-body-secondary",
                 ),
-                md=6,
+                md=3,
                 class_name="d-flex align-items-end",
             ),
         ],
@@ -374,17 +393,22 @@ def register(app: Dash, ctx: Context) -> None:
         Output("benchmark-shown-sort", "data"),
         Input("benchmark-dataset", "value"),
         Input("benchmark-encoder", "value"),
+        Input("benchmark-project", "value"),
         Input("benchmark-sort", "data"),
         Input("theme", "data"),
         prevent_initial_call=True,
     )
     @checked
-    def redraw(dataset: Text | None, encoder: Text | None, sort: Text | None, mode: str | None) -> Any:
+    def redraw(
+        dataset: Text | None, encoder: Text | None, project: Text | None, sort: Text | None, mode: str | None
+    ) -> Any:
         if not dataset:
             raise PreventUpdate
-        shown = render(ctx, {"dataset": dataset, "encoder": encoder or None, "sort": sort or DEFAULT_SORT}, mode)
-        # The launchers stay as they are (with what each launch answered) unless the data set or encoder changed.
-        new_view = dash_ctx.triggered_id in ("benchmark-dataset", "benchmark-encoder")
+        view = {"dataset": dataset, "encoder": encoder or None, "project": project or None, "sort": sort or DEFAULT_SORT}
+        shown = render(ctx, view, mode)
+        # The launchers stay as they are (with what each launch answered) unless the data set, encoder or project
+        # changed.
+        new_view = dash_ctx.triggered_id in ("benchmark-dataset", "benchmark-encoder", "benchmark-project")
         return (
             shown["notes"], shown["empty"], shown["table"], shown["table_hidden"], shown["imbalance"], shown["cost"],
             shown["charts_hidden"], shown["launchers"] if new_view else no_update, shown["sort"],
@@ -412,22 +436,25 @@ def register(app: Dash, ctx: Context) -> None:
         State({"type": "benchmark-seeds", "method": MATCH}, "value"),
         State("benchmark-dataset", "value"),
         State("benchmark-encoder", "value"),
+        State("benchmark-project", "value"),
         prevent_initial_call=True,
     )
     @checked
-    def launch_method(n_clicks: int | None, seeds: Text | None, dataset: Text | None, encoder: Text | None) -> Any:
+    def launch_method(
+        n_clicks: int | None, seeds: Text | None, dataset: Text | None, encoder: Text | None, project: Text | None
+    ) -> Any:
         if not n_clicks:
             raise PreventUpdate
         method = dash_ctx.inputs_list[0]["id"]["method"]  # the button's; the guard has checked it is a plain value
         if method not in catalog()["methods"]:
             raise BadInput(f"method: unknown method {str(method)[:40]!r}")
-        return launch(ctx, method, dataset, encoder or None, seeds)
+        return launch(ctx, method, dataset, encoder or None, seeds, project or None)
 
     # Keep the address bar in step with the view without a page load (replaceState: no history spam).
     app.clientside_callback(
         """
-        function(dataset, encoder, sort) {
-            const parts = [['dataset', dataset], ['encoder', encoder], ['sort', sort]]
+        function(dataset, encoder, project, sort) {
+            const parts = [['dataset', dataset], ['encoder', encoder], ['project', project], ['sort', sort]]
                 .filter(([, value]) => value)
                 .map(([key, value]) => key + '=' + encodeURIComponent(value));
             const q = parts.length ? '?' + parts.join('&') : '';
@@ -440,6 +467,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output("benchmark-url-sink", "children"),
         Input("benchmark-dataset", "value"),
         Input("benchmark-encoder", "value"),
+        Input("benchmark-project", "value"),
         Input("benchmark-shown-sort", "data"),
         prevent_initial_call=True,
     )

@@ -1,4 +1,5 @@
-"""Launch `/launch`: a run, a seed sweep or a method comparison, from forms generated from the catalog."""
+"""Launch `/launch`: a run, a sweep (seeds, several values of any number field) or a method comparison, from
+forms generated from the catalog."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ from service.sweeps import SweepSpec, comparison_titles
 RUN_EXCLUDE = ("name", "tags", "dataset", "dataset_options", "method", "method_options", "model_options", "seed")
 MODEL_EXCLUDE = ("encoder",)  # the default encoder has its own choice and form; overrides are JSON
 SECTIONS = ("dataset", "method", "run", "model", "encoder")
+# Where each section's fields live in a RunConfig: a swept field's path in the sweep's search.
+PATHS = {"run": "", "dataset": "dataset_options.", "method": "method_options.", "model": "model_options.",
+         "encoder": "model_options.encoder."}
+# Options that only matter on a GPU (or only for speed there): under each section's collapsed "Advanced".
+GPU_ONLY = frozenset({"precision", "channels_last", "compile", "cuda_graph", "pin_memory"})
 MAX_SEEDS = 100
 OPT = {"type": "opt", "section": ALL, "field": ALL}
 OPTB = {"type": "optb", "section": ALL, "field": ALL}
@@ -83,19 +89,24 @@ class Plan:
     field_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     seeds_error: str | None = None
     general: list[str] = field(default_factory=list)
+    swept: dict[str, tuple[str, str]] = field(default_factory=dict)  # a searched path -> its (section, field)
 
     @property
     def ok(self) -> bool:
         return self.request is not None and not (self.field_errors or self.seeds_error or self.general)
 
 
-def _locate(loc: Sequence[Any], run_fields: set[str]) -> tuple[str, str] | str | None:
+def _locate(
+    loc: Sequence[Any], run_fields: set[str], swept: dict[str, tuple[str, str]] | None = None
+) -> tuple[str, str] | str | None:
     """Map a validation error location to a form input: (section, field), "seeds", or None."""
     loc = [str(p) for p in loc]
     if not loc:
         return None
     head = loc[0]
-    if head == "seed":
+    if head == "search" and len(loc) > 1:
+        return (swept or {}).get(loc[1])
+    if head in ("seed", "seeds"):
         return "seeds"
     if head in ("dataset_options", "method_options") and len(loc) > 1:
         return head.split("_")[0], loc[1]
@@ -132,6 +143,7 @@ def plan(
         flds = section_fields(section, dataset, method, encoder)
         options[section], errors = sf.collect(flds, values[section])
         result.field_errors.update({(section, k): v for k, v in errors.items()})
+    search = _take_swept(options, result.swept)
     seeds, result.seeds_error = parse_seeds(seeds_text)
     tags = [t.strip() for t in (tags_text or "").split(",") if t.strip()]
     raw: dict[str, Any] = {
@@ -149,15 +161,16 @@ def plan(
     # Each option section on its own first: RunConfig stops at its first failing layer, the form shows all.
     problems: list[tuple[Sequence[Any], str]] = section_problems(raw)
     result.runs = len(seeds)
-    if not compare and len(seeds) == 1:
+    if not compare and len(seeds) == 1 and not search:
         try:
             result.request = RunConfig.model_validate({**raw, "name": (name or "").strip() or None, "seed": seeds[0]})
         except ValidationError as exc:
             problems += [(e["loc"], e["msg"]) for e in exc.errors()]
     else:
         try:
-            sweep = SweepSpec(config=raw, methods=[method], seeds=seeds, compare=compare, name=(name or "").strip() or None)
-            result.runs = len(sweep.arms) * len(seeds)
+            sweep = SweepSpec(config=raw, methods=[method], seeds=seeds, compare=compare, search=search,
+                              name=(name or "").strip() or None)
+            result.runs = sweep.run_count
             sweep.configs  # expanded and validated here, once: launching the sweep reuses them
             result.request = sweep
         except ValidationError as exc:
@@ -165,17 +178,31 @@ def plan(
         except InvalidConfig as exc:
             problems += [([p for p in e["loc"] if p != "config"], e["msg"]) for e in exc.problems]
     for loc, msg in problems:
-        where = _locate(loc, run_fields)
+        where = _locate(loc, run_fields, result.swept)
         if where == "seeds":
             result.seeds_error = msg
         elif isinstance(where, tuple):
-            inner = str(loc[1]).partition(".")[2] if len(loc) > 1 else ""  # the modality of encoders.<m>
+            # The modality of encoders.<m> (a searched path's dots are not one)
+            inner = str(loc[1]).partition(".")[2] if len(loc) > 1 and loc[0] != "search" else ""
             result.field_errors.setdefault(where, f"{inner}: {msg}" if inner else msg)
         else:
             result.general.append(f"{'.'.join(map(str, loc))}: {msg}" if loc else msg)
     if problems:
         result.request = None
     return result
+
+
+def _take_swept(options: dict[str, dict[str, Any]], swept: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Move the fields given several values out of ``options`` into a sweep's search (path -> axis), noting
+    in ``swept`` which input each path came from."""
+    search: dict[str, Any] = {}
+    for section in SECTIONS:
+        for name, value in list(options[section].items()):
+            if isinstance(value, sf.Swept):
+                path = PATHS[section] + name
+                search[path], swept[path] = value.axis, (section, name)
+                del options[section][name]
+    return search
 
 
 def section_problems(raw: dict[str, Any]) -> list[tuple[Sequence[Any], str]]:
@@ -210,7 +237,7 @@ def launch(ctx: Context, the_plan: Plan) -> str:
     if isinstance(the_plan.request, RunConfig):
         return f"/runs/{actions.launch_run(ctx, the_plan.request)['id']}"
     if isinstance(the_plan.request, SweepSpec):
-        return f"/?sweep={actions.launch_sweep(ctx, the_plan.request)['id']}"
+        return f"/sweeps/{actions.launch_sweep(ctx, the_plan.request)['id']}"
     raise actions.ActionError("The form has errors; fix the fields marked in red.")
 
 
@@ -219,8 +246,14 @@ def summary_text(the_plan: Plan, compare: bool) -> str:
         return "Fix the fields marked in red to launch."
     if the_plan.runs == 1:
         return "Launches 1 run."
-    kind = "a method comparison" if compare else "a seed sweep"
-    return f"Launches {kind} of {the_plan.runs} runs."
+    if compare:
+        return f"Launches a method comparison of {the_plan.runs} runs."
+    spec = the_plan.request
+    if isinstance(spec, SweepSpec) and spec.search:
+        seeds = len(set(spec.seeds))
+        over = [spec.short(path) for path in spec.search] + ([f"{seeds} seeds"] if seeds > 1 else [])
+        return f"Launches a sweep of {the_plan.runs} runs over {' × '.join(over)} (at most {spec.max_runs})."
+    return f"Launches a seed sweep of {the_plan.runs} runs."
 
 
 # -- layout ------------------------------------------------------------------------------
@@ -326,6 +359,11 @@ def layout(ctx: Context, search: str | None = None) -> Any:
                 ],
                 class_name="g-3 mb-2",
             ),
+            dbc.FormText(
+                f"Any number field below also takes several values, each making its own runs: {sf.SWEEP_SYNTAX}; "
+                "the run count shows before launching.",
+                class_name="d-block mb-2",
+            ),
             dbc.Switch(
                 id="launch-compare",
                 value=False,
@@ -359,20 +397,23 @@ def layout(ctx: Context, search: str | None = None) -> Any:
                 "Data set options",
                 "launch-dataset-fields",
                 sf.render(
-                    "dataset", section_fields("dataset", dataset, method, encoder), config.get("dataset_options")
+                    "dataset", section_fields("dataset", dataset, method, encoder), config.get("dataset_options"),
+                    GPU_ONLY,
                 ),
             ),
             section(
                 "Method options",
                 "launch-method-fields",
-                sf.render("method", section_fields("method", dataset, method, encoder), config.get("method_options")),
+                sf.render(
+                    "method", section_fields("method", dataset, method, encoder), config.get("method_options"), GPU_ONLY
+                ),
                 "With 'compare methods', the other methods use their defaults, and a control (such as ARM without "
                 "re-weighting) uses its method's options here with its own.",
             ),
             section(
                 "Training",
                 "launch-run-fields",
-                sf.render("run", section_fields("run", dataset, method, encoder), run_values),
+                sf.render("run", section_fields("run", dataset, method, encoder), run_values, GPU_ONLY),
             ),
             model,
         ],
@@ -425,7 +466,7 @@ def register(app: Dash, ctx: Context) -> None:
     @checked
     def dataset_changed(dataset: Text | None) -> Any:
         entry = catalog()["datasets"].get(dataset) or {}
-        return sf.render("dataset", section_fields("dataset", dataset, "", "")), entry.get("summary", "")
+        return sf.render("dataset", section_fields("dataset", dataset, "", ""), advanced=GPU_ONLY), entry.get("summary", "")
 
     @app.callback(
         Output("launch-method-fields", "children"),
@@ -436,7 +477,7 @@ def register(app: Dash, ctx: Context) -> None:
     @checked
     def method_changed(method: Text | None) -> Any:
         entry = catalog()["methods"].get(method) or {}
-        return sf.render("method", section_fields("method", "", method, "")), entry.get("summary", "")
+        return sf.render("method", section_fields("method", "", method, ""), advanced=GPU_ONLY), entry.get("summary", "")
 
     @app.callback(
         Output("launch-encoder-fields", "children"),

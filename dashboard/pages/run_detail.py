@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
+from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
+from pydantic import Field
 
 from armscope.metrics import CHARTS
 from dashboard import actions
 from dashboard import components as ui
 from dashboard import figures as fx
 from dashboard.inputs import Cursor, Event, Pending, Record, RunId, checked
+from service import runs as run_cases
 from service import seed_sets as ss
 from service.catalog import metrics_of
 from service.db.store import TERMINAL, RunNotFound
@@ -24,6 +27,12 @@ GRAPHS = [chart.name for chart in CHARTS]
 METHOD_GRAPH = "run-method-graph"  # the charts a run's method declares, one graph each: {"type": ..., "index": i}
 LEVEL_COLORS = {"info": "secondary", "warning": "warning", "error": "danger"}
 MAX_EVENTS_SHOWN = 200
+# What a run's notes and tags may hold: the API's limits (RunPatch, RunConfig.tags).
+MAX_NOTES, MAX_TAGS, MAX_TAG = 10_000, 50, 100
+# What the edit form's fields may carry at all; within it, a refusal is a message on the page.
+EditText = Annotated[str, Field(max_length=10 * MAX_NOTES)]
+# The imbalance is the spread of the Shapley values over the sum of their sizes (armscope.metrics).
+IMBALANCE_SCALE = "0 = balanced · 1 = one modality does it all"
 
 
 def build_figures(
@@ -85,6 +94,9 @@ def state_signature(run: dict[str, Any]) -> str:
             run.get("error"),
             run.get("best_val_acc"),
             run.get("dominant"),
+            run.get("notes"),
+            run.get("tags"),
+            run.get("environment"),
         ],
         default=str,
     )
@@ -135,39 +147,83 @@ def status_block(run: dict[str, Any]) -> list[Any]:
     if run.get("error"):
         out.append(
             dbc.Alert(
-                html.Pre(run["error"], className="mb-0 small error-text"), color="danger", class_name="mt-2 mb-0 py-2"
+                [
+                    html.Div(f"This run {run['status']}:" if run["status"] in TERMINAL else "Error:",
+                             className="fw-semibold small mb-1"),
+                    html.Pre(run["error"], className="mb-0 small error-text"),
+                ],
+                color="danger", class_name="mt-2 mb-0 py-2", id="run-error",
             )
         )
     if run["tags"]:
         out.append(
             html.Div(
                 [dbc.Badge(t, color="light", text_color="dark", class_name="me-1 border") for t in run["tags"]],
-                className="mt-2",
+                className="mt-2", id="run-tags",
             )
         )
+    if run.get("notes"):
+        out.append(html.Div(run["notes"], id="run-notes", className="mt-2 small", style={"whiteSpace": "pre-wrap"}))
     return out
 
 
+def identity(run: dict[str, Any]) -> list[Any]:
+    """The line under the run's name: its id, its project (the runs of that project) and its sweep (its page)."""
+    parts: list[Any] = [f"run #{run['id']}"]
+    if run.get("project"):
+        parts += [" · project ", dcc.Link(run["project"], href="/?" + urlencode({"project": run["project"]}),
+                                          id="run-project-link")]
+    if run.get("sweep_id"):
+        parts += [" · ", dcc.Link(f"sweep #{run['sweep_id']}", href=f"/sweeps/{run['sweep_id']}", id="run-sweep-link")]
+    return parts
+
+
+def no_epochs_note(run: dict[str, Any], has_records: bool) -> list[Any]:
+    """In place of the charts while a run has no epoch: why there is nothing to draw. A run that ended
+    without one (failed while loading its data, say) says so; its error is shown above."""
+    if has_records:
+        return []
+    status = run["status"]
+    if status in ("failed", "crashed"):
+        text = f"This run {status} before completing an epoch, so it has nothing to chart; the error is above."
+    elif status == "cancelled":
+        text = "This run was cancelled before completing an epoch, so it has nothing to chart."
+    elif status == "succeeded":
+        text = "This run logged no epochs."
+    else:
+        text = "No epochs yet: the charts appear after the first epoch."
+    return [dbc.Alert(text, color="danger" if status in ("failed", "crashed") else "light",
+                      class_name="mb-3", id="run-no-epochs-text")]
+
+
+def charts_style(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The charts' style: hidden while there is no epoch (seven charts saying so would say nothing more)."""
+    return {} if records else {"display": "none"}
+
+
 def stats(run: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[Any]:
+    """The headline tiles; none before the first epoch (they would all read "—")."""
+    if not records:
+        return []
     seconds = [r["epoch_seconds"] for r in records if isinstance(r.get("epoch_seconds"), (int, float))]
     imbalance = _latest(records, "imbalance")
     tiles = [
-        ("best fused acc.", ui.percent(run.get("best_val_acc"))),
-        ("last fused acc.", ui.percent(_latest(records, "val_acc"))),
-        ("dominant now", _latest(records, "dominant") or "—"),
-        ("imbalance", "—" if imbalance is None else f"{imbalance:.2f}"),
-        ("dominance switches", str(len(fx.switches(records)))),
-        ("epoch time", ui.duration(sum(seconds) / len(seconds)) if seconds else "—"),
+        ("best fused acc.", ui.percent(run.get("best_val_acc")), None),
+        ("last fused acc.", ui.percent(_latest(records, "val_acc")), None),
+        ("dominant now", _latest(records, "dominant") or "—", None),
+        ("imbalance", "—" if imbalance is None else f"{imbalance:.2f}", IMBALANCE_SCALE),
+        ("dominance switches", str(len(fx.switches(records))), None),
+        ("epoch time", ui.duration(sum(seconds) / len(seconds)) if seconds else "—", None),
     ]
-    return [
-        dbc.Col(
-            html.Div([html.Div(v, className="stat-value"), html.Div(k, className="stat-key")], className="stat-tile"),
-            xs=6,
-            md=4,
-            xl=2,
-        )
-        for k, v in tiles
-    ]
+    return [dbc.Col(_tile(key, value, hint), xs=6, md=4, xl=2) for key, value, hint in tiles]
+
+
+def _tile(key: str, value: str, hint: str | None) -> Any:
+    """One headline figure; ``hint`` says on the tile what its scale means."""
+    parts = [html.Div(value, className="stat-value"), html.Div(key, className="stat-key")]
+    if hint:
+        parts.append(html.Div(hint, className="small text-body-secondary"))
+    return html.Div(parts, className="stat-tile")
 
 
 def _latest(records: Sequence[dict[str, Any]], key: str) -> Any:
@@ -175,10 +231,11 @@ def _latest(records: Sequence[dict[str, Any]], key: str) -> Any:
     return next((r[key] for r in reversed(records) if r.get(key) is not None), None)
 
 
-def events_table(events: Sequence[dict[str, Any]]) -> Any:
+def events_table(events: Sequence[dict[str, Any]], live: bool = True) -> Any:
     if not events:
         return html.P(
-            "No events yet. Dominance switches, guard clamps, resumes and failures show up here.",
+            "No events yet. Dominance switches, guard clamps, resumes and failures show up here."
+            if live else "This run recorded no events.",
             className="text-body-secondary mb-0",
         )
     shown = list(reversed(events))[:MAX_EVENTS_SHOWN]
@@ -229,6 +286,126 @@ def config_view(config: dict[str, Any]) -> Any:
             html.Details(
                 [html.Summary("as JSON"), html.Pre(json.dumps(config, indent=2), className="small config-json")]
             ),
+        ]
+    )
+
+
+def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The environment a run recorded (``armscope.environment``) as (what, value) rows to read, in the order
+    one checks a result against another: where it ran, with what software, from which code."""
+    env = environment
+    device = str(env.get("device") or "—")
+    if env.get("device_requested") and env["device_requested"] != device:
+        device += f" (config: {env['device_requested']})"
+    rows = [("device", device)]
+    if gpu := env.get("gpu"):
+        memory = f", {gpu['memory_mb'] / 1024:.0f} GiB" if isinstance(gpu.get("memory_mb"), (int, float)) else ""
+        count = f" (of {gpu['count']} visible)" if (gpu.get("count") or 1) > 1 else ""
+        rows.append(("GPU", f"{gpu.get('name', '?')}{memory}, compute capability {gpu.get('capability', '?')}{count}"))
+    if "peak_memory_mb" in env:
+        peak = env["peak_memory_mb"]
+        rows.append(("peak memory", "recorded when the run ends" if peak is None else f"{peak:,.0f} MiB"))
+    software = [f"torch {env['torch']}"] if env.get("torch") else []
+    software += [f"CUDA {env['cuda']}"] if env.get("cuda") else []
+    software += [f"cuDNN {env['cudnn']}"] if env.get("cudnn") else []
+    rows += [("torch", ", ".join(software))] if software else []
+    rows += [(label, str(env[key])) for label, key in (
+        ("armscope", "armscope"), ("Python", "python"), ("platform", "platform"), ("host", "host"),
+        ("CPU threads", "threads"), ("DataLoader workers", "dataloader_workers"),
+    ) if env.get(key) is not None]
+    rows.append(("armscope's code", _checkout(env.get("code")) if env.get("code") else "installed (not a git checkout)"))
+    if source := env.get("source"):
+        rows.append(("config or script", f"{source.get('path')}: {_checkout(source.get('git'))}"))
+    return rows
+
+
+def _checkout(git: dict[str, Any] | None) -> str:
+    if not git:
+        return "not in a git checkout"
+    dirty = {True: ", with uncommitted changes", False: ", clean", None: ""}.get(git.get("dirty"), "")
+    return f"commit {str(git.get('commit'))[:12]}{dirty} ({git.get('repository')})"
+
+
+def environment_view(environment: dict[str, Any] | None) -> Any:
+    """The Environment tab: what the run ran on and with, or why it is not there."""
+    if not environment:
+        return html.P(
+            "Recorded when the run starts: the device it used, its GPU, the torch, CUDA and armscope versions, "
+            "the host and the git commit of the code.",
+            className="text-body-secondary mb-0",
+        )
+    rows = [html.Tr([html.Td(k, className="small"), html.Td(v, className="font-monospace small")])
+            for k, v in environment_rows(environment)]
+    return html.Div(
+        [
+            dbc.Table(html.Tbody(rows), size="sm", class_name="config-table mb-2", id="run-environment-table"),
+            html.Details(
+                [html.Summary("as JSON"), html.Pre(json.dumps(environment, indent=2), className="small config-json")]
+            ),
+        ]
+    )
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as ``a, b, c``: trimmed, empty ones and repeats dropped; ValueError past the API's limits."""
+    tags = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"At most {MAX_TAGS} tags: {len(tags)} given.")
+    long = [t for t in tags if len(t) > MAX_TAG]
+    if long:
+        raise ValueError(f"A tag holds at most {MAX_TAG} characters: {long[0][:40]!r}… has {len(long[0])}.")
+    return tags
+
+
+def save_notes(ctx: Any, run_id: int, notes: str, tags_text: str) -> tuple[str, str, dict[str, Any] | None]:
+    """Store a run's notes and tags through the service, as the API's PATCH does: (alert colour, message,
+    the updated run or None when nothing was stored)."""
+    if not actions.may_write(ctx):
+        return "danger", actions.READ_ONLY, None
+    if len(notes) > MAX_NOTES:
+        return "danger", f"Notes hold at most {MAX_NOTES:,} characters: {len(notes):,} given.", None
+    try:
+        tags = parse_tags(tags_text)
+        run = run_cases.update(ctx.store, run_id, notes=notes, tags=tags)
+    except (ValueError, RunNotFound) as exc:
+        return "danger", str(exc), None
+    return "success", "Saved.", run
+
+
+def edit_block(run: dict[str, Any]) -> Any:
+    """Notes and tags, edited in place: a button opens the form, Save stores them (the runs search finds notes)."""
+    form = dbc.Card(
+        dbc.CardBody(
+            [
+                dbc.Label("Notes", html_for="run-notes-input", class_name="small mb-1"),
+                dbc.Textarea(id="run-notes-input", value=run["notes"], rows=3,
+                             placeholder="What this run tries, what you saw in it…"),
+                dbc.Label("Tags, separated by commas", html_for="run-tags-input", class_name="small mt-2 mb-1"),
+                dbc.Input(id="run-tags-input", value=", ".join(run["tags"]), type="text"),
+                html.Div(
+                    [
+                        dbc.Button("Save", id="run-save", color="primary", size="sm", n_clicks=0),
+                        dbc.Button("Cancel", id="run-edit-cancel", color="secondary", outline=True, size="sm",
+                                   n_clicks=0),
+                    ],
+                    className="d-flex gap-2 mt-2",
+                ),
+            ],
+            class_name="p-2",
+        ),
+        class_name="mt-1",
+    )
+    return html.Div(
+        [
+            html.Div(
+                [
+                    dbc.Button("Edit notes and tags", id="run-edit-toggle", color="link", size="sm",
+                               class_name="px-0", n_clicks=0),
+                    html.Span(id="run-save-message", className="small ms-2"),
+                ],
+                className="d-flex align-items-center mt-1",
+            ),
+            dbc.Collapse(form, id="run-edit", is_open=False),
         ]
     )
 
@@ -289,10 +466,7 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
                         html.Div(
                             [
                                 html.H2(run["name"], className="page-title mb-1"),
-                                html.Div(
-                                    f"run #{run_id}" + (f" · sweep {run['sweep_id']}" if run.get("sweep_id") else ""),
-                                    className="text-body-secondary small",
-                                ),
+                                html.Div(identity(run), className="text-body-secondary small", id="run-identity"),
                             ]
                         ),
                         buttons,
@@ -300,32 +474,42 @@ def layout(ctx: Any, run_id: int, mode: str | None = None) -> Any:
                     className="d-flex justify-content-between align-items-start flex-wrap gap-2 mb-2",
                 ),
                 html.Div(status_block(run), id="run-status"),
+                edit_block(run),
             ]
         ),
         class_name="shadow-sm mb-3",
     )
     hidden = _unrecorded(run, records)
-    charts = html.Div([*_engine_rows(figs, run_id, hidden), *_method_rows(figs["method"], run_id)])
+    hint = html.P(
+        "Live: updates every few seconds while the run is queued or running. "
+        "Download any chart as PNG with the camera button in its toolbar.",
+        className="small text-body-secondary mb-2",
+    )
+    charts = html.Div(
+        [hint, *_engine_rows(figs, run_id, hidden), *_method_rows(figs["method"], run_id)], id="run-charts",
+        style=charts_style(records),
+    )
+    live = run["status"] not in TERMINAL
     tabs = dbc.Tabs(
         [
             dbc.Tab(
-                html.Div(events_table(events), id="run-events-box", className="pt-3"), label="Events", tab_id="events"
+                html.Div(events_table(events, live), id="run-events-box", className="pt-3"), label="Events",
+                tab_id="events",
             ),
             dbc.Tab(html.Div(config_view(run["config"]), className="pt-3"), label="Config", tab_id="config"),
+            dbc.Tab(
+                html.Div(environment_view(run.get("environment")), id="run-environment-box", className="pt-3"),
+                label="Environment", tab_id="environment",
+            ),
         ],
         active_tab="events",
+        id="run-tabs",
     )
     return html.Div(
         [
             header,
             dbc.Row(stats(run, records), id="run-stats", class_name="g-2 mb-3"),
-            html.P(
-                [
-                    "Live: updates every few seconds while the run is queued or running. "
-                    "Download any chart as PNG with the camera button in its toolbar."
-                ],
-                className="small text-body-secondary mb-2",
-            ),
+            html.Div(no_epochs_note(run, bool(records)), id="run-no-epochs"),
             charts,
             dbc.Card(dbc.CardBody(tabs), class_name="shadow-sm mb-4"),
             ui.confirm_modal("run", "No"),
@@ -412,6 +596,8 @@ def register(app: Dash, ctx: Any) -> None:
         Output("run-cancel", "disabled"),
         Output("run-retry", "disabled"),
         Output("run-delete", "disabled"),
+        Output("run-environment-box", "children"),
+        Output("run-no-epochs", "children", allow_duplicate=True),
         Input("run-interval", "n_intervals"),
         State("run-id", "data"),
         State("run-cursor", "data"),
@@ -431,6 +617,8 @@ def register(app: Dash, ctx: Any) -> None:
                 True,
                 True,
                 True,
+                no_update,
+                no_update,
             )
         run = result["run"]
         if result["records"] is None:
@@ -449,15 +637,18 @@ def register(app: Dash, ctx: Any) -> None:
             events.extend(_jsonable(result["events"]))
         if not result["changed"] and result["records"] is None and result["events"] is None and not result["stop"]:
             raise PreventUpdate
+        changed = result["changed"]
         return (
             records,
             events,
-            status_block(run) if result["changed"] else no_update,
+            status_block(run) if changed else no_update,
             result["cursor"],
             result["stop"],
             run["status"] not in ("queued", "running"),
             not _retryable(run),
             run["status"] == "running",
+            environment_view(run.get("environment")) if changed else no_update,
+            no_epochs_note(run, result["cursor"]["epoch"] is not None) if changed else no_update,
         )
 
     @app.callback(
@@ -465,6 +656,8 @@ def register(app: Dash, ctx: Any) -> None:
         Output({"type": METHOD_GRAPH, "index": ALL}, "figure"),
         Output("run-events-box", "children"),
         Output("run-stats", "children"),
+        Output("run-charts", "style"),
+        Output("run-no-epochs", "children"),
         Input("run-records", "data"),
         Input("run-events", "data"),
         Input("theme", "data"),
@@ -482,7 +675,52 @@ def register(app: Dash, ctx: Any) -> None:
         # is drawn on the next load.
         shown = len(dash_ctx.outputs_list[len(GRAPHS)])
         method = (figs["method"] + [no_update] * shown)[:shown]
-        return (*[figs[g] for g in GRAPHS], method, events_table(events or []), stats(run, records or []))
+        records = records or []
+        return (
+            *[figs[g] for g in GRAPHS], method, events_table(events or [], run["status"] not in TERMINAL),
+            stats(run, records), charts_style(records), no_epochs_note(run, bool(records)),
+        )
+
+    @app.callback(
+        Output("run-edit", "is_open"),
+        Output("run-notes-input", "value"),
+        Output("run-tags-input", "value"),
+        Input("run-edit-toggle", "n_clicks"),
+        Input("run-edit-cancel", "n_clicks"),
+        State("run-edit", "is_open"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    @checked
+    def toggle_edit(_open: Any, _cancel: Any, is_open: bool | None, run_id: RunId) -> Any:
+        """Open the form with what is stored now (another tab or the API may have changed it), or close it."""
+        if is_open or dash_ctx.triggered_id != "run-edit-toggle":
+            return False, no_update, no_update
+        try:
+            run = ctx.store.get_run(run_id)
+        except RunNotFound:
+            raise PreventUpdate from None
+        return True, run["notes"], ", ".join(run["tags"])
+
+    @app.callback(
+        Output("run-status", "children", allow_duplicate=True),
+        Output("run-save-message", "children"),
+        Output("run-edit", "is_open", allow_duplicate=True),
+        Input("run-save", "n_clicks"),
+        State("run-id", "data"),
+        State("run-notes-input", "value"),
+        State("run-tags-input", "value"),
+        prevent_initial_call=True,
+    )
+    @checked
+    def save(n: int | None, run_id: RunId, notes: EditText | None, tags: EditText | None) -> Any:
+        if not n:
+            raise PreventUpdate
+        color, message, run = save_notes(ctx, run_id, notes or "", tags or "")
+        text = html.Span(message, className=f"text-{color}", id="run-save-result")
+        if run is None:
+            return no_update, text, no_update
+        return status_block(run), text, False
 
     @app.callback(
         Output("run-confirm", "is_open"),

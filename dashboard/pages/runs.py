@@ -1,4 +1,11 @@
-"""Runs `/`: one page of runs at a time (keyset paging), filters, selection, compare, cancel/retry/delete."""
+"""Runs `/`: one page of runs at a time (keyset paging), filters, chosen columns, selection, compare,
+cancel/retry/delete, saved views.
+
+The URL holds the view (``?project=p&status=running&columns=lr,last:val_acc&sort=-best_val_acc``...), kept in
+step as the controls change, so a link or a saved view reopens it; what a URL gets wrong is named on the page.
+A column is a config field (``lr``, ``method_options.alpha``) or a metric's last or best value
+(``last:val_acc``, ``best:shapley.audio``), read for the page's runs only, in two queries.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Sequence
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
@@ -14,11 +21,12 @@ from dash import ctx as dash_ctx
 from dash.exceptions import PreventUpdate
 from pydantic import Field
 
-from dashboard import actions
+from dashboard import actions, saved_views
 from dashboard import components as ui
 from dashboard.context import Context
 from dashboard.inputs import (
     MAX_IDS,
+    MAX_TEXT,
     RUN_IDS,
     BadInput,
     Paging,
@@ -30,10 +38,12 @@ from dashboard.inputs import (
     checked,
     id_from_text,
 )
-from service.catalog import catalog
+from service import views
+from service.catalog import catalog, metric_of
 from service.compare import MAX_COMPARED
+from service.db.store import SORTABLE
 from service.errors import InvalidInput
-from service.runs import STATUSES, list_runs
+from service.runs import STATUSES, list_runs, projects
 
 CHECK = {"type": "run-check", "index": ALL}
 Statuses = Annotated[list[str], Field(max_length=len(STATUSES))]
@@ -54,10 +64,56 @@ HEADERS = [
 ]
 # Fields whose first click sorts largest (newest, best) first.
 DESCENDING_FIRST = {"created_at", "best_val_acc"}
+Columns = Annotated[list[Text], Field(max_length=views.MAX_COLUMNS)]
+# The URL's keys, in the order the address bar lists them (the same order the page's script writes).
+URL_KEYS = ("sweep", "project", "status", "method", "dataset", "tag", "text", "sort", "columns")
 
 
 def sweep_from(search: str | None) -> int | None:
     return id_from_text((parse_qs((search or "").lstrip("?")).get("sweep") or [""])[0])
+
+
+def parse_state(search: str | None) -> dict[str, Any]:
+    """The view a URL asks for (filters, sort, columns), and ``problems``: what it holds that the page
+    cannot show (an unknown status, sort or column), each named with the choices."""
+    query = parse_qs((search or "").lstrip("?"))
+    first = lambda key: (query.get(key) or [""])[0].strip()  # noqa: E731
+    problems = []
+    statuses = [part.strip() for part in first("status").split(",") if part.strip()]
+    unknown = [part for part in statuses if part not in STATUSES]
+    if unknown:
+        problems.append(f"status={', '.join(map(repr, unknown[:5]))[:200]} is not a status, so it is left out. "
+                        f"Choose from: {', '.join(STATUSES)}.")
+    sort = first("sort") or DEFAULT_SORT
+    if sort.lstrip("-") not in SORTABLE:
+        problems.append(f"sort={sort[:60]!r} is not a column to sort by: showing the newest first. "
+                        f"Choose from: {', '.join(SORTABLE)} (a leading - sorts descending).")
+        sort = DEFAULT_SORT
+    columns, column_problems = views.parse_columns(first("columns")[:4000])
+    return {
+        "sweep": id_from_text(first("sweep")),
+        **{key: first(key)[:MAX_TEXT] or None for key in ("project", "method", "dataset", "tag", "text")},
+        "status": [part for part in statuses if part in STATUSES],
+        "sort": sort,
+        "columns": columns,
+        "problems": problems + column_problems,
+    }
+
+
+def state_query(state: dict[str, Any]) -> str:
+    """The query string of a view (what parse_state reads; what the page's script writes as it changes)."""
+    parts = []
+    for key in URL_KEYS:
+        value = state.get(key)
+        if key == "sort" and value == DEFAULT_SORT:
+            continue
+        if isinstance(value, list):
+            value = ",".join(quote(str(v), safe="*!~'():") for v in value)
+        elif value is not None:
+            value = quote(str(value), safe="*!~'():")
+        if value:
+            parts.append(f"{key}={value}")
+    return "?" + "&".join(parts) if parts else ""
 
 
 def filters(
@@ -67,6 +123,7 @@ def filters(
     tag: str | None,
     text: str | None,
     sweep: int | None,
+    project: str | None = None,
 ) -> dict[str, Any]:
     return {
         "status": list(status or []) or None,
@@ -75,6 +132,7 @@ def filters(
         "tag": (tag or "").strip() or None,
         "text": (text or "").strip() or None,
         "sweep": sweep,
+        "project": project or None,
     }
 
 
@@ -92,34 +150,68 @@ def fetch(ctx: Context, flt: dict[str, Any], sort: str, cursor: str | None) -> t
 
 def signature(items: Sequence[dict[str, Any]], next_cursor: str | None, now: datetime) -> str:
     """Changes when anything the table shows changes (the minute too, for the 'created' column)."""
-    keys = ("id", "name", "status", "tags", "best_val_acc", "dominant", "error", "cancel_requested")
+    keys = ("id", "name", "status", "tags", "best_val_acc", "dominant", "error", "cancel_requested", "queue_position")
     rows = [[r.get(k) for k in keys] + [r["progress"]["step"], r["progress"]["epoch"]] for r in items]
     raw = json.dumps([rows, next_cursor, now.strftime("%Y%m%d%H%M")], default=str)
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-def row(run: dict[str, Any], selected: bool, now: datetime) -> html.Tr:
+def run_details(run: dict[str, Any]) -> list[Any]:
+    """What sits under a run's name: its id, its sweep (a link to the sweep's page) and its project."""
+    parts: list[Any] = [f"#{run['id']}"]
+    if run.get("sweep_id"):
+        parts += [" · ", dcc.Link(f"sweep {run['sweep_id']}", href=f"/sweeps/{run['sweep_id']}", className="sweep-link")]
+    if run.get("project"):
+        parts.append(f" · project {run['project']}")
+    return parts
+
+
+def progress(run: dict[str, Any]) -> Any:
+    """The progress cell; a queued run says where it is in its queue (1 is next)."""
+    position = run.get("queue_position")
+    if run["status"] != "queued" or not position:
+        return ui.progress_cell(run)
+    p = run["progress"]
+    waiting = "waiting for a worker" if p["epoch"] == 0 else f"re-queued at epoch {p['epoch']}/{p['epochs']}"
+    return html.Small([html.Span(f"queued #{position}", className="fw-semibold queue-position"), f" · {waiting}"],
+                      className="text-body-secondary", title=f"{position - 1} queued runs of its queue go before it")
+
+
+def cell_text(column: str, value: Any) -> str:
+    """A chosen column's cell: a fraction as a percentage, another number to 4 digits, a config value as JSON."""
+    if value is None:
+        return "—"
+    kind, colon, key = column.rpartition(":")
+    if not colon:
+        return value if isinstance(value, str) else json.dumps(value)
+    declared = metric_of(key)
+    return f"{100 * value:.1f}%" if declared is not None and declared.unit == "fraction" else f"{value:.4g}"
+
+
+def row(
+    run: dict[str, Any], selected: bool, now: datetime, columns: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> html.Tr:
     tags = [dbc.Badge(t, color="light", text_color="dark", class_name="me-1 border tag-badge") for t in run["tags"]]
+    chosen = [html.Td(cell_text(c, (values or {}).get(c)), className="font-monospace small text-nowrap chosen-col")
+              for c in columns]
     return html.Tr(
         [
             html.Td(dbc.Checkbox(id={"type": "run-check", "index": run["id"]}, value=selected, class_name="m-0")),
             html.Td(
                 [
                     dcc.Link(run["name"], href=f"/runs/{run['id']}", className="fw-semibold run-link"),
-                    html.Div(
-                        f"#{run['id']}" + (f" · sweep {run['sweep_id']}" if run.get("sweep_id") else ""),
-                        className="small text-body-secondary",
-                    ),
+                    html.Div(run_details(run), className="small text-body-secondary"),
                 ]
             ),
             html.Td(ui.status_badge(run["status"], run.get("cancel_requested", False))),
-            html.Td(ui.progress_cell(run), className="progress-col"),
+            html.Td(progress(run), className="progress-col"),
             html.Td(run["method"]),
             html.Td(run["dataset"]),
             html.Td(run["seed"], className="text-end"),
             html.Td(ui.percent(run.get("best_val_acc")), className="text-end font-monospace"),
             html.Td(run.get("dominant") or "—"),
             html.Td(tags),
+            *chosen,
             html.Td(
                 ui.ago(run.get("created_at"), now), title=str(run.get("created_at") or ""), className="text-nowrap"
             ),
@@ -141,9 +233,13 @@ def header_cell(label: str, field: str | None, sort: str) -> html.Th:
 
 
 def table_children(
-    items: Sequence[dict[str, Any]], selected: Sequence[int], now: datetime, sort: str = DEFAULT_SORT
+    items: Sequence[dict[str, Any]], selected: Sequence[int], now: datetime, sort: str = DEFAULT_SORT,
+    columns: Sequence[str] = (), values: dict[int, dict[str, Any]] | None = None,
 ) -> list[Any]:
+    """The table's head and body; ``columns`` (chosen by the user) go before the creation time."""
     chosen = set(selected or [])
+    heads = [header_cell(label, field, sort) for label, field in HEADERS]
+    heads[-1:-1] = [html.Th(views.column_label(c), title=c, className="chosen-col") for c in columns]
     every = bool(items) and all(r["id"] in chosen for r in items)
     head = html.Thead(
         html.Tr(
@@ -154,10 +250,11 @@ def table_children(
                     title="Select every run on this page",
                 )
             ]
-            + [header_cell(label, field, sort) for label, field in HEADERS]
+            + heads
         )
     )
-    return [head, html.Tbody([row(r, r["id"] in chosen, now) for r in items])]
+    values = values or {}
+    return [head, html.Tbody([row(r, r["id"] in chosen, now, columns, values.get(r["id"])) for r in items])]
 
 
 def view(
@@ -169,6 +266,8 @@ def view(
     selected: Sequence[int],
     last_signature: str | None,
     now: datetime | None = None,
+    *,
+    columns: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """The table's next state; None when nothing changed since ``last_signature`` (the poll then sends nothing)."""
     now = now or datetime.now(timezone.utc)
@@ -180,14 +279,14 @@ def view(
         paging["index"] += 1
     elif trigger == "runs-prev" and paging["index"] > 0:
         paging["index"] -= 1
-    elif trigger not in ("runs-interval", "runs-refresh", None):
+    elif trigger not in ("runs-interval", "runs-refresh", "runs-columns", None):
         paging = {"cursors": [None], "index": 0, "next": None}  # a filter changed: back to the first page
     items, next_cursor = fetch(ctx, flt, sort, paging["cursors"][paging["index"]])
     if not items and paging["index"] > 0:  # the page emptied (deletes): show the first page
         paging = {"cursors": [None], "index": 0, "next": None}
         items, next_cursor = fetch(ctx, flt, sort, None)
     paging["next"] = next_cursor
-    sig = signature(items, next_cursor, now) + str(paging["index"]) + sort
+    sig = signature(items, next_cursor, now) + str(paging["index"]) + sort + ",".join(columns)
     if trigger == "runs-interval" and sig == last_signature:
         return None
     filtered = any(v for v in flt.values())
@@ -203,8 +302,10 @@ def view(
             dbc.Button("Open the launch form", href="/launch", color="secondary", outline=True),
         )
     first, last = paging["index"] * ctx.page_size + 1, paging["index"] * ctx.page_size + len(items)
+    values, choices = views.read_columns(ctx.store, items, columns) if items else ({}, [])
     return {
-        "table": table_children(items, selected, now, sort or DEFAULT_SORT) if items else [],
+        "table": table_children(items, selected, now, sort or DEFAULT_SORT, columns, values) if items else [],
+        "column_options": column_options(choices, columns),
         "paging": paging,
         "signature": sig,
         "prev_disabled": paging["index"] == 0,
@@ -213,6 +314,12 @@ def view(
         "empty": empty,
         "table_hidden": not items,
     }
+
+
+def column_options(choices: Sequence[str], columns: Sequence[str]) -> list[dict[str, str]]:
+    """The columns dropdown's options: the chosen columns (kept, whether or not this page has them) and what
+    the page's runs offer."""
+    return [{"label": views.column_label(c), "value": c} for c in dict.fromkeys([*columns, *choices])]
 
 
 def selection(visible: Sequence[int], checked: Sequence[bool], selected: Sequence[int]) -> list[int]:
@@ -236,17 +343,47 @@ def compare_href(selected: Sequence[int], over_seeds: bool = False) -> str:
     return "/compare?runs=" + ",".join(str(i) for i in sorted(selected)) + view
 
 
-def layout(ctx: Context, search: str | None = None) -> Any:
+def toolbar(ctx: Context, asked: dict[str, Any]) -> dbc.Row:
+    """The filters, set as the URL asks; a value the lists do not hold (a project no run has yet, a method
+    whose plugin is not installed) is offered too, so it shows and filters rather than vanishing."""
     cat = catalog()
-    sweep = sweep_from(search)
-    flt = filters(None, None, None, None, None, sweep)
-    state = view(ctx, None, flt, DEFAULT_SORT, None, [], None)
+
+    def option(names: Sequence[str], asked_for: str | None = None) -> list[dict[str, str]]:
+        return [{"label": n, "value": n} for n in dict.fromkeys([*names, *([asked_for] if asked_for else [])])]
+
+    return dbc.Row(
+        [
+            dbc.Col(dbc.Input(id="runs-search", type="search", placeholder="Search names and notes", debounce=400,
+                              value=asked["text"] or ""), md=4, lg=3),
+            dbc.Col(dcc.Dropdown(id="runs-project", options=option(projects(ctx.store), asked["project"]),
+                                 value=asked["project"], placeholder="Project"), md=4, lg=2),
+            dbc.Col(dcc.Dropdown(id="runs-status", options=option(STATUSES), multi=True, placeholder="Status",
+                                 value=asked["status"]), md=4, lg=2),
+            dbc.Col(dcc.Dropdown(id="runs-method", options=option(cat["methods"], asked["method"]),
+                                 value=asked["method"], placeholder="Method"), md=4, lg=2),
+            dbc.Col(dcc.Dropdown(id="runs-dataset", options=option(cat["datasets"], asked["dataset"]),
+                                 value=asked["dataset"], placeholder="Data set"), md=4, lg=2),
+            dbc.Col(dbc.Input(id="runs-tag", placeholder="Tag", debounce=400, value=asked["tag"] or ""), md=4, lg=1),
+        ],
+        class_name="g-2 mb-3 runs-toolbar",
+    )
+
+
+def layout(ctx: Context, search: str | None = None) -> Any:
+    asked = parse_state(search)
+    sweep = asked["sweep"]
+    flt = filters(asked["status"], asked["method"], asked["dataset"], asked["tag"], asked["text"], sweep,
+                  asked["project"])
+    state = view(ctx, None, flt, asked["sort"], None, [], None, columns=asked["columns"])
     assert state is not None
-    option = lambda names: [{"label": n, "value": n} for n in names]  # noqa: E731
+    link_notes = [dbc.Alert(m, color="warning", class_name="py-1 small mb-2", dismissable=True)
+                  for m in asked["problems"]]
     sweep_note = (
         dbc.Alert(
             [
                 html.Span(f"Showing the runs of sweep {sweep}. "),
+                dcc.Link("Open the sweep's page", href=f"/sweeps/{sweep}", className="alert-link"),
+                html.Span(" · "),
                 dcc.Link(
                     "Compare all of them",
                     href=compare_href(_sweep_ids(ctx, sweep), over_seeds=True),
@@ -261,17 +398,20 @@ def layout(ctx: Context, search: str | None = None) -> Any:
         if sweep is not None
         else None
     )
-    toolbar = dbc.Row(
+    workspace = dbc.Row(
         [
             dbc.Col(
-                dbc.Input(id="runs-search", type="search", placeholder="Search names and notes", debounce=400), md=3
+                [
+                    dbc.Label("Columns", html_for="runs-columns", class_name="small mb-1"),
+                    dcc.Dropdown(id="runs-columns", options=state["column_options"], value=asked["columns"],
+                                 multi=True, placeholder="Add columns: config fields (lr, method_options.alpha…) or "
+                                 "metrics' last and best values"),
+                ],
+                md=8,
             ),
-            dbc.Col(dcc.Dropdown(id="runs-status", options=option(STATUSES), multi=True, placeholder="Status"), md=2),
-            dbc.Col(dcc.Dropdown(id="runs-method", options=option(cat["methods"]), placeholder="Method"), md=2),
-            dbc.Col(dcc.Dropdown(id="runs-dataset", options=option(cat["datasets"]), placeholder="Data set"), md=2),
-            dbc.Col(dbc.Input(id="runs-tag", placeholder="Tag", debounce=400), md=3),
+            dbc.Col(saved_views.panel(ctx, "runs"), md=4),
         ],
-        class_name="g-2 mb-3 runs-toolbar",
+        class_name="g-2 mb-3",
     )
     buttons = html.Div(
         [
@@ -307,8 +447,10 @@ def layout(ctx: Context, search: str | None = None) -> Any:
                 ],
                 className="d-flex justify-content-between align-items-center mb-3",
             ),
+            html.Div(link_notes, id="runs-link-notes"),
             sweep_note,
-            toolbar,
+            toolbar(ctx, asked),
+            workspace,
             buttons,
             html.Div(id="runs-message"),
             html.Div(state["empty"], id="runs-empty"),
@@ -321,7 +463,8 @@ def layout(ctx: Context, search: str | None = None) -> Any:
             pager,
             confirm,
             dcc.Store(id="runs-sweep", data=sweep),
-            dcc.Store(id="runs-sort", data=DEFAULT_SORT),
+            dcc.Store(id="runs-sort", data=asked["sort"]),
+            html.Div(id="runs-url-sink", hidden=True),
             dcc.Store(id="runs-paging", data=state["paging"]),
             dcc.Store(id="runs-signature", data=state["signature"]),
             dcc.Store(id="runs-selected", data=[]),
@@ -350,6 +493,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output("runs-empty", "children"),
         Output("runs-table-wrap", "hidden"),
         Output("runs-pager", "hidden"),
+        Output("runs-columns", "options"),
         Input("runs-interval", "n_intervals"),
         Input("runs-prev", "n_clicks"),
         Input("runs-next", "n_clicks"),
@@ -360,6 +504,8 @@ def register(app: Dash, ctx: Context) -> None:
         Input("runs-dataset", "value"),
         Input("runs-tag", "value"),
         Input("runs-sort", "data"),
+        Input("runs-project", "value"),
+        Input("runs-columns", "value"),
         State("runs-sweep", "data"),
         State("runs-paging", "data"),
         State("runs-selected", "data"),
@@ -378,13 +524,16 @@ def register(app: Dash, ctx: Context) -> None:
         dataset: Text | None,
         tag: Text | None,
         sort: Text | None,
+        project: Text | None,
+        columns: Columns | None,
         sweep: RunId | None,
         paging: Paging | None,
         selected: Selection | None,
         sig: str | None,
     ) -> Any:
-        flt = filters(status, method, dataset, tag, text, sweep)
-        state = view(ctx, dash_ctx.triggered_id, flt, sort or DEFAULT_SORT, paging, selected or [], sig)
+        flt = filters(status, method, dataset, tag, text, sweep, project)
+        chosen, _ = views.parse_columns(columns or [])
+        state = view(ctx, dash_ctx.triggered_id, flt, sort or DEFAULT_SORT, paging, selected or [], sig, columns=chosen)
         if state is None:
             raise PreventUpdate
         return (
@@ -397,7 +546,43 @@ def register(app: Dash, ctx: Context) -> None:
             state["empty"],
             state["table_hidden"],
             state["table_hidden"],
+            state["column_options"],
         )
+
+    # Keep the address bar in step with the view without a page load (replaceState: no history spam). The
+    # keys in URL_KEYS' order, ':' and ',' left readable, as state_query writes them.
+    app.clientside_callback(
+        """
+        function(sweep, project, status, method, dataset, tag, text, sort, columns) {
+            const enc = (v) => encodeURIComponent(String(v)).replace(/%3A/g, ':');
+            const values = {sweep, project, status, method, dataset, tag, text,
+                            sort: sort === '-created_at' ? null : sort, columns};
+            const parts = [];
+            for (const key of ['sweep', 'project', 'status', 'method', 'dataset', 'tag', 'text', 'sort', 'columns']) {
+                const v = values[key];
+                const shown = Array.isArray(v) ? v.map(enc).join(',') : (v === null || v === undefined ? '' : enc(v));
+                if (shown) { parts.push(key + '=' + shown); }
+            }
+            const q = parts.length ? '?' + parts.join('&') : '';
+            if (window.location.pathname === '/' && window.location.search !== q) {
+                window.history.replaceState(window.history.state, '', '/' + q);
+            }
+            return '';
+        }
+        """,
+        Output("runs-url-sink", "children"),
+        Input("runs-sweep", "data"),
+        Input("runs-project", "value"),
+        Input("runs-status", "value"),
+        Input("runs-method", "value"),
+        Input("runs-dataset", "value"),
+        Input("runs-tag", "value"),
+        Input("runs-search", "value"),
+        Input("runs-sort", "data"),
+        Input("runs-columns", "value"),
+        prevent_initial_call=True,
+    )
+    saved_views.register(app, ctx, "runs")
 
     @app.callback(
         Output("runs-sort", "data"), Input(SORT_BY, "n_clicks"), State("runs-sort", "data"), prevent_initial_call=True

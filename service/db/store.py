@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import Counter
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic_core import from_json
 from sqlalchemy import (
+    ColumnElement,
     Engine,
+    case,
     create_engine,
     delete,
     event,
@@ -24,13 +27,15 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import EpochMetrics, Event, Run, RunTag, Sweep, Worker, utcnow
+from service.db.models import EpochMetrics, Event, Run, RunTag, SavedView, Sweep, Worker, utcnow
 from service.errors import Conflict, InvalidInput, NotFound
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "crashed"})
@@ -51,12 +56,36 @@ SORTABLE = {
 
 # A run whose message should be waiting in the broker: queued, sent, and not yet taken by a worker.
 _WAITING = (Run.status == "queued", Run.unpublished_since.is_(None), Run.delivered_to.is_(None))
+# Run names: the column's width, the room kept for a "-<n>" suffix, and the PostgreSQL advisory lock key
+# that serialises naming ("arms").
+MAX_NAME = 200
+SUFFIX_ROOM = 10
+NAMING_LOCK = 0x61726D73
 
 
 class RunNotFound(NotFound):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"run {run_id} does not exist")
         self.run_id = run_id
+
+
+class SweepNotFound(NotFound):
+    def __init__(self, sweep_id: int) -> None:
+        super().__init__(f"sweep {sweep_id} does not exist")
+        self.sweep_id = sweep_id
+
+
+class ViewExists(Conflict):
+    """A saved view's name is taken on its page (names are unique per page)."""
+
+    def __init__(self, page: str, name: str) -> None:
+        super().__init__(f"a view named {name!r} is already saved on the {page} page: choose another name, "
+                         "or delete that view first")
+
+
+class ViewNotFound(NotFound):
+    def __init__(self, view_id: int) -> None:
+        super().__init__(f"saved view {view_id} does not exist")
 
 
 class IllegalTransition(Conflict):
@@ -106,10 +135,12 @@ def make_engine(url: str) -> Engine:
 def _compared(run: Run) -> dict[str, Any]:
     """What a comparison or the benchmark shows of a run beside its numbers."""
     return {"id": run.id, "name": run.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
-            "status": run.status, "config": run.config, "external": run.external_id is not None}
+            "status": run.status, "config": run.config, "external": run.external_id is not None,
+            "project": run.project}
 
 
-def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
+def run_to_dict(run: Run, now: datetime | None = None, position: int | None = None) -> dict[str, Any]:
+    """A run as every face shows it; ``position`` is a queued run's place in its queue (1: next)."""
     started, now = _aware(run.started_at), now or utcnow()
     # A run may finish between two heartbeats, before its last progress reached the store.
     if run.status == "succeeded":
@@ -132,6 +163,8 @@ def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
         "tags": list(run.tags or []),
         "notes": run.notes or "",
         "sweep_id": run.sweep_id,
+        "project": run.project,
+        "queue_position": position if run.status == "queued" else None,
         "created_at": _aware(run.created_at),
         "started_at": started,
         "finished_at": _aware(run.finished_at),
@@ -154,6 +187,7 @@ def run_to_dict(run: Run, now: datetime | None = None) -> dict[str, Any]:
         "dominant": run.dominant,
         "delivered_to": run.delivered_to,
         "external": run.external_id is not None,
+        "environment": run.environment,
     }
 
 
@@ -230,21 +264,26 @@ class Store:
     # -- creating ---------------------------------------------------------------
 
     def create_run(self, config: dict[str, Any], *, queue: str, sweep_id: int | None = None) -> dict[str, Any]:
+        """A queued run of ``config``, named uniquely (see :meth:`_name_uniquely`)."""
         with self._session() as s, s.begin():
             run = self._new_run(s, config, queue, sweep_id)
-        return run_to_dict(run)
+            self._name_uniquely(s, [run])
+            position = self._queue_positions(s, [run.id]).get(run.id)
+        return run_to_dict(run, position=position)
 
     def create_sweep(
         self, spec: dict[str, Any], configs: Iterable[tuple[dict[str, Any], str]], name: str | None = None
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A sweep and all its runs in one transaction: all are stored or none."""
         with self._session() as s, s.begin():
-            sweep = Sweep(name=name, spec=spec)
+            sweep = Sweep(name=name, spec=spec, project=spec.get("project") or (spec.get("config") or {}).get("project"))
             s.add(sweep)
             s.flush()
             runs = [self._new_run(s, config, queue, sweep.id) for config, queue in configs]
-        return {"id": sweep.id, "name": sweep.name, "created_at": _aware(sweep.created_at)}, [
-            run_to_dict(r) for r in runs
+            self._name_uniquely(s, runs)
+            positions = self._queue_positions(s, [r.id for r in runs])
+        return {"id": sweep.id, "name": sweep.name, "created_at": _aware(sweep.created_at), "project": sweep.project}, [
+            run_to_dict(r, position=positions.get(r.id)) for r in runs
         ]
 
     def _new_run(self, s: Session, config: dict[str, Any], queue: str, sweep_id: int | None) -> Run:
@@ -261,6 +300,7 @@ class Store:
             tags=list(config.get("tags") or []),
             notes="",
             sweep_id=sweep_id,
+            project=config.get("project"),
             epochs=config["epochs"],
             created_at=utcnow(),
         )
@@ -270,6 +310,41 @@ class Store:
             s.add(RunTag(run_id=run.id, tag=tag))
         return run
 
+    def _name_uniquely(self, s: Session, runs: Sequence[Run]) -> None:
+        """Give each of these freshly stored runs a name no other run has: a name already taken, whether
+        asked for or generated, gets the first free suffix ``-2``, ``-3``... (two sweeps each made
+        ``arm-synthetic-shift-s0``, and the wrong runs were compared).
+
+        Race-safe: on PostgreSQL a transaction-scoped advisory lock serialises naming across processes;
+        on SQLite the transaction already holds the database's write lock (it has written these runs),
+        so no other writer can store a run before it commits."""
+        self._lock_names(s)
+        ids = [run.id for run in runs]
+        taken = self._taken_names(s, [run.name for run in runs], ids)
+        for run in runs:
+            run.name = _free_name(run.name, taken)
+            taken.add(run.name)
+        s.flush()
+
+    def _lock_names(self, s: Session) -> None:
+        if self.dialect == "postgresql":
+            s.execute(select(func.pg_advisory_xact_lock(NAMING_LOCK)))
+
+    @staticmethod
+    def _taken_names(s: Session, wanted: Sequence[str], own: Sequence[int]) -> set[str]:
+        """The names of other runs that a wanted name, or its suffixed forms, would clash with."""
+        others = Run.id.not_in(list(own))
+        distinct = list(dict.fromkeys(wanted))
+        taken: set[str] = set()
+        for chunk in _chunks(distinct, 500):
+            taken.update(s.scalars(select(Run.name).where(others, Run.name.in_(chunk))))
+        repeated = {name for name, count in Counter(wanted).items() if count > 1}
+        clashing = [name for name in distinct if name in taken or name in repeated]
+        for chunk in _chunks(clashing, 100):
+            stems = [Run.name.startswith(name[:MAX_NAME - SUFFIX_ROOM], autoescape=True) for name in chunk]
+            taken.update(s.scalars(select(Run.name).where(others, or_(*stems))))
+        return taken
+
     # -- reading ----------------------------------------------------------------
 
     def get_run(self, run_id: int) -> dict[str, Any]:
@@ -277,7 +352,51 @@ class Store:
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFound(run_id)
-            return run_to_dict(run)
+            position = self._queue_positions(s, [run_id]).get(run_id) if run.status == "queued" else None
+            return run_to_dict(run, position=position)
+
+    @staticmethod
+    def _queue_positions(s: Session, run_ids: Sequence[int]) -> dict[int, int]:
+        """Each of these runs that is queued: its place in its queue (1: next), counting the queued runs of
+        the same queue created before it. One query for a whole page of runs."""
+        if not run_ids:
+            return {}
+        order = func.row_number().over(partition_by=Run.queue, order_by=(Run.created_at, Run.id))
+        ranked = select(Run.id, order.label("position")).where(Run.status == "queued").subquery()
+        rows = s.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(list(run_ids)))).all()
+        return {run_id: position for run_id, position in rows}
+
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
+        """A sweep as it was asked (its spec) and the number of its runs in each status."""
+        with self._session() as s:
+            sweep = s.get(Sweep, sweep_id)
+            if sweep is None:
+                raise SweepNotFound(sweep_id)
+            counts = self._sweep_counts(s, [sweep_id])
+        return _sweep_to_dict(sweep, counts.get(sweep_id, {}))
+
+    def list_sweeps(self, *, project: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest sweeps first (of ``project`` when given), each with its runs counted by status."""
+        query = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
+        if project is not None:
+            query = query.where(Sweep.project == project)
+        with self._session() as s:
+            sweeps = list(s.scalars(query))
+            counts = self._sweep_counts(s, [sweep.id for sweep in sweeps])
+        return [_sweep_to_dict(sweep, counts.get(sweep.id, {})) for sweep in sweeps]
+
+    @staticmethod
+    def _sweep_counts(s: Session, sweep_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Runs per status of each sweep, in one grouped query."""
+        rows = s.execute(
+            select(Run.sweep_id, Run.status, func.count())
+            .where(Run.sweep_id.in_(list(sweep_ids)))
+            .group_by(Run.sweep_id, Run.status)
+        ).all()
+        counts: dict[int, dict[str, int]] = {}
+        for sweep_id, status, count in rows:
+            counts.setdefault(sweep_id, {})[status] = count
+        return counts
 
     def list_runs(
         self,
@@ -289,11 +408,13 @@ class Store:
         sweep: int | None = None,
         text: str | None = None,
         ids: Sequence[int] | None = None,
+        project: str | None = None,
         sort: str = "-created_at",
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of runs, newest first by default, with a keyset cursor for the next page."""
+        """One page of runs, newest first by default, with a keyset cursor for the next page; each queued one
+        with its place in its queue."""
         descending = sort.startswith("-")
         field = sort.lstrip("-")
         if field not in SORTABLE:
@@ -310,6 +431,8 @@ class Store:
             query = query.where(Run.sweep_id == sweep)
         if ids is not None:
             query = query.where(Run.id.in_(list(ids)))
+        if project:
+            query = query.where(Run.project == project)
         if tag:
             query = query.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
         if text:
@@ -325,7 +448,8 @@ class Store:
         query = query.order_by(*order).limit(limit + 1)
         with self._session() as s:
             rows = list(s.scalars(query))
-        page, more = rows[:limit], len(rows) > limit
+            page, more = rows[:limit], len(rows) > limit
+            positions = self._queue_positions(s, [r.id for r in page if r.status == "queued"])
         next_cursor = None
         if more:
             last = page[-1]
@@ -334,7 +458,7 @@ class Store:
                 value = -1.0
             next_cursor = _encode_cursor([value, last.id])
         now = utcnow()
-        return [run_to_dict(r, now) for r in page], next_cursor
+        return [run_to_dict(r, now, positions.get(r.id)) for r in page], next_cursor
 
     def metrics(
         self, run_id: int, keys: Sequence[str] | None = None, since_epoch: int | None = None
@@ -346,6 +470,16 @@ class Store:
         with self._session() as s:
             rows = list(s.scalars(query.order_by(EpochMetrics.epoch)))
         return [_pick(r, keys) for r in rows]
+
+    def metric_keys(self, run_id: int) -> set[str]:
+        """Every key any of the run's epoch records holds, gathered by the database in one query."""
+        if self.dialect == "postgresql":
+            query = select(func.jsonb_object_keys(EpochMetrics.record)).where(EpochMetrics.run_id == run_id)
+        else:
+            each = func.json_each(EpochMetrics.record).table_valued("key")
+            query = select(each.c.key).select_from(EpochMetrics).join(each, true()).where(EpochMetrics.run_id == run_id)
+        with self._session() as s:
+            return set(s.scalars(query.distinct()))
 
     def events(self, run_id: int, since_id: int | None = None) -> list[dict[str, Any]]:
         self.get_run(run_id)
@@ -377,9 +511,9 @@ class Store:
             raise RunNotFound(missing[0])
         return [_compared(runs[i]) for i in run_ids]
 
-    def finished_runs(self, dataset: str) -> list[dict[str, Any]]:
-        """Every succeeded run on ``dataset``, oldest first, as a comparison shows it, with ``final``: its last
-        epoch's record. One query, however many runs: the benchmark's rows."""
+    def finished_runs(self, dataset: str, project: str | None = None) -> list[dict[str, Any]]:
+        """Every succeeded run on ``dataset`` (in ``project``, when given), oldest first, as a comparison shows
+        it, with ``final``: its last epoch's record. One query, however many runs: the benchmark's rows."""
         last = (
             select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
             .group_by(EpochMetrics.run_id)
@@ -392,9 +526,19 @@ class Store:
             .where(Run.dataset == dataset, Run.status == "succeeded", Run.external_id.is_(None))
             .order_by(Run.id)
         )
+        if project:
+            query = query.where(Run.project == project)
         with self._session() as s:
             rows = s.execute(query).all()
         return [{**_compared(run), "final": record} for run, record in rows]
+
+    def projects(self) -> list[str]:
+        """Every project name a run or a sweep carries, sorted."""
+        names = select(Run.project).where(Run.project.is_not(None)).union(
+            select(Sweep.project).where(Sweep.project.is_not(None))
+        )
+        with self._session() as s:
+            return sorted(s.scalars(names))
 
     def curves(self, run_id: int, keys: Sequence[str] | None = None, points: int | None = None) -> list[dict[str, Any]]:
         """One run's epoch records (only ``keys`` and the epoch when given), thinned to ``points`` epochs."""
@@ -404,24 +548,109 @@ class Store:
             ).all()
         return [_pick(r, keys) for r in _thin(list(rows), points)]
 
+    def last_records(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Each run's last epoch record by run id (runs without epochs are left out). One query however many
+        runs: the runs table's ``last:`` columns for a page of runs."""
+        if not run_ids:
+            return {}
+        last = (
+            select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
+            .where(EpochMetrics.run_id.in_(list(run_ids)))
+            .group_by(EpochMetrics.run_id)
+            .subquery()
+        )
+        query = select(EpochMetrics.run_id, EpochMetrics.record).join(
+            last, (last.c.run_id == EpochMetrics.run_id) & (last.c.epoch == EpochMetrics.epoch)
+        )
+        with self._session() as s:
+            return {run_id: record for run_id, record in s.execute(query).all()}
+
+    def best_values(self, run_ids: Sequence[int], keys: Mapping[str, bool]) -> dict[int, dict[str, float]]:
+        """Per run, the largest value each key took over its epochs, the smallest where ``keys[key]`` is true
+        (lower is better); values that are not numbers are skipped. One aggregate query for every run and key,
+        so no epoch record leaves the database: the runs table's ``best:`` columns."""
+        if not run_ids or not keys:
+            return {}
+        names = list(keys)
+        best = [(func.min if keys[k] else func.max)(self._number_at(k)) for k in names]
+        query = (
+            select(EpochMetrics.run_id, *best)
+            .where(EpochMetrics.run_id.in_(list(run_ids)))
+            .group_by(EpochMetrics.run_id)
+        )
+        with self._session() as s:
+            rows = s.execute(query).all()
+        return {row[0]: {k: float(v) for k, v in zip(names, row[1:]) if v is not None} for row in rows}
+
+    def _number_at(self, key: str) -> ColumnElement[Any]:
+        """An epoch record's value at ``key`` where it is a JSON number; NULL for text, booleans or no value
+        (a cast would read text as 0 on SQLite and fail on PostgreSQL). ``key`` holds no double quote."""
+        if self.dialect == "postgresql":
+            value = EpochMetrics.record[key]
+            return case((func.jsonb_typeof(value) == "number", value.as_float()))
+        path = f'$."{key}"'
+        return case(
+            (func.json_type(EpochMetrics.record, path).in_(["integer", "real"]),
+             func.json_extract(EpochMetrics.record, path))
+        )
+
+    # -- saved views ----------------------------------------------------------------
+
+    def saved_views(self, page: str | None = None) -> list[dict[str, Any]]:
+        """The saved views of ``page`` (every page's when None), by name."""
+        query = select(SavedView).order_by(SavedView.page, func.lower(SavedView.name), SavedView.id)
+        if page is not None:
+            query = query.where(SavedView.page == page)
+        with self._session() as s:
+            return [_view_to_dict(v) for v in s.scalars(query)]
+
+    def add_saved_view(self, page: str, name: str, query: str) -> dict[str, Any]:
+        """Store a named view; the unique (page, name) constraint refuses a taken name, even in a race."""
+        try:
+            with self._session() as s, s.begin():
+                view = SavedView(page=page, name=name, query=query, created_at=utcnow())
+                s.add(view)
+                s.flush()
+        except IntegrityError:
+            raise ViewExists(page, name) from None
+        return _view_to_dict(view)
+
+    def delete_saved_view(self, view_id: int) -> None:
+        with self._session() as s, s.begin():
+            if not s.execute(delete(SavedView).where(SavedView.id == view_id)).rowcount:
+                raise ViewNotFound(view_id)
+
     # -- editing ----------------------------------------------------------------
 
     def update_run(
-        self, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None
+        self, run_id: int, *, name: str | None = None, tags: list[str] | None = None, notes: str | None = None,
+        project: str | None = None,
     ) -> dict[str, Any]:
+        """Change the fields given; ``project=""`` takes the run out of any project."""
         with self._session() as s, s.begin():
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFound(run_id)
             if name is not None:
-                run.name = name
+                self._rename(s, run_id, name)
             if notes is not None:
                 run.notes = notes
+            if project is not None:
+                run.project = project or None
             if tags is not None:
                 run.tags = list(dict.fromkeys(tags))
                 s.execute(delete(RunTag).where(RunTag.run_id == run_id))
                 s.add_all(RunTag(run_id=run_id, tag=t) for t in run.tags)
         return self.get_run(run_id)
+
+    def _rename(self, s: Session, run_id: int, name: str) -> None:
+        """Names are unique: renaming a run to another run's name is a Conflict naming that run. The UPDATE
+        comes first, so on SQLite the check runs under the write lock; PostgreSQL takes the naming lock."""
+        self._lock_names(s)
+        s.execute(update(Run).where(Run.id == run_id).values(name=name))
+        holder = s.scalar(select(Run.id).where(Run.name == name, Run.id != run_id).limit(1))
+        if holder is not None:
+            raise Conflict(f"run {holder} is already named {name!r}; run names are unique")
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run that is not running. Of concurrent deletes, one wins and the others find no run:
@@ -644,14 +873,30 @@ class Store:
             )
             return result.rowcount == 1
 
-    def finish_run(self, run_id: int, worker: str, status: str, error: str | None = None) -> bool:
+    def finish_run(
+        self, run_id: int, worker: str, status: str, error: str | None = None,
+        progress: dict[str, int | str | None] | None = None,
+    ) -> bool:
+        """End a worker's run; ``progress`` is its last (a heartbeat may not have carried it: a finished run
+        would say step 374 of 375)."""
         if status not in TERMINAL:
             raise ValueError(f"status: {status!r} is not terminal")
         with self._session() as s, s.begin():
             result = s.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(status=status, error=error, finished_at=utcnow(), cancel_requested=False, phase=None)
+                .values({**(progress or {}), "status": status, "error": error, "finished_at": utcnow(),
+                         "cancel_requested": False, "phase": None})
+            )
+            return result.rowcount == 1
+
+    def set_environment(self, run_id: int, worker: str, environment: dict[str, Any]) -> bool:
+        """Record where and with what the worker's run trains (``armscope.environment``); False when the
+        worker no longer holds the run."""
+        with self._session() as s, s.begin():
+            result = s.execute(
+                update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(environment=environment)
             )
             return result.rowcount == 1
 
@@ -704,7 +949,7 @@ class Store:
 
     def create_external_run(
         self, external_id: str, *, name: str, config: dict[str, Any], dataset: str, seed: int, epochs: int,
-        tags: list[str], notes: str = "",
+        tags: list[str], notes: str = "", environment: dict[str, Any] | None = None, project: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """A running external run for ``external_id``, and whether it is new: the SDK may send its first
         request again (the answer was lost, or ``armscope sync`` uploads a spool twice), and gets the same run."""
@@ -717,11 +962,12 @@ class Store:
                 name=name, status="running", config=config, method=EXTERNAL, dataset=dataset, seed=seed,
                 queue=EXTERNAL, tags=list(dict.fromkeys(tags)), notes=notes, sweep_id=None, epochs=epochs,
                 created_at=now, started_at=now, heartbeat_at=now, worker=f"sdk:{external_id}", attempt=1,
-                external_id=external_id,
+                external_id=external_id, environment=environment, project=project,
             )
             s.add(run)
             s.flush()
             s.add_all(RunTag(run_id=run.id, tag=t) for t in run.tags)
+            self._name_uniquely(s, [run])
         return run_to_dict(run), True
 
     def _external(self, s: Session, run_id: int, external_id: str) -> Run:
@@ -805,6 +1051,30 @@ class Store:
         with self._session() as s:
             rows = s.execute(select(Run.queue, func.count()).where(Run.status == "queued").group_by(Run.queue)).all()
         return {queue: count for queue, count in rows}
+
+
+def _sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
+    return {"id": sweep.id, "name": sweep.name, "project": sweep.project, "spec": sweep.spec,
+            "created_at": _aware(sweep.created_at), "counts": counts, "run_count": sum(counts.values())}
+
+
+def _view_to_dict(view: SavedView) -> dict[str, Any]:
+    return {"id": view.id, "page": view.page, "name": view.name, "query": view.query,
+            "created_at": _aware(view.created_at)}
+
+
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """``wanted`` if no run has it, else the first of ``wanted-2``, ``wanted-3``... that none has (cut to fit)."""
+    if wanted not in taken:
+        return wanted
+    number = 2
+    while (candidate := f"{wanted[:MAX_NAME - SUFFIX_ROOM]}-{number}") in taken:
+        number += 1
+    return candidate
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 def _pick(record: dict[str, Any], keys: Sequence[str] | None) -> dict[str, Any]:
