@@ -91,8 +91,8 @@ def test_a_saved_view_reopens_the_charts_and_a_taken_name_is_refused(server, bro
     browser.get(f"{server.url}/compare")  # an empty compare page: one chart, no runs
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#compare-view-items a.saved-view-link"))
     saved = browser.find_element(By.CSS_SELECTOR, "#compare-view-items a.saved-view-link")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", saved)  # the window's bottom edge
-    saved.click()
+    # Clicked in the page: the charts above it still settle, so a pointer click at its place may land on another.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", saved)
     wait.until(lambda d: [(c["metric"], c["lines"]) for c in charts(d)] == [("val_loss", 2), ("shapley.*", 4)])
     assert f"runs={first},{second}" in browser.current_url and "x=samples" in browser.current_url
     assert "samples seen" in browser.find_element(By.ID, "compare-graph").text
