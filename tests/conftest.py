@@ -154,6 +154,26 @@ def store(request: Any, tmp_path: Any) -> Any:
     sqlite_store.dispose()
 
 
+@pytest.fixture
+def queue() -> Any:
+    """A task queue that records what it was sent instead of sending it."""
+    from tests.fakes import RecordingQueue
+
+    return RecordingQueue()
+
+
+@pytest.fixture
+def api(store: Any, queue: Any, tmp_path: Any) -> Any:
+    """The whole server app over the store (both databases) in this process, with a fresh home: a test client."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(home=tmp_path / "home"), store, queue)) as client:
+        yield client
+
+
 @pytest.fixture(scope="module")
 def browser() -> Any:
     """A headless Chromium (Debian's) shared by a module's browser tests."""

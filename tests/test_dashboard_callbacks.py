@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import pytest
 from dash import html
 from fastapi.testclient import TestClient
-from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import event
 
 from armscope.config import RunConfig
@@ -20,6 +18,7 @@ from dashboard.context import Context
 from dashboard.pages import compare, launch, run_detail, runs
 from server.app import create_app
 from service.db.models import Run
+from tests.layout_support import dump, find
 from tests.support import FORM_RUN as TINY
 
 
@@ -46,22 +45,6 @@ def make_run(ctx: Context, epochs: int = 0, status: str = "queued", **config) ->
     return ctx.store.get_run(run["id"])
 
 
-def dump(component) -> str:
-    """A component tree as the JSON Dash sends to the browser."""
-    return json.dumps(component, cls=PlotlyJSONEncoder)
-
-
-def find(component, component_id: str):
-    """The component with this id in a layout tree, or None."""
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            found = find(child, component_id)
-            if found is not None:
-                return found
-    return None
 
 
 def opt(section: str, field: str, value) -> tuple[dict, object]:

@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
 import armscope
 from armscope import environment
@@ -19,11 +18,9 @@ from armscope.data.errors import DataError
 from armscope.rundir import RunDir
 from armscope.sinks import Sink
 from armscope.train import train
-from server.app import create_app
 from service.db.store import Store
 from service.settings import Settings
 from tests.browser_support import ROOT
-from tests.fakes import RecordingQueue
 from tests.plugin_support import run_python
 from workers.runner import execute
 
@@ -161,11 +158,6 @@ def test_only_the_worker_holding_a_run_records_its_environment(store):
     assert store.set_environment(run_id, "w", {"host": "here", "gpu": None})
     assert store.get_run(run_id)["environment"] == {"host": "here", "gpu": None}
 
-
-@pytest.fixture
-def api(store, tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())) as client:
-        yield client
 
 
 def test_the_api_returns_a_run_s_environment_and_null_before_it_starts(api, store):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dashboard import figures as fx
 from dashboard.pages import launch, run_detail
 from service.catalog import metrics_of
-from tests.test_dashboard_callbacks import dump, find
+from tests.layout_support import dump, find, walk
 
 KEY = "20261130-abcdef123456"
 RECORDS = [
@@ -76,14 +76,6 @@ def test_an_external_run_page_leaves_off_the_engine_charts_it_logged_nothing_for
     graphs = {c.id for h in hidden for c in walk(h) if str(getattr(c, "id", "")).startswith("run-graph-")}
     assert graphs == {f"run-graph-{g}" for g in run_detail.GRAPHS} - {"run-graph-accuracy"}  # it logged accuracies
 
-
-def walk(component):
-    """Every component of a layout tree."""
-    yield component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            yield from walk(child)
 
 
 def test_the_stat_tiles_show_the_last_value_logged_of_each_measure(ctx):

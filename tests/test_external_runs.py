@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
-
-from server.app import create_app
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 
 KEY = "20261130-abcdef123456"
 
-
-@pytest.fixture
-def api(store, tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())) as client:
-        yield client
 
 
 def start(api, key=KEY, **spec):

@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from armscope.client import Client, ClientError
-from server.app import create_app
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 from tests.support import TWO_EPOCHS
 
 RECORD = {"epoch": 1, "val_acc": 0.5, "shapley.audio": 0.3, "shapley.visual": 0.1}
 
-
-@pytest.fixture
-def api(store, tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())) as client:
-        yield client
 
 
 @pytest.fixture

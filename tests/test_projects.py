@@ -9,19 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 import armscope
 from armscope.config import RunConfig
 from armscope.tracking.spool import Spool
 from dashboard.pages import benchmark as bench
-from server.app import create_app
 from service import runs
 from service.benchmark import benchmark
 from service.errors import Conflict
 from service.seed_sets import seed_sets
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 from tests.support import TWO_EPOCHS
 from tests.test_benchmark import finished_run
 
@@ -30,11 +26,6 @@ def stored(**fields) -> dict:
     """A run config as the service stores it (defaults filled in)."""
     return RunConfig.model_validate({**TWO_EPOCHS, **fields}).model_dump(mode="json")
 
-
-@pytest.fixture
-def api(store, tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())) as client:
-        yield client
 
 
 # -- projects -----------------------------------------------------------------------------------

@@ -3,11 +3,8 @@ what a run without epochs shows, and its charts' defects fixed (negative Shapley
 
 from __future__ import annotations
 
-import json
-
 import flask
 import pytest
-from plotly.utils import PlotlyJSONEncoder
 
 from armscope.config import RunConfig
 from armscope.metrics import CHARTS
@@ -15,6 +12,7 @@ from dashboard import actions
 from dashboard import figures as fx
 from dashboard import theme as th
 from dashboard.pages import run_detail
+from tests.layout_support import dump, find
 from tests.support import FORM_RUN
 
 GPU_RUN = {
@@ -27,21 +25,6 @@ GPU_RUN = {
 }
 
 
-def dump(component) -> str:
-    return json.dumps(component, cls=PlotlyJSONEncoder)
-
-
-def find(component, component_id: str):
-    """The component with this id in a layout tree, or None."""
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            found = find(child, component_id)
-            if found is not None:
-                return found
-    return None
 
 
 def stored_run(ctx, status="queued", epochs=0, error=None, **config):

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import httpx
-import pytest
-from fastapi.testclient import TestClient
 
-from server.app import create_app
-from service.settings import Settings
-from tests.fakes import RecordingQueue
 from tests.support import TWO_EPOCHS as TINY
 from tests.test_client import FakeServer, body
 
 SEARCH = {"lr": {"values": [0.01, 0.1]}, "model_options.feature_dim": {"range": [16, 32, 2]}}
 
 
-@pytest.fixture
-def queue():
-    return RecordingQueue()
-
-
-@pytest.fixture
-def api(store, queue, tmp_path):
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, queue)) as client:
-        yield client
 
 
 def test_a_search_sweep_stores_its_spec_and_a_run_per_combination_and_seed(api, queue):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 from fastapi.testclient import TestClient
-from plotly.utils import PlotlyJSONEncoder
 
 from dashboard.app import is_page, route
 from dashboard.pages import sweep as page
@@ -16,8 +14,8 @@ from service import sweeps
 from service.db.store import SweepNotFound
 from service.errors import InvalidInput
 from service.sweeps import SweepSpec
+from tests.layout_support import dump, find
 from tests.support import FORM_RUN
-from tests.test_dashboard_callbacks import find
 from tests.test_dashboard_hostile import ORIGIN, callback_request
 
 SEARCH = {"lr": {"values": [0.01, 0.1]}, "method_options.alpha": {"log_range": [0.1, 10, 3]}}
@@ -34,9 +32,6 @@ def finish(store, run_id: int, **record) -> None:
     store.add_epoch(run_id, {"epoch": 1, **record})
     store.finish_run(run_id, "w", "succeeded")
 
-
-def dump(component) -> str:
-    return json.dumps(component, cls=PlotlyJSONEncoder)
 
 
 # -- the store and the service --------------------------------------------------------------------

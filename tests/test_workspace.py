@@ -4,41 +4,20 @@ store's SQL is what is tested)."""
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 
 import pytest
 from dash import html
-from fastapi.testclient import TestClient
-from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import event
 
 from armscope.config import RunConfig
 from dashboard import saved_views
 from dashboard.pages import compare, runs
-from server.app import create_app
 from service import views
 from service.db.store import ViewExists, ViewNotFound
 from service.errors import InvalidInput
-from tests.fakes import RecordingQueue
+from tests.layout_support import dump, find
 from tests.support import FORM_RUN
-
-
-def dump(component) -> str:
-    return json.dumps(component, cls=PlotlyJSONEncoder)
-
-
-def find(component, component_id):
-    """The component with this id in a layout tree, or None."""
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, (str, int, float)):
-            found = find(child, component_id)
-            if found is not None:
-                return found
-    return None
 
 
 def add_run(store, records=(), status="succeeded", **config) -> dict:
@@ -120,13 +99,6 @@ def test_deleting_a_view_forgets_it_and_a_second_delete_says_it_is_gone(store):
 
 # -- saved views: the API ------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def api(store, tmp_path):
-    from service.settings import Settings
-
-    with TestClient(create_app(Settings(home=tmp_path / "home"), store, RecordingQueue())) as client:
-        yield client
 
 
 def test_the_api_saves_lists_and_deletes_views(api):
