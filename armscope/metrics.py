@@ -28,6 +28,10 @@ Basis = Literal["applied", "estimate", "progress"]
 # or the epoch's training batches (its samples_seen increment).
 Sample = Literal["validation", "training"]
 KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.\{m\})?$")
+# What a script logging through the SDK may name a value (wider than a declaration: `train/loss`), and how long
+# a text value may be; the SDK checks both before spooling and the server again before storing.
+LOGGED_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_./:-]{0,199}$")
+MAX_LOGGED_TEXT = 200
 
 # The run-detail charts of the measures every run logs.
 ACCURACY = "Accuracy: fused and each modality alone"

@@ -10,20 +10,18 @@ script holding it (or its spool) may log to the run or end it.
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from armscope.config import ProjectName
+from armscope.metrics import LOGGED_KEY, MAX_LOGGED_TEXT
 from service.db.store import INT32_MAX, INT32_MIN, Store
 from service.errors import InvalidInput, Problem
 
 ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{7,63}$")]
-KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_./:-]{0,199}$")
 MAX_RECORDS = 1000
 MAX_KEYS = 2000
-MAX_TEXT = 200
 Ending = Literal["succeeded", "failed", "cancelled", "crashed"]
 
 
@@ -80,12 +78,12 @@ def record_problems(record: dict[str, Any], index: int) -> list[Problem]:
     for key, value in record.items():
         if key == "epoch":
             continue
-        if not KEY.match(key):
+        if not LOGGED_KEY.match(key):
             problems.append({"loc": [*where, key], "type": "value_error", "msg": (
                 "a metric key starts with a letter and holds letters, digits and _ . / : - (200 at most)")})
         elif not _storable(value):
             problems.append({"loc": [*where, key], "type": "value_error", "msg": (
-                f"a metric value is a finite number, a text of at most {MAX_TEXT} characters, or null; "
+                f"a metric value is a finite number, a text of at most {MAX_LOGGED_TEXT} characters, or null; "
                 f"got {type(value).__name__}")})
     return problems
 
@@ -95,7 +93,7 @@ def _storable(value: Any) -> bool:
         return True
     if isinstance(value, (int, float)):
         return math.isfinite(value)
-    return isinstance(value, str) and len(value) <= MAX_TEXT
+    return isinstance(value, str) and len(value) <= MAX_LOGGED_TEXT
 
 
 def clean_record(record: dict[str, Any]) -> dict[str, Any]:

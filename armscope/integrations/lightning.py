@@ -37,7 +37,8 @@ except ImportError as exc:  # the extra is optional: say how to get it
 
 from armscope.integrations.loop import MeasureFn, Measuring, Predict, merged, run_modalities
 from armscope.lens import measure as lens_measure
-from armscope.tracking.run import KEY, Run, init
+from armscope.metrics import LOGGED_KEY
+from armscope.tracking.run import Run, init
 
 log = logging.getLogger("armscope.tracking")
 
@@ -197,7 +198,7 @@ class ArmscopeCallback(pl.Callback):
         stopping the training."""
         kept: dict[str, Any] = {}
         for key, value in values.items():
-            if KEY.match(key):
+            if LOGGED_KEY.match(key):
                 kept[key] = value.item() if isinstance(value, torch.Tensor) else value
             elif key not in self._dropped:
                 self._dropped.add(key)

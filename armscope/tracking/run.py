@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import re
 import shutil
 import sys
 import threading
@@ -24,14 +23,13 @@ from typing import Any, Literal
 
 from armscope.client import Client, ClientError
 from armscope.environment import script_environment
+from armscope.metrics import LOGGED_KEY, MAX_LOGGED_TEXT
 from armscope.tracking.spool import Spool, spool_root
 from armscope.tracking.uploader import Uploader
 
 log = logging.getLogger("armscope.tracking")
 
 Mode = Literal["online", "offline"]
-KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_./:-]{0,199}$")
-MAX_TEXT = 200
 REACH_TIMEOUT = 5.0
 
 
@@ -42,7 +40,7 @@ class LogError(ValueError):
 def metric_value(key: str, value: Any) -> float | int | str | None:
     """A loggable value: a number (a tensor or numpy scalar too), a short text; None and non-finite numbers
     mean "not measured" and are left out."""
-    if not KEY.match(key):
+    if not LOGGED_KEY.match(key):
         raise LogError(f"metric key {key!r}: a key starts with a letter and holds letters, digits and _ . / : - "
                        "(200 characters at most)")
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
@@ -55,8 +53,8 @@ def metric_value(key: str, value: Any) -> float | int | str | None:
     if isinstance(value, (int, float)):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        if len(value) > MAX_TEXT:
-            raise LogError(f"metric {key!r}: a text value holds at most {MAX_TEXT} characters, got {len(value)}")
+        if len(value) > MAX_LOGGED_TEXT:
+            raise LogError(f"metric {key!r}: a text value holds at most {MAX_LOGGED_TEXT} characters, got {len(value)}")
         return value
     raise LogError(f"metric {key!r}: a value is a number or a short text, got {type(value).__name__}")
 

@@ -911,12 +911,7 @@ class Store:
             inserted = s.execute(stmt).first() is not None
             run = s.get(Run, run_id)
             if run is not None:
-                val_acc = record.get("val_acc")
-                run.epoch = max(run.epoch, epoch)
-                run.last_val_acc = val_acc
-                if val_acc is not None and (run.best_val_acc is None or val_acc > run.best_val_acc):
-                    run.best_val_acc = val_acc
-                run.dominant = record.get("dominant")
+                _note_epoch(run, epoch, record)
         return inserted
 
     def add_event(self, run_id: int, event_record: dict[str, Any]) -> None:
@@ -1006,13 +1001,7 @@ class Store:
         stored = s.execute(stmt.returning(EpochMetrics.record)).scalar_one()
         if isinstance(stored, str):  # SQLite's json_patch answers text
             stored = from_json(stored)
-        if epoch >= run.epoch:
-            run.epoch = epoch
-            run.last_val_acc = stored.get("val_acc")
-            run.dominant = stored.get("dominant")
-        best = stored.get("val_acc")
-        if isinstance(best, (int, float)) and (run.best_val_acc is None or best > run.best_val_acc):
-            run.best_val_acc = best
+        _note_epoch(run, epoch, stored)
 
     def finish_external(self, run_id: int, external_id: str, status: str, error: str | None = None) -> dict[str, Any]:
         """End an external run as its script reports; the same report again changes nothing."""
@@ -1075,6 +1064,16 @@ def _free_name(wanted: str, taken: set[str]) -> str:
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     return (items[i:i + size] for i in range(0, len(items), size))
+
+
+def _note_epoch(run: Run, epoch: int, record: dict[str, Any]) -> None:
+    """Keep a run's summary columns with an epoch's record: the latest epoch's fused accuracy and dominant
+    modality (a re-delivered or late older epoch leaves them), the best fused accuracy of any."""
+    if epoch >= run.epoch:
+        run.epoch, run.last_val_acc, run.dominant = epoch, record.get("val_acc"), record.get("dominant")
+    val_acc = record.get("val_acc")
+    if isinstance(val_acc, (int, float)) and (run.best_val_acc is None or val_acc > run.best_val_acc):
+        run.best_val_acc = val_acc
 
 
 def _pick(record: dict[str, Any], keys: Sequence[str] | None) -> dict[str, Any]:
