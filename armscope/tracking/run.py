@@ -106,7 +106,7 @@ class Run:
         if client is not None and run_id is not None:
             self.uploader = Uploader(
                 client, run_id, self.key, flush_seconds=flush_seconds, heartbeat_seconds=heartbeat_seconds,
-                on_sent=self._sent, on_stop=self._stop.set,
+                on_sent=self.spool.sync_to_disk, on_stop=self._stop.set,
             )
             self.uploader.start()
         atexit.register(self._at_exit)
@@ -148,9 +148,6 @@ class Run:
         if self.uploader is not None:
             self.uploader.add(line)
 
-    def _sent(self, count: int) -> None:
-        self.spool.sync_to_disk()
-
     def finish(self, status: str = "succeeded", error: str | None = None) -> None:
         """End the run: the spool says how, and the rest of the records and the end go to the server, waiting
         at most ``flush_timeout`` seconds; what did not get there is left for ``armscope sync``."""
@@ -159,6 +156,7 @@ class Run:
         if status == "succeeded" and self.should_stop:
             status = "cancelled"
         self.finished = status
+        atexit.unregister(self._at_exit)  # an ended run needs no flush at exit, nor to be kept alive until then
         self.spool.mark_end(status, error)
         self.spool.sync_to_disk()
         self.spool.close()

@@ -48,15 +48,16 @@ def sync_spool(client: Client, spool: Spool, progress: Progress | None = None) -
         result.skipped = "its script is still running; sync it once it ends"
         return result
     spec = {k: v for k, v in spool.run().items() if k not in ("pid", "host", "created")}
+    key = spec["key"]
     run = client.start_external(spec)
     result.run_id = int(run["id"])
     for start in range(0, len(records), BATCH):
-        client.log_external(result.run_id, spool.key, records[start:start + BATCH])
+        client.log_external(result.run_id, key, records[start:start + BATCH])
         result.sent = min(start + BATCH, len(records))
         if progress is not None:
             progress(result.sent, len(records))
     status, error = (end["status"], end.get("error")) if end else ("crashed", "the script stopped without ending the run")
-    client.end_external(result.run_id, spool.key, status, error)
+    client.end_external(result.run_id, key, status, error)
     result.ended = status
     spool.mark_uploaded(client.url, result.run_id, len(records) + len(result.bad_lines), ended=True)
     return result

@@ -44,7 +44,7 @@ class Uploader(threading.Thread):
         *,
         flush_seconds: float,
         heartbeat_seconds: float,
-        on_sent: Callable[[int], None],
+        on_sent: Callable[[], None],
         on_stop: Callable[[], None],
     ) -> None:
         super().__init__(name=f"armscope-uploader-{run_id}", daemon=True)
@@ -52,7 +52,6 @@ class Uploader(threading.Thread):
         self.flush_seconds, self.heartbeat_seconds = flush_seconds, heartbeat_seconds
         self.on_sent, self.on_stop = on_sent, on_stop
         self.pending: deque[str] = deque()
-        self.sent = 0
         self.wake = threading.Condition()
         self.ending: tuple[str, str | None] | None = None
         self.ended = False
@@ -107,8 +106,7 @@ class Uploader(threading.Thread):
         with self.wake:
             for _ in batch:
                 self.pending.popleft()
-        self.sent += len(batch)
-        self.on_sent(self.sent)
+        self.on_sent()
         self._answered(answer)
 
     def _answered(self, answer: dict[str, Any]) -> None:
