@@ -19,6 +19,7 @@ from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Subquery,
     case,
     create_engine,
     delete,
@@ -514,11 +515,7 @@ class Store:
     def finished_runs(self, dataset: str, project: str | None = None) -> list[dict[str, Any]]:
         """Every succeeded run on ``dataset`` (in ``project``, when given), oldest first, as a comparison shows
         it, with ``final``: its last epoch's record. One query, however many runs: the benchmark's rows."""
-        last = (
-            select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
-            .group_by(EpochMetrics.run_id)
-            .subquery()
-        )
+        last = _last_epochs()
         query = (
             select(Run, EpochMetrics.record)
             .join(last, last.c.run_id == Run.id)
@@ -553,12 +550,7 @@ class Store:
         runs: the runs table's ``last:`` columns for a page of runs."""
         if not run_ids:
             return {}
-        last = (
-            select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
-            .where(EpochMetrics.run_id.in_(list(run_ids)))
-            .group_by(EpochMetrics.run_id)
-            .subquery()
-        )
+        last = _last_epochs(EpochMetrics.run_id.in_(list(run_ids)))
         query = select(EpochMetrics.run_id, EpochMetrics.record).join(
             last, (last.c.run_id == EpochMetrics.run_id) & (last.c.epoch == EpochMetrics.epoch)
         )
@@ -1064,6 +1056,17 @@ def _free_name(wanted: str, taken: set[str]) -> str:
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     return (items[i:i + size] for i in range(0, len(items), size))
+
+
+def _last_epochs(*where: ColumnElement[bool]) -> Subquery:
+    """(run_id, epoch) of each run's last stored epoch, among the epochs ``where`` keeps: joined back to
+    the epoch table, every run's last record in one query."""
+    return (
+        select(EpochMetrics.run_id, func.max(EpochMetrics.epoch).label("epoch"))
+        .where(*where)
+        .group_by(EpochMetrics.run_id)
+        .subquery()
+    )
 
 
 def _note_epoch(run: Run, epoch: int, record: dict[str, Any]) -> None:
