@@ -22,7 +22,8 @@ GUARD_SIGN = 2
 GUARD_RANGE = 4
 # Rows of the per-epoch sums a step adds to (``step_stats``, one column per modality): the applied
 # weight and its square; the score and its square, and the count, over steps whose scores were finite;
-# and the steps whose scores were all negative (the same in every column).
+# and the steps whose weighing scores (each step's own, or with running weighting their moving
+# average) were all negative (the same in every column).
 STEP_STATS = 6
 WEIGHT, WEIGHT_SQ, SCORE, SCORE_SQ, FINITE, NEGATIVE = range(STEP_STATS)
 
@@ -119,6 +120,8 @@ def arm_step(
     ema_decay: float,
     estimator: str,
     reweight: bool = True,
+    running: Tensor | None = None,
+    score_decay: float = 0.9,
     nmi_bins: int,
     ncmi_bins: int,
     w_min: float,
@@ -131,7 +134,10 @@ def arm_step(
     GUARD_* bits; moves the head's evaluation weights (their moving average,
     decay ``ema_decay``) and adds the step's weights and scores to ``step_stats``
     (rows ``WEIGHT`` .. ``NEGATIVE``), both in place. ``reweight`` false pins
-    the applied weights to 1, the scores still measured.
+    the applied weights to 1, the scores still measured. With ``running`` (see
+    ``running_scores``) the weights come from the moving average of the
+    scores (decay ``score_decay``), which this step moves in place, instead of
+    from this step's scores alone.
     ``compiled`` runs all of it (the lens, the terms, the two updates) as one
     torch.compile graph. On a GPU the eager version is a couple of hundred
     tiny kernels, each a host call; compiled, it is a few dozen fused kernels
@@ -155,6 +161,8 @@ def arm_step(
             (nmi_bins, ncmi_bins),
             (w_min, w_max),
             reweight,
+            running,
+            score_decay,
         )
 
 
@@ -170,6 +178,8 @@ def _step(
     bins: tuple[int, int],
     bounds: tuple[float, float],
     reweight: bool,
+    running: Tensor | None,
+    score_decay: float,
 ) -> tuple[Tensor, Tensor]:
     """arm_step on plain tensors and constants: what torch.compile traces as one graph.
 
@@ -179,18 +189,53 @@ def _step(
     keys = [str(i) for i in range(len(features))]
     lens = arm_lens(dict(zip(keys, features)), keys, probe, classifier)
     terms = _terms(features, lens, keys, labels, estimator, bins, bounds)
-    applied = terms.weight if reweight else torch.ones_like(terms.weight)
+    weight, guard, weighing = terms.weight, terms.guard, terms.score
+    if running is not None:
+        weighing = _fold(running, terms.score, score_decay)
+        weight, guard = asymmetric_weights(weighing, *bounds)
+        guard = guard | (terms.guard & GUARD_NONFINITE)
+    applied = weight if reweight else torch.ones_like(weight)
     eval_weights.mul_(ema_decay).add_(applied.to(eval_weights.dtype), alpha=1 - ema_decay)
-    step_stats.add_(_step_row(applied, terms.score).to(step_stats.dtype))
-    return applied.to(features[0].dtype), terms.guard
+    step_stats.add_(_step_row(applied, terms.score, weighing).to(step_stats.dtype))
+    return applied.to(features[0].dtype), guard
 
 
-def _step_row(weight: Tensor, score: Tensor) -> Tensor:
-    """What one step adds to ``step_stats``: a column per modality, the rows ``WEIGHT`` .. ``NEGATIVE``."""
+def running_scores(modalities: int, device: torch.device | str = "cpu") -> Tensor:
+    """The state of ARM's running weighting: the scores' moving average before its bias correction, then decay^steps.
+
+    Per-step scores at small batches are as noisy as they are large, and a weight is
+    their ratio: weighing with their moving average instead makes the weights a
+    property of the model, not of the batch size (README, "What ARM applied").
+    """
+    state = torch.zeros(modalities + 1, dtype=torch.float64, device=device)
+    state[-1] = 1.0
+    return state
+
+
+def _fold(running: Tensor, score: Tensor, decay: float) -> Tensor:
+    """Fold a step's scores into ``running`` in place; the bias-corrected average to weigh with.
+
+    A step whose scores are not all finite leaves the average as it was. Until one
+    was folded in, the average is 0/0, NaN, which the weights' guard turns into 1.
+    Arithmetic only, no host values: a CUDA graph can replay it.
+    """
+    finite = torch.isfinite(score).all().double()
+    keep = finite * (decay - 1) + 1
+    total, power = running[:-1], running[-1:]
+    total.mul_(keep).add_(torch.nan_to_num(score.double(), nan=0.0, posinf=0.0, neginf=0.0) * (1 - keep))
+    power.mul_(keep)
+    return total / (1 - power)
+
+
+def _step_row(weight: Tensor, score: Tensor, weighing: Tensor) -> Tensor:
+    """What one step adds to ``step_stats``: a column per modality, the rows ``WEIGHT`` .. ``NEGATIVE``.
+
+    ``weighing`` are the scores the weights were computed from: the step's own or their running average.
+    """
     weight, score = weight.double(), score.double()
     finite = torch.isfinite(score)
     kept = torch.where(finite, score, 0.0)
-    negative = (score < 0).all().double().expand_as(score)
+    negative = (weighing < 0).all().double().expand_as(score)
     return torch.stack([weight, weight * weight, kept, kept * kept, finite.double(), negative])
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from armscope import graphed as graphed_module
-from armscope.arm_terms import arm_step
+from armscope.arm_terms import STEP_STATS, arm_step, running_scores
 from armscope.graphed import GraphedCall
 from armscope.methods import build_method
 from armscope.methods.arm import graphs_on
@@ -75,11 +75,12 @@ def test_a_graph_that_cannot_be_captured_falls_back_once_and_says_so(monkeypatch
 
 
 def twin_heads():
-    """Two identical ARM heads and step statisticss on the GPU: one stepped directly, one from a graph."""
+    """Two identical ARM heads and step statistics on the GPU: one stepped directly, one from a graph."""
     made = []
     for _ in range(2):
         torch.manual_seed(3)
-        made.append((ARMHead(["audio", "visual"], 64, 6).cuda(), torch.zeros(2, dtype=torch.float64, device="cuda")))
+        step_stats = torch.zeros(STEP_STATS, 2, dtype=torch.float64, device="cuda")
+        made.append((ARMHead(["audio", "visual"], 64, 6).cuda(), step_stats))
     return made
 
 
@@ -90,15 +91,20 @@ def random_batch(batch, seed, dtype=torch.float32):
 
 
 @needs_cuda
+@pytest.mark.parametrize("weighting", ["step", "running"])
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(compiled, precision):
+def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(compiled, precision, weighting):
     (direct_head, direct_sum), (graph_head, graph_sum) = twin_heads()
+    averages = {id(head): running_scores(2, "cuda") if weighting == "running" else None
+                for head in (direct_head, graph_head)}
 
     def step(head, step_stats, feats, labels):
-        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, compiled=compiled, **SETTINGS)
+        return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, compiled=compiled,
+                        running=averages[id(head)], **SETTINGS)
 
-    graphed = GraphedCall(lambda *t: step(graph_head, graph_sum, t[:2], t[2]), [graph_head.eval_weights, graph_sum])
+    state = [graph_head.eval_weights, graph_sum] + ([] if weighting == "step" else [averages[id(graph_head)]])
+    graphed = GraphedCall(lambda *t: step(graph_head, graph_sum, t[:2], t[2]), state)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
     for seed in range(4):  # the first call captures; the graph must not have moved any state
         feats, labels = random_batch(48, seed, torch.bfloat16 if precision == "bf16" else torch.float32)
@@ -109,6 +115,8 @@ def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(com
             torch.testing.assert_close(g, e, rtol=1e-6, atol=0)
         torch.testing.assert_close(graph_head.eval_weights, direct_head.eval_weights, rtol=1e-6, atol=0)
         torch.testing.assert_close(graph_sum, direct_sum, rtol=1e-6, atol=0)
+        if weighting == "running":
+            torch.testing.assert_close(averages[id(graph_head)], averages[id(direct_head)], rtol=1e-6, atol=0)
     assert len(graphed.graphs) == 1
 
 

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from typing import Any
 
 import torch
 from pydantic import BaseModel
 from torch import Tensor
 from torch.nn import functional as F
 
-from armscope.arm_terms import FINITE, GUARD_REASONS, NEGATIVE, SCORE, SCORE_SQ, STEP_STATS, WEIGHT, WEIGHT_SQ, arm_step
+from armscope.arm_terms import (
+    FINITE,
+    GUARD_REASONS,
+    NEGATIVE,
+    SCORE,
+    SCORE_SQ,
+    STEP_STATS,
+    WEIGHT,
+    WEIGHT_SQ,
+    arm_step,
+    running_scores,
+)
 from armscope.builtin.methods.arm import ARMOptions
 from armscope.graphed import GraphedCall
 from armscope.methods.base import EpochSummary, Method
@@ -84,6 +96,11 @@ class ARM(Method):
         self.failures: dict[str, str] = {}
         # Kept across epochs: a captured CUDA graph adds into this very tensor.
         self.step_stats: Tensor | None = None
+        # With running weighting, the scores' moving average (``running_scores``), carried across epochs
+        # and checkpoints; None weighs each step by its own scores.
+        self.running: Tensor | None = None
+        if self.options.weighting == "running":
+            self.running = running_scores(len(modalities))
         self.graphed: GraphedCall[tuple[Tensor, Tensor]] | None = None
 
     def begin_epoch(self, epoch: int, first_step: int, steps: int, device: torch.device) -> None:
@@ -95,6 +112,8 @@ class ARM(Method):
             self.step_stats = torch.zeros(STEP_STATS, len(self.modalities), device=device, dtype=torch.float64)
         else:
             self.step_stats.zero_()
+        if self.running is not None and self.running.device.type != device.type:
+            self.running = self.running.to(device)
         self.steps = 0
         self.elements = 0
         self.compiled = "compile" not in self.failures and compiles_on(self.options.compile, device)
@@ -132,7 +151,8 @@ class ARM(Method):
                 feats = dict(zip(names, tensors))
                 return self._direct(feats, head, tensors[-1], self.first_step + self.steps)
 
-            self.graphed = GraphedCall(step_weights, state=[head.eval_weights, self.step_stats])
+            state = [head.eval_weights, self.step_stats] + ([] if self.running is None else [self.running])
+            self.graphed = GraphedCall(step_weights, state=state)
         return self.graphed
 
     def _direct(self, feats: dict[str, Tensor], head: ARMHead, labels: Tensor, step: int) -> tuple[Tensor, Tensor]:
@@ -176,6 +196,8 @@ class ARM(Method):
             ema_decay=o.ema_decay,
             estimator=o.estimator,
             reweight=o.reweight,
+            running=self.running,
+            score_decay=o.score_decay,
             nmi_bins=o.nmi_bins,
             ncmi_bins=o.ncmi_bins,
             w_min=o.w_min,
@@ -209,8 +231,9 @@ class ARM(Method):
                     "step": self.first_step + self.steps - 1,
                     "kind": "negative_scores",
                     "level": "warning",
-                    "message": f"every modality's ARM score was negative in {negative} of {self.steps} steps this "
-                    "epoch: the ratio rule then scales the stronger modality up (the published behaviour)",
+                    "message": f"every modality's ARM score{' average' if self.running is not None else ''} was "
+                    f"negative in {negative} of {self.steps} steps this epoch: the ratio rule then scales the "
+                    "stronger modality up (the published behaviour)",
                     "data": {"steps": negative},
                 }
             )
@@ -237,6 +260,22 @@ class ARM(Method):
                 }
             )
         return EpochSummary(metrics=metrics, events=self.fallbacks + negatives + events)
+
+    def state_dict(self) -> dict[str, Any]:
+        """With running weighting, the scores' moving average: a resumed run weighs as it would have."""
+        return {} if self.running is None else {"running_scores": self.running.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.running is None:
+            super().load_state_dict(state)
+            return
+        saved = state.get("running_scores")
+        if not isinstance(saved, Tensor) or saved.shape != self.running.shape or set(state) != {"running_scores"}:
+            raise ValueError(
+                f"ARM with running weighting needs its running_scores ({self.running.numel()} values) and nothing "
+                f"else from the checkpoint, which holds {', '.join(sorted(state)) or 'nothing'}"
+            )
+        self.running = saved.to(torch.float64)
 
 
 def _spread(mean_square: Tensor, mean: Tensor, count: Tensor) -> Tensor:

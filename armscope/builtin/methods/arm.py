@@ -28,6 +28,15 @@ class ARMOptions(BaseModel):
         description="false: ARM's head and loss with every weight pinned to 1 (scores still measured and "
         "logged), the control that tells the re-weighting's effect from the head's.",
     )
+    weighting: Literal["step", "running"] = Field(
+        "step",
+        description="step: each step's weights from that step's scores (the published rule); running: from the "
+        "moving average of the per-step scores (decay score_decay, bias-corrected), so the weights no longer "
+        "swing with each batch's noise nor depend on the batch size.",
+    )
+    score_decay: float = Field(
+        0.9, ge=0, lt=1, description="Decay of the moving average of the scores that running weighting weighs with."
+    )
     nmi_bins: int = Field(30, ge=2, le=1024, description="Bins per axis for NMI.")
     ncmi_bins: int = Field(2, ge=2, le=64, description="Bins per axis for NCMI.")
     w_min: float = Field(0.1, gt=0, description="Smallest allowed weight (guard).")
@@ -70,8 +79,9 @@ METRICS = (
     Metric(
         "arm_train_score.{m}", "ARM training score Φ per modality", LENS, basis="applied", sample="training",
         short="Φ (training)", over="arm_score", elements="arm_step_elements",
-        description="The epoch's mean of the per-step contribution score Φ_m the weights were computed from, "
-        "over the steps whose scores were finite; each step's score is estimated on its batch's B x d elements.",
+        description="The epoch's mean of the per-step contribution score Φ_m, over the steps whose scores were "
+        "finite; each step's score is estimated on its batch's B x d elements. The weights were computed from "
+        "these (weighting step) or from their moving average (weighting running).",
     ),
     Metric(
         "arm_train_score_std.{m}", "ARM training score, spread over steps", None, basis="applied",
@@ -87,8 +97,9 @@ METRICS = (
     Metric(
         "arm_negative_steps", "ARM steps with every score negative", "ARM guards", basis="applied",
         sample="training", unit="steps", short="neg",
-        description="Steps whose scores were all negative: the ratio rule then scales the stronger modality up, "
-        "the published behaviour. An event says so when most steps of an epoch were.",
+        description="Steps whose weights came from scores that were all negative (each step's own, or with "
+        "weighting running their moving average): the ratio rule then scales the stronger modality up, the "
+        "published behaviour. An event says so when most steps of an epoch were.",
     ),
     Metric(
         "arm_guard_steps", "ARM guard steps", "ARM guards", basis="applied", sample="training", better="lower",
