@@ -1,12 +1,14 @@
-"""ARM's weights on one trained checkpoint at batch 64 and at batch 512, with each estimator.
+"""ARM's weights on one trained checkpoint at batch 64 and at batch 512, with each estimator and weighting.
 
     python bench/batch_weights.py
 
-Trains one ARM run (debiased estimator) per data set, then scores its training split's features in
-batches of 64 and of 512 with ARM's own probe and classifier, as its training step does: the mean
-over batches of the weights each batch would apply, the weights of the mean scores, the mean score
-and its spread over batches, and how many batches a guard reset. If the weights depended on the
-model only, each estimator's rows for 64 and 512 would agree.
+Trains one ARM run (debiased estimator) per data set, then passes its training split's features in
+batches of 64 and of 512 through ARM's own step (its probe and classifier, as training does), once
+weighing each batch by its own scores (``weighting: step``, the published rule) and once by the
+moving average of the scores so far (``weighting: running``, decay 0.9, from a fresh average): the
+mean over batches of the weights each would apply, the weights of the mean scores, the mean score
+and its spread over batches, and how many batches a guard reset or clamped. If the weights depended
+on the model only, each estimator's and weighting's rows for 64 and 512 would agree.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from armscope.arm_terms import arm_terms, asymmetric_weights  # noqa: E402  (after the path is set)
+from armscope.arm_terms import SCORE, STEP_STATS, arm_step, asymmetric_weights, running_scores  # noqa: E402
 from armscope.config import RunConfig  # noqa: E402
 from armscope.data.base import build_dataset  # noqa: E402
 from armscope.dominance import encode_split  # noqa: E402
 from armscope.methods.base import build_method  # noqa: E402
-from armscope.models.heads import arm_lens  # noqa: E402
 from armscope.rundir import RunDir  # noqa: E402
 from armscope.train import build_model, train  # noqa: E402
 
@@ -55,23 +56,27 @@ def trained(raw: dict[str, Any], out: Path) -> tuple[dict[str, torch.Tensor], to
     return feats, labels, model.head
 
 
-def row(feats: dict[str, torch.Tensor], labels: torch.Tensor, head: Any, estimator: str, batch: int) -> str:
+def row(feats: dict[str, torch.Tensor], labels: torch.Tensor, head: Any, estimator: str, weighting: str,
+        batch: int) -> str:
     weights, scores, guarded = [], [], 0
+    running = running_scores(len(feats)) if weighting == "running" else None
     for start in range(0, labels.numel() // batch * batch, batch):
         part = {m: f[start:start + batch] for m, f in feats.items()}
-        terms = arm_terms(part, arm_lens(part, head.modalities, *head.lens_parameters), labels[start:start + batch],
-                          estimator=estimator, nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
-        weights.append(terms.weight)
-        scores.append(terms.score)
-        guarded += int(terms.guard.item() > 0)
+        stats = torch.zeros(STEP_STATS, len(feats), dtype=torch.float64)
+        weight, guard = arm_step(part, head, labels[start:start + batch], stats, ema_decay=0.99, estimator=estimator,
+                                 running=running, score_decay=0.9, nmi_bins=30, ncmi_bins=2, w_min=0.1, w_max=10.0)
+        weights.append(weight.double())
+        scores.append(stats[SCORE])
+        guarded += int(guard.item() > 0)
     w, s = torch.stack(weights), torch.stack(scores)
     of_mean = asymmetric_weights(s.mean(0), 0.1, 10.0)[0]
 
     def pair(values: torch.Tensor, fmt: str) -> str:
         return " / ".join(format(v, fmt) for v in values.tolist())
 
-    return (f"| {estimator} | {batch} | {batch * feats[head.modalities[0]].shape[1]:,} | {pair(w.mean(0), '.3f')} "
-            f"| {pair(of_mean, '.3f')} | {pair(s.mean(0), '.2e')} | {pair(s.std(0), '.1e')} | {guarded}/{len(w)} |")
+    return (f"| {estimator} | {weighting} | {batch} | {batch * feats[head.modalities[0]].shape[1]:,} "
+            f"| {pair(w.mean(0), '.3f')} | {pair(of_mean, '.3f')} | {pair(s.mean(0), '.2e')} | {pair(s.std(0), '.1e')} "
+            f"| {guarded}/{len(w)} |")
 
 
 def main() -> None:
@@ -82,12 +87,13 @@ def main() -> None:
             feats, labels, head = trained(raw, Path(tmp) / f"run-{i}")
             names = " / ".join(head.modalities)
             print(f"\n{label}: {labels.numel():,} training samples; values are {names}\n")
-            print("| estimator | batch | elements | mean applied w | w of the mean Φ | mean Φ | sd Φ over batches "
-                  "| guarded batches |")
-            print("|---|---|---|---|---|---|---|---|")
+            print("| estimator | weighting | batch | elements | mean applied w | w of the mean Φ | mean Φ "
+                  "| sd Φ over batches | guarded batches |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for estimator in ("plugin", "debiased"):
-                for batch in (64, 512):
-                    print(row(feats, labels, head, estimator, batch))
+                for weighting in ("step", "running"):
+                    for batch in (64, 512):
+                        print(row(feats, labels, head, estimator, weighting, batch))
 
 
 if __name__ == "__main__":

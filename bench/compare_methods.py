@@ -3,8 +3,8 @@
     python bench/compare_methods.py [--suite arm|all] [--seeds 0 1 2 3 4] [--jobs 2] [--epochs-uci 30]
                                     [--epochs-synthetic 20]
 
-``--suite arm`` (the default): baseline, OGM-GE, ARM with each estimator and ARM without
-re-weighting on synthetic-shift, uci-mfeat (mor, fou) and (zer, fac). ``--suite all``: every
+``--suite arm`` (the default): baseline, OGM-GE, ARM with each estimator, ARM weighing with the
+scores' moving average (``weighting: running``) and ARM without re-weighting on synthetic-shift, uci-mfeat (mor, fou) and (zer, fac). ``--suite all``: every
 registered method with its defaults on uci-mfeat (mor, fou), for the README's method table. Both
 train in this process's pool. ``--suite service``: every registered method on synthetic-shift and
 uci-mfeat (mor, fou) through the real service (``armscope serve`` with its worker and database, a
@@ -40,6 +40,7 @@ ARM_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("arm (plugin)", "arm", {"estimator": "plugin"}),
     ("arm (debiased)", "arm", {"estimator": "debiased"}),
     ("arm (reference)", "arm", {"estimator": "reference"}),
+    ("arm (debiased, running weights)", "arm", {"estimator": "debiased", "weighting": "running"}),
     ("arm without re-weighting", "arm", {"reweight": False}),
 ]
 
