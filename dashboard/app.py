@@ -168,7 +168,7 @@ def create_dash(ctx: Context) -> Dash:
             sweep = actions.launch_demo(ctx)
         except actions.ActionError as exc:
             return no_update, dbc.Alert(str(exc), color="danger", dismissable=True)
-        return f"/?sweep={sweep['id']}", None
+        return f"/sweeps/{sweep['id']}", None
 
     for page in (runs, launch, run_detail, compare, benchmark, sweep):
         page.register(app, ctx)

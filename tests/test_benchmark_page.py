@@ -163,7 +163,7 @@ def test_launching_a_method_stores_and_queues_a_seed_sweep_of_it_on_the_data_set
     answer, bad_seeds = benchmark.launch(ctx, "unimodal", "synthetic-shift", "resnet18", "0-2")
     assert not bad_seeds
     (link,) = [c for c in answer.children if isinstance(c, dcc.Link)]
-    sweep = int(link.href.removeprefix("/?sweep="))
+    sweep = int(link.href.removeprefix("/sweeps/"))
     runs, _ = ctx.store.list_runs(sweep=sweep)
     assert sorted(r["seed"] for r in runs) == [0, 1, 2] and "3 runs queued" in text_of(answer)
     assert {(r["method"], r["dataset"]) for r in runs} == {("unimodal", "synthetic-shift")}

@@ -84,7 +84,7 @@ def test_the_benchmark_shows_a_row_per_method_sorts_by_a_header_charts_each_row_
     launch.click()
     answer = css_id({"type": "benchmark-launched", "method": LAUNCHED})
     link = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"{answer} a.benchmark-sweep-link")))
-    sweep = int(re.search(r"/\?sweep=(\d+)$", link.get_attribute("href"))[1])
+    sweep = int(re.search(r"/sweeps/(\d+)$", link.get_attribute("href"))[1])
     runs = server.api.get("/runs", params={"sweep": sweep}).json()["items"]
     for run in runs:  # seen: no need to train them
         server.api.post(f"/runs/{run['id']}/cancel")

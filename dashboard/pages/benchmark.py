@@ -241,7 +241,7 @@ def launch(
     except actions.ActionError as exc:
         return html.Small(str(exc), className="text-danger"), False
     count = len(sweep["runs"])
-    link = dcc.Link(f"sweep {sweep['id']}", href=f"/?sweep={sweep['id']}", className="benchmark-sweep-link")
+    link = dcc.Link(f"sweep {sweep['id']}", href=f"/sweeps/{sweep['id']}", className="benchmark-sweep-link")
     return html.Small(["Launched ", link, f": {count} run{'s' if count != 1 else ''} queued."]), False
 
 
