@@ -46,7 +46,7 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
     method: Mapped[str] = mapped_column(String(64), index=True)
