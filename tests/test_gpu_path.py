@@ -107,7 +107,11 @@ def test_bf16_and_channels_last_steps_train_convolutional_encoders(channels_last
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     method.begin_epoch(1, 0, 1, device)
-    loss, norms = TrainingStep(model, method, optimizer, device, "bf16", channels_last)(*batch(), 0)
+    # Without oneDNN: on CPUs with AMX its bf16 convolution now and then returns NaN for finite inputs
+    # (torch 2.13.0, ResNet-18's layer4.0.conv1 on a 3 x 2 map: 2 to 6 of 40 fresh models), failing
+    # this test at random; the step's own bf16 and channels-last handling is what it checks.
+    with torch.backends.mkldnn.flags(enabled=False):
+        loss, norms = TrainingStep(model, method, optimizer, device, "bf16", channels_last)(*batch(), 0)
     assert math.isfinite(loss.item()) and torch.isfinite(norms).all()
 
 
