@@ -205,7 +205,7 @@ def running_scores(modalities: int, device: torch.device | str = "cpu") -> Tenso
 
     Per-step scores at small batches are as noisy as they are large, and a weight is
     their ratio: weighing with their moving average instead makes the weights a
-    property of the model, not of the batch size (README, "What ARM applied").
+    property of the model, not of the batch size (README, "Estimators").
     """
     state = torch.zeros(modalities + 1, dtype=torch.float64, device=device)
     state[-1] = 1.0
