@@ -63,11 +63,13 @@ def make_run(store: Store, name: str | None = None, epochs: int = 0, modality: s
     return store.get_run(run["id"])
 
 
-def callback_request(app, first_output: str, values: dict[str, object]) -> dict:
-    """The body Dash's renderer posts for the callback whose first output is ``first_output``;
-    ``values`` by ``"<id>.<property>"``, the first input marked as the one that changed."""
+def callback_request(app, first_output: str, values: dict[str, object], trigger: str | None = None) -> dict:
+    """The body Dash's renderer posts for the callback whose first output is ``first_output`` (and whose first
+    input is the component ``trigger``, where several write that output); ``values`` by ``"<id>.<property>"``,
+    the first input marked as the one that changed."""
     callbacks = app.state.dashboard.callback_map
-    output, spec = next((key, spec) for key, spec in callbacks.items() if key.lstrip(".").startswith(first_output))
+    output, spec = next((key, spec) for key, spec in callbacks.items() if key.lstrip(".").startswith(first_output)
+                        and (trigger is None or spec["inputs"][0]["id"] == trigger))
     outputs = [o.to_dict() for o in (spec["output"] if isinstance(spec["output"], list) else [spec["output"]])]
     # A wildcard output (the run page's declared charts) is sent as the list of components it matched: none here.
     outputs = [[] if o["id"].startswith("{") else o for o in outputs]
@@ -324,6 +326,13 @@ def test_perform_refuses_an_unknown_action_and_too_many_runs(store):
         actions.perform(ctx, "shutdown", [1])
     color, message = actions.perform(ctx, "delete", list(range(1, MAX_IDS + 2)))
     assert color == "danger" and message.startswith(f"Too many runs (at most {MAX_IDS}")
+
+
+def test_the_demo_button_opens_the_new_sweep_s_page(client, app, store):
+    answer = post(client, callback_request(app, "url.href", {"demo-sweep.n_clicks": 1}, trigger="demo-sweep"))
+    assert answer.status_code == 200, answer.text
+    (sweep,) = store.list_sweeps()
+    assert answer.json()["response"]["url"]["href"] == f"/sweeps/{sweep['id']}"
 
 
 def test_ticking_more_runs_than_the_bound_keeps_the_selection_and_says_why(client, app):
