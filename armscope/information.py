@@ -315,7 +315,10 @@ def _histograms(
     fused = torch.stack(shares)
     if order is not None:
         # Row by row: a gather from a vector is several times faster than along a matrix's last axis.
-        null = torch.stack([row.index_select(0, order) for row in fused]).add_(cells)
+        null = torch.empty_like(fused)
+        for row, into in zip(fused, null):
+            torch.index_select(row, 0, order, out=into)
+        null.add_(cells)
         torch.add(base, null[:, None], out=keys[1])
     base.add_(fused[:, None])
     return _tables(_count(keys, copies * cells), copies, fine, nmi_bins, coarse, ncmi_bins, n_mod, combined)
