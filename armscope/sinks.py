@@ -28,4 +28,4 @@ class Sink:
         """A notable moment: dominance switch, guard clamp, warning, resume."""
 
     def finish(self, status: str, error: str | None) -> None:
-        """The run ended as succeeded, failed or cancelled."""
+        """The run ended as succeeded, failed or cancelled, or stopped as interrupted (to be resumed)."""

@@ -47,6 +47,10 @@ class RunCancelled(Exception):
     pass
 
 
+class RunInterrupted(Exception):
+    """Asked to stop to be resumed elsewhere (its worker shuts down): no end of the run, so no 'cancelled' event."""
+
+
 class TrainingFailed(Exception):
     """The run cannot go on (non-finite loss); the message says why and where."""
 
@@ -128,6 +132,7 @@ class Trainer:
         *,
         resume: bool = False,
         should_cancel: Callable[[], bool] | None = None,
+        should_interrupt: Callable[[], bool] | None = None,
         run_folder: Callable[[int], Path] | None = None,
         source: Path | str | None = None,
     ) -> None:
@@ -136,6 +141,7 @@ class Trainer:
         self.sink = sink or Sink()
         self.resume = resume
         self.should_cancel = should_cancel or (lambda: False)
+        self.should_interrupt = should_interrupt or (lambda: False)
         self.run_folder = run_folder
         self.source = source
         self.environment: dict[str, Any] = {}
@@ -274,6 +280,8 @@ class _Loop:
         except RunCancelled:
             self.emit_event("cancelled", "info", "cancelled on request")
             return self._finish("cancelled", final, None)
+        except RunInterrupted:
+            return self._finish("interrupted", final, None)
         except torch.cuda.OutOfMemoryError as exc:
             out_of_memory = self._out_of_memory(exc)
         except (TrainingFailed, DataError) as exc:
@@ -343,6 +351,8 @@ class _Loop:
         for index, (inputs, labels, sample_index) in enumerate(self._batches(order)):
             if self.trainer.should_cancel():
                 raise RunCancelled()
+            if self.trainer.should_interrupt():
+                raise RunInterrupted()
             loss, norms = self.step(inputs, labels, self.state["step"], sample_index)
             nonfinite |= ~torch.isfinite(loss)
             grad_sum += norms
@@ -469,6 +479,7 @@ def train(
     *,
     resume: bool = False,
     should_cancel: Callable[[], bool] | None = None,
+    should_interrupt: Callable[[], bool] | None = None,
     run_folder: Callable[[int], Path] | None = None,
     source: Path | str | None = None,
 ) -> RunResult:
@@ -477,7 +488,11 @@ def train(
     ``run_folder`` maps a stored run's id to its folder, for a method that builds on earlier runs
     (UMT's teachers from ``unimodal`` runs); the worker and the CLI pass the service's. ``source`` is the
     file the config came from (``--config``): its git commit is recorded with the run's environment.
+    Between batches, ``should_cancel`` true ends the run as cancelled; ``should_interrupt`` true (its worker
+    shuts down) stops it as ``interrupted``, its last checkpoint kept for a resume, and says nothing in
+    its events: whoever interrupted it says where it goes.
     """
     return Trainer(
-        config, out_dir, sink, resume=resume, should_cancel=should_cancel, run_folder=run_folder, source=source
+        config, out_dir, sink, resume=resume, should_cancel=should_cancel, should_interrupt=should_interrupt,
+        run_folder=run_folder, source=source,
     ).run()

@@ -21,6 +21,7 @@ from armscope.config import RunConfig
 from armscope.rundir import RunDir
 from armscope.train import train
 from server.app import create_app
+from service.db.store import Store
 from service.settings import Settings
 from tests.service_support import (
     free_port,
@@ -236,6 +237,27 @@ def test_a_run_interrupted_by_ctrl_c_resumes_on_the_next_start(laptop):
             client.cancel(run_id)
     finally:
         stop(restarted)
+
+
+def test_ctrl_c_hands_the_runs_of_an_embedded_worker_of_several_processes_back_at_once(tmp_path):
+    """The embedded broker makes Celery's pool run with threads, and billiard then resets every signal handler
+    its processes had: the stop signal ended them outright and their runs waited for the reaper instead."""
+    with serving(tmp_path, "--concurrency", "2") as (url, server):
+        with Client(url) as client:
+            run_ids = [client.submit({**SLOW, "epochs": 30, "seed": seed})["id"] for seed in (0, 1)]
+            for run_id in run_ids:
+                wait_for(lambda run_id=run_id: client.get(run_id)["progress"]["epoch"] >= 1, 90, "epoch 1")
+        server.send_signal(signal.SIGINT)
+        assert server.wait(40) == 0
+    store = Store(f"sqlite:///{tmp_path / 'armscope.db'}")
+    try:
+        for run_id in run_ids:
+            assert store.get_run(run_id)["status"] == "queued"
+            kinds = [e["kind"] for e in store.events(run_id)]
+            assert "requeued" in kinds and "cancelled" not in kinds
+    finally:
+        store.dispose()
+    assert "exitcode 70" not in (tmp_path / "serve.log").read_text()
 
 
 def test_a_killed_embedded_worker_is_reaped_and_restarted_and_the_new_one_finishes_its_run(tmp_path):

@@ -128,6 +128,20 @@ def test_cancel_is_checked_between_batches(tiny_config, tmp_path):
     assert len(calls) == 5 and result.epochs_completed == 0
 
 
+def test_an_interrupt_stops_between_batches_as_interrupted_and_records_no_cancellation(tiny_config, tmp_path):
+    calls = []
+
+    def interrupt_on_fifth_batch():
+        calls.append(1)
+        return len(calls) >= 5
+
+    sink = Recorder()
+    result = train(tiny_config(), tmp_path / "run", sink, should_interrupt=interrupt_on_fifth_batch)
+    assert result.status == "interrupted" and sink.finished == ("interrupted", None)
+    assert len(calls) == 5
+    assert "cancelled" not in [e["kind"] for e in RunDir(tmp_path / "run").events()]
+
+
 def test_a_loss_that_is_not_finite_fails_the_run_with_a_reason(tiny_config, tmp_path, monkeypatch):
     original = Method.loss
 

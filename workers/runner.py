@@ -98,7 +98,8 @@ def execute(
         resume = RunDir(run_dir).holds_run()
         result = train(
             config, run_dir, sink, resume=resume,
-            should_cancel=lambda: heartbeat.cancel.is_set() or stopping.is_set(),
+            should_cancel=heartbeat.cancel.is_set,
+            should_interrupt=stopping.is_set,
             run_folder=settings.run_dir,
         )
         status, error = result.status, result.error
@@ -112,7 +113,7 @@ def execute(
         heartbeat.join()
     if heartbeat.lost.is_set():
         return "lost"
-    if status == "cancelled" and stopping.is_set() and not heartbeat.cancel.is_set():
+    if status == "interrupted":
         store.add_event(run_id, {"epoch": result.epochs_completed, "kind": "requeued", "level": "warning",
                                  "message": f"worker {worker} shut down; the run goes back to the queue "
                                             f"and resumes after epoch {result.epochs_completed}"})

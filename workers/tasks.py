@@ -43,6 +43,12 @@ STOPPING = threading.Event()
 # only waits for them, for as long as their runs take.
 STOP_SIGNAL = signal.SIGUSR2
 REAPERS: list[Reaper] = []
+# Set in a prefork pool process, which then listens for STOP_SIGNAL while it trains.
+IN_POOL = threading.Event()
+
+
+def _stop_requested(*_: Any) -> None:
+    STOPPING.set()
 
 
 @worker_process_init.connect
@@ -53,10 +59,12 @@ def _prepare_pool_process(**_: Any) -> None:
     those, so every run of an audio-visual data set (two loader processes by
     default) would fail there. The only children a run starts are loader
     workers, which end with their loader and exit when their parent dies.
-    And a child learns of its worker's shutdown by STOP_SIGNAL.
+    And a child learns of its worker's shutdown by STOP_SIGNAL, whose handler
+    ``run_task`` installs again (see there why).
     """
     multiprocessing.current_process().daemon = False
-    signal.signal(STOP_SIGNAL, lambda *_: STOPPING.set())
+    signal.signal(STOP_SIGNAL, _stop_requested)
+    IN_POOL.set()
 
 
 @worker_ready.connect
@@ -89,6 +97,11 @@ def install(app: Celery) -> None:
 
 
 def run_task(self: Task, run_id: int) -> str:
+    if IN_POOL.is_set():
+        # Again here: with a broker that has no event loop (the embedded one) the pool runs with threads,
+        # and billiard then resets every handler after the process's initialiser, which turned STOP_SIGNAL
+        # into an exit that left the run to the reapers.
+        signal.signal(STOP_SIGNAL, _stop_requested)
     store, settings, queue = _store(), get_settings(), CeleryQueue(self.app)
     name = worker_name(self.request.hostname)
     if STOPPING.is_set():
