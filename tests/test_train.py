@@ -114,31 +114,30 @@ def test_a_new_run_refuses_a_folder_that_holds_one(tiny_config, tmp_path):
         train(tiny_config(epochs=1), tmp_path / "run")
 
 
+class FifthBatch:
+    """A stop request that turns true when asked for the fifth time, counting the times it was asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.asked >= 5
+
+
 def test_cancel_is_checked_between_batches(tiny_config, tmp_path):
-    calls = []
-
-    def cancel_on_fifth_batch():
-        calls.append(1)
-        return len(calls) >= 5
-
-    sink = Recorder()
-    result = train(tiny_config(), tmp_path / "run", sink, should_cancel=cancel_on_fifth_batch)
+    sink, cancel = Recorder(), FifthBatch()
+    result = train(tiny_config(), tmp_path / "run", sink, should_cancel=cancel)
     assert result.status == "cancelled"
     assert sink.finished == ("cancelled", None)
-    assert len(calls) == 5 and result.epochs_completed == 0
+    assert cancel.asked == 5 and result.epochs_completed == 0
 
 
 def test_an_interrupt_stops_between_batches_as_interrupted_and_records_no_cancellation(tiny_config, tmp_path):
-    calls = []
-
-    def interrupt_on_fifth_batch():
-        calls.append(1)
-        return len(calls) >= 5
-
-    sink = Recorder()
-    result = train(tiny_config(), tmp_path / "run", sink, should_interrupt=interrupt_on_fifth_batch)
+    sink, interrupt = Recorder(), FifthBatch()
+    result = train(tiny_config(), tmp_path / "run", sink, should_interrupt=interrupt)
     assert result.status == "interrupted" and sink.finished == ("interrupted", None)
-    assert len(calls) == 5
+    assert interrupt.asked == 5
     assert "cancelled" not in [e["kind"] for e in RunDir(tmp_path / "run").events()]
 
 
