@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
-from armscope.config import RunConfig, load_config_file, set_dotted
+from armscope.config import ConfigError, RunConfig, load_config_file, set_dotted
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="RunConfig as JSON or YAML.")]
 Dataset = Annotated[Optional[str], typer.Option(help="Data set name (see `armscope datasets`).")]
@@ -45,11 +45,18 @@ def validation_message(exc: ValidationError) -> str:
 def build_config(
     config_file: Path | None, flags: dict[str, Any], assignments: list[str], base: dict[str, Any] | None = None
 ) -> RunConfig:
-    """Merge, in increasing priority: a stored or file config, flags, then --set assignments."""
+    """Merge, in increasing priority: a stored or file config, flags (``field_flags``), then --set assignments.
+
+    Every fault, from an unreadable file to a field the schema refuses, is a ConfigError whose message
+    names it, so that each command turns config problems into one kind of error.
+    """
     raw: dict[str, Any] = dict(base or {})
     if config_file is not None:
         raw.update(load_config_file(config_file))
-    raw.update(field_flags(**flags))
+    raw.update(flags)
     for assignment in assignments:
         set_dotted(raw, assignment)
-    return RunConfig.model_validate(raw)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from exc

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -30,7 +29,6 @@ from cli.configs import (
     Seed,
     build_config,
     field_flags,
-    validation_message,
 )
 from cli.submit import register as register_submit
 from cli.tracking import register as register_tracking
@@ -97,8 +95,6 @@ def train(
         run_config = build_config(config, flags, set_, base)
     except ConfigError as exc:
         _fail(str(exc))
-    except ValidationError as exc:
-        _fail(validation_message(exc))
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.display_name()}-{stamp}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from armscope.client import Client, ClientError
@@ -27,7 +26,6 @@ from cli.configs import (
     Seed,
     build_config,
     field_flags,
-    validation_message,
 )
 
 console = Console()
@@ -68,8 +66,6 @@ def submit(
         run_config = build_config(config, flags, set_)
     except ConfigError as exc:
         _exit(str(exc), 2)
-    except ValidationError as exc:
-        _exit(validation_message(exc), 2)
 
     with Client(url, token) as client:
         try:
