@@ -19,6 +19,14 @@ from tests.service_support import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# A run that trains in seconds on the served worker (add its method and seed).
+TINY = {
+    "dataset": "synthetic-shift",
+    "epochs": 2,
+    "device": "cpu",
+    "dataset_options": {"n_samples": 400, "dims": 8},
+    "model_options": {"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [16]}},
+}
 
 
 class Server:
@@ -145,3 +153,12 @@ def css_id(ident: dict[str, Any]) -> str:
     """A CSS selector for a Dash pattern-matching id (rendered as JSON with sorted keys)."""
     text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
     return "[id='" + text + "']"
+
+
+def replace_text(element: Any, text: str) -> None:
+    """Type ``text`` into an input in place of what it holds, as a person selecting all and typing would."""
+    from selenium.webdriver.common.keys import Keys
+
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(Keys.DELETE)
+    element.send_keys(text)

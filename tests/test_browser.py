@@ -9,22 +9,13 @@ import re
 
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from armscope.config import RunConfig
 from service.db.store import Store
 from service.settings import Settings
-from tests.browser_support import Server, css_id, screenshot, severe_errors
-
-TINY = {
-    "dataset": "synthetic-shift",
-    "epochs": 2,
-    "device": "cpu",
-    "dataset_options": {"n_samples": 400, "dims": 8},
-    "model_options": {"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [16]}},
-}
+from tests.browser_support import TINY, Server, css_id, replace_text, screenshot, severe_errors
 
 
 def option(section: str, field: str) -> dict[str, str]:
@@ -32,10 +23,7 @@ def option(section: str, field: str) -> dict[str, str]:
 
 
 def type_into(driver, ident: dict[str, str], text: str) -> None:
-    element = driver.find_element(By.CSS_SELECTOR, css_id(ident))
-    element.send_keys(Keys.CONTROL, "a")
-    element.send_keys(Keys.DELETE)
-    element.send_keys(text)
+    replace_text(driver.find_element(By.CSS_SELECTOR, css_id(ident)), text)
 
 
 def plotted_runs(driver) -> list[int]:

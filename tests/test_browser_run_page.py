@@ -6,27 +6,11 @@ Each test saves a screenshot under test-output/screenshots/ for a person to look
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser_support import screenshot, severe_errors
+from tests.browser_support import TINY, replace_text, screenshot, severe_errors
 from tests.service_support import wait_for
-
-TINY = {
-    "dataset": "synthetic-shift",
-    "epochs": 2,
-    "device": "cpu",
-    "dataset_options": {"n_samples": 400, "dims": 8},
-    "model_options": {"feature_dim": 16, "encoder": {"name": "mlp", "hidden": [16]}},
-}
-
-
-def replace_text(driver, element_id: str, text: str) -> None:
-    element = driver.find_element(By.ID, element_id)
-    element.send_keys(Keys.CONTROL, "a")
-    element.send_keys(Keys.DELETE)
-    element.send_keys(text)
 
 
 def click(driver, element) -> None:
@@ -49,8 +33,8 @@ def test_a_run_page_shows_its_environment_and_saves_notes_and_tags_edited_in_pla
 
     click(browser, browser.find_element(By.ID, "run-edit-toggle"))
     wait.until(EC.visibility_of_element_located((By.ID, "run-notes-input")))
-    replace_text(browser, "run-notes-input", "visual lags from epoch 1; try OGM next")
-    replace_text(browser, "run-tags-input", "baseline-check, ks")
+    replace_text(browser.find_element(By.ID, "run-notes-input"), "visual lags from epoch 1; try OGM next")
+    replace_text(browser.find_element(By.ID, "run-tags-input"), "baseline-check, ks")
     click(browser, browser.find_element(By.ID, "run-save"))
     wait.until(lambda d: d.find_elements(By.ID, "run-save-result") and d.find_element(By.ID, "run-save-result").text)
     shown = browser.execute_script(

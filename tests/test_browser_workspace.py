@@ -7,13 +7,12 @@ curves at once. Each test saves screenshots under test-output/screenshots/.
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from armscope.config import RunConfig
 from service.db.store import Store
 from service.settings import Settings
-from tests.browser_support import Server, css_id, screenshot, severe_errors
+from tests.browser_support import Server, css_id, replace_text, screenshot, severe_errors
 
 
 def finished(server: Server, method: str, seed: int, acc: float, **config) -> int:
@@ -78,9 +77,7 @@ def test_a_saved_view_reopens_the_charts_and_a_taken_name_is_refused(server, bro
     browser.get(f"{server.url}/compare?runs={first},{second}&metric=val_loss,shapley.*&x=samples")
     wait.until(lambda d: [c["lines"] for c in charts(d)] == [2, 4])
     for attempt in range(2):
-        name = browser.find_element(By.ID, "compare-view-name")
-        name.send_keys(Keys.CONTROL, "a", Keys.DELETE)
-        name.send_keys("loss and shares")
+        replace_text(browser.find_element(By.ID, "compare-view-name"), "loss and shares")
         # Clicked in the page: a pointer click at the bottom of the window may land on a chart still drawing.
         save = browser.find_element(By.ID, "compare-view-save")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", save)
