@@ -36,3 +36,19 @@ def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from armscope.train import TIMING_KEYS  # imports torch: only when a test compares runs
 
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def trained_model(config: Any, folder: Any) -> tuple[Any, Any]:
+    """The data and the model a finished run of ``config`` left in ``folder``, rebuilt and in eval mode."""
+    from armscope.data.base import build_dataset
+    from armscope.methods.base import build_method
+    from armscope.rundir import RunDir
+    from armscope.train import build_model
+
+    bundle = build_dataset(config.dataset, config.parsed_dataset_options, config.seed)
+    options = config.parsed_model_options
+    method = build_method(config.method, config.parsed_method_options, bundle.modalities, bundle.n_classes,
+                          options.feature_dim)
+    model = build_model(bundle, method, options)
+    model.load_state_dict(RunDir(folder).load_checkpoint()["model"])
+    return bundle, model.eval()

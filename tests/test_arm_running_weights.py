@@ -14,13 +14,12 @@ import torch
 
 from armscope.arm_terms import GUARD_NONFINITE, STEP_STATS, arm_step, arm_terms, asymmetric_weights, running_scores
 from armscope.config import RunConfig
-from armscope.data.base import build_dataset
 from armscope.dominance import encode_split
 from armscope.methods.base import build_method
 from armscope.models.heads import ARMHead, arm_lens
 from armscope.rundir import RunDir
-from armscope.train import build_model, train
-from tests.support import without_timing
+from armscope.train import train
+from tests.support import trained_model, without_timing
 from tests.test_gpu_path import steps_on_meta, with_av_model
 
 pytestmark = pytest.mark.unit
@@ -131,12 +130,7 @@ def uci_checkpoint(tmp_path) -> tuple[dict[str, torch.Tensor], torch.Tensor, ARM
         "method_options": {"estimator": "debiased"}, "device": "cpu",
     })
     assert train(config, tmp_path).status == "succeeded"
-    bundle = build_dataset(config.dataset, config.parsed_dataset_options, config.seed)
-    options = config.parsed_model_options
-    method = build_method("arm", config.parsed_method_options, bundle.modalities, bundle.n_classes, options.feature_dim)
-    model = build_model(bundle, method, options)
-    model.load_state_dict(RunDir(tmp_path).load_checkpoint()["model"])
-    model.eval()
+    bundle, model = trained_model(config, tmp_path)
     feats, labels = encode_split(model, bundle.train, 512, torch.device("cpu"))
     return feats, labels, model.head
 

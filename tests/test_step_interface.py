@@ -5,18 +5,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from armscope.data import build_dataset
 from armscope.data.base import TensorSplit
 from armscope.data.loader_split import LoaderSplit
 from armscope.dominance import encode_split, evaluate
-from armscope.methods import Method, build_method
+from armscope.methods import Method
 from armscope.methods.state import MethodStateError
 from armscope.models import ConcatHead, MultimodalModel, build_encoder
 from armscope.rundir import RunDir
 from armscope.step import StepContext, TrainingStep
-from armscope.train import build_model, train
+from armscope.train import train
 from tests.step_toys import TOYS, AlternatingSurgery, RunningLoss, WeightedSampler, entropy_fusion, register
-from tests.support import without_timing
+from tests.support import trained_model, without_timing
 
 TRAIN_SIZE = 480  # the tiny config's 600 samples, less a fifth held out for validation
 
@@ -256,11 +255,7 @@ def test_a_run_logs_the_accuracy_of_the_methods_test_time_fusion_rule(monkeypatc
     register(monkeypatch, "toy-entropy-fusion", TOYS["toy-entropy-fusion"])
     config = tiny_config(method="toy-entropy-fusion", epochs=2, lr=0.1)
     last = logged(config, tmp_path / "run")[-1]
-    bundle = build_dataset(config.dataset, config.dataset_options, config.seed)
-    method = build_method("baseline", {}, bundle.modalities, bundle.n_classes, 16)
-    model = build_model(bundle, method, config.model_options)
-    model.load_state_dict(RunDir(tmp_path / "run").load_checkpoint()["model"])
-    model.eval()
+    bundle, model = trained_model(config, tmp_path / "run")
     feats, labels = encode_split(model, bundle.val, 128, torch.device("cpu"))
     with torch.no_grad():
         fused = entropy_fusion(model.head.unimodal_logits(feats))
