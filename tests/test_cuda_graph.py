@@ -74,13 +74,15 @@ def test_a_graph_that_cannot_be_captured_falls_back_once_and_says_so(monkeypatch
     assert not method.graphing  # not tried again
 
 
-def twin_heads():
-    """Two identical ARM heads and step statistics on the GPU: one stepped directly, one from a graph."""
+def twin_heads(running: bool = False):
+    """Two identical ARM heads, step statistics and (with ``running``) score averages on the GPU: one stepped
+    directly, one from a graph."""
     made = []
     for _ in range(2):
         torch.manual_seed(3)
         step_stats = torch.zeros(STEP_STATS, 2, dtype=torch.float64, device="cuda")
-        made.append((ARMHead(["audio", "visual"], 64, 6).cuda(), step_stats))
+        average = running_scores(2, "cuda") if running else None
+        made.append((ARMHead(["audio", "visual"], 64, 6).cuda(), step_stats, average))
     return made
 
 
@@ -95,34 +97,31 @@ def random_batch(batch, seed, dtype=torch.float32):
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_graphed_arm_step_gives_the_weights_and_updates_of_the_direct_step(compiled, precision, weighting):
-    (direct_head, direct_sum), (graph_head, graph_sum) = twin_heads()
-    averages = {id(head): running_scores(2, "cuda") if weighting == "running" else None
-                for head in (direct_head, graph_head)}
+    direct, graph = twin_heads(running=weighting == "running")
 
-    def step(head, step_stats, feats, labels):
+    def step(twin, feats, labels):
+        head, step_stats, average = twin
         return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, compiled=compiled,
-                        running=averages[id(head)], **SETTINGS)
+                        running=average, **SETTINGS)
 
-    state = [graph_head.eval_weights, graph_sum] + ([] if weighting == "step" else [averages[id(graph_head)]])
-    graphed = GraphedCall(lambda *t: step(graph_head, graph_sum, t[:2], t[2]), state)
+    state = [t for t in (graph[0].eval_weights, *graph[1:]) if t is not None]
+    graphed = GraphedCall(lambda *t: step(graph, t[:2], t[2]), state)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
     for seed in range(4):  # the first call captures; the graph must not have moved any state
         feats, labels = random_batch(48, seed, torch.bfloat16 if precision == "bf16" else torch.float32)
         with autocast:
-            expected = step(direct_head, direct_sum, feats, labels)
+            expected = step(direct, feats, labels)
             got = graphed(*feats, labels)
         for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-6, atol=0)
-        torch.testing.assert_close(graph_head.eval_weights, direct_head.eval_weights, rtol=1e-6, atol=0)
-        torch.testing.assert_close(graph_sum, direct_sum, rtol=1e-6, atol=0)
-        if weighting == "running":
-            torch.testing.assert_close(averages[id(graph_head)], averages[id(direct_head)], rtol=1e-6, atol=0)
+        torch.testing.assert_close(graph[0].eval_weights, direct[0].eval_weights, rtol=1e-6, atol=0)
+        torch.testing.assert_close(graph[1:], direct[1:], rtol=1e-6, atol=0)
     assert len(graphed.graphs) == 1
 
 
 @needs_cuda
 def test_each_batch_size_gets_its_own_graph_and_the_last_partial_batch_is_right():
-    (direct_head, direct_sum), (graph_head, graph_sum) = twin_heads()
+    (direct_head, direct_sum, _), (graph_head, graph_sum, _) = twin_heads()
 
     def step(head, step_stats, feats, labels):
         return arm_step(dict(zip(["audio", "visual"], feats)), head, labels, step_stats, **SETTINGS)
